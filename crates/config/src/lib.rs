@@ -1,1 +1,61 @@
+//! ballast's configuration: the model (SPEC §2), its parser and its validation.
+//!
+//! Control path only. Every source of config — the file, SIGHUP, the admin API and
+//! etcd — goes through [`Config::from_toml`] or [`Config::from_json`], which either
+//! return a fully valid model or every error found, each with its field path and,
+//! for TOML, its line and column. Nothing downstream re-validates.
 #![forbid(unsafe_code)]
+
+mod decode;
+pub mod duration;
+mod error;
+mod model;
+mod parse;
+mod source;
+
+use std::path::Path;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use model::*;
+pub use source::Pos;
+
+impl Config {
+    /// Parse and validate a TOML config.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigErrors> {
+        let root = source::from_toml(text)?;
+        Self::from_node(&root)
+    }
+
+    /// Parse and validate a config given as JSON (the admin API's form).
+    pub fn from_json(value: &serde_json::Value) -> Result<Config, ConfigErrors> {
+        Self::from_node(&source::from_json(value))
+    }
+
+    /// Read, parse and validate a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors::one(ConfigError::new(
+                "",
+                None,
+                format!("cannot read {}: {e}", path.display()),
+            ))
+        })?;
+        Self::from_toml(&text)
+    }
+
+    fn from_node(root: &source::Node) -> Result<Config, ConfigErrors> {
+        let mut errs = decode::Errors::default();
+        match parse::decode(root, &mut errs) {
+            Some(config) if errs.0.is_empty() => Ok(config),
+            _ => {
+                // File order reads best; errors without a position (JSON) keep theirs.
+                errs.0
+                    .sort_by_key(|e| e.pos.map_or((u32::MAX, 0), |p| (p.line, p.column)));
+                Err(ConfigErrors(errs.0))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

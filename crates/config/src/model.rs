@@ -1,0 +1,263 @@
+//! The validated config model: what the file, SIGHUP, the admin API and (later) etcd
+//! all produce, and what the proxy builds its runtime snapshot from.
+//!
+//! Control path only. Every value here has been checked by `decode.rs`; the proxy
+//! relies on that (names unique, references resolve, ranges hold) and does not
+//! re-validate. Defaults live here, next to the field they belong to.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::duration;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub admin: AdminConfig,
+    pub state: StateConfig,
+    pub access_log: AccessLogConfig,
+    pub listeners: Vec<ListenerConfig>,
+    pub target_groups: Vec<TargetGroupConfig>,
+}
+
+impl Config {
+    pub fn target_group(&self, name: &str) -> Option<&TargetGroupConfig> {
+        self.target_groups.iter().find(|g| g.name == name)
+    }
+}
+
+/// Process-wide settings.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ServerConfig {
+    /// How long SIGTERM/SIGINT (and a removed listener) wait for in-flight requests.
+    #[serde(serialize_with = "duration::serialize")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AdminConfig {
+    pub bind: SocketAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 9900)),
+            token_file: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StateConfig {
+    pub dir: PathBuf,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            dir: PathBuf::from("./ballast-state"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLogConfig {
+    Stdout,
+    Off,
+    File(PathBuf),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub bind: SocketAddr,
+    pub protocol: ListenerProtocol,
+    pub default_action: Action,
+    /// Time a client has to send a complete request head.
+    #[serde(serialize_with = "duration::serialize")]
+    pub header_read_timeout: Duration,
+    /// A keep-alive client connection with no request in flight is closed after this.
+    #[serde(serialize_with = "duration::serialize")]
+    pub idle_timeout: Duration,
+}
+
+impl ListenerConfig {
+    pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenerProtocol {
+    /// HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same port.
+    Http,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Action {
+    Forward { target_group: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TargetGroupConfig {
+    pub name: String,
+    pub algorithm: Algorithm,
+    pub protocol: TargetProtocol,
+    pub targets: Vec<TargetConfig>,
+    pub health_check: HealthCheckConfig,
+    pub unhealthy_state_routing: UnhealthyStateRouting,
+    #[serde(serialize_with = "duration::serialize")]
+    pub connect_timeout: Duration,
+    /// Time from sending a request to receiving the response head.
+    #[serde(serialize_with = "duration::serialize")]
+    pub response_timeout: Duration,
+}
+
+impl TargetGroupConfig {
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+    pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    RoundRobin,
+    LeastOutstandingRequests,
+    WeightedRandom,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetProtocol {
+    Http1,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TargetConfig {
+    pub address: SocketAddr,
+    pub weight: u32,
+}
+
+impl TargetConfig {
+    pub const DEFAULT_WEIGHT: u32 = 1;
+    pub const MAX_WEIGHT: u32 = 999;
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HealthCheckConfig {
+    pub path: String,
+    #[serde(serialize_with = "duration::serialize")]
+    pub interval: Duration,
+    #[serde(serialize_with = "duration::serialize")]
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+    pub matcher: StatusMatcher,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        HealthCheckConfig {
+            path: "/healthz".to_string(),
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            healthy_threshold: 3,
+            unhealthy_threshold: 2,
+            matcher: StatusMatcher(vec![(200, 399)]),
+        }
+    }
+}
+
+/// HTTP status codes that count as healthy: `"200"`, `"200-399"`, `"200,204,300-308"`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusMatcher(pub Vec<(u16, u16)>);
+
+impl StatusMatcher {
+    pub const ALLOWED: &'static str =
+        "status codes 100-599 as a code, a range or a comma list (e.g. \"200\", \"200-399\", \"200,204,300-308\")";
+
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut ranges = Vec::new();
+        for part in text.split(',') {
+            let part = part.trim();
+            let (lo, hi) = match part.split_once('-') {
+                Some((lo, hi)) => (lo.trim().parse().ok()?, hi.trim().parse().ok()?),
+                None => {
+                    let code = part.parse().ok()?;
+                    (code, code)
+                }
+            };
+            if !(100..=599).contains(&lo) || !(100..=599).contains(&hi) || lo > hi {
+                return None;
+            }
+            ranges.push((lo, hi));
+        }
+        Some(StatusMatcher(ranges))
+    }
+
+    pub fn matches(&self, status: u16) -> bool {
+        self.0.iter().any(|&(lo, hi)| (lo..=hi).contains(&status))
+    }
+}
+
+impl Serialize for StatusMatcher {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let text: Vec<String> = self
+            .0
+            .iter()
+            .map(|&(lo, hi)| {
+                if lo == hi {
+                    lo.to_string()
+                } else {
+                    format!("{lo}-{hi}")
+                }
+            })
+            .collect();
+        s.serialize_str(&text.join(","))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UnhealthyStateRouting {
+    /// Below this many healthy targets the group routes to all of its targets.
+    pub minimum_healthy_targets: u32,
+}
+
+impl Default for UnhealthyStateRouting {
+    fn default() -> Self {
+        UnhealthyStateRouting {
+            minimum_healthy_targets: 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_matcher_forms() {
+        let m = StatusMatcher::parse("200,204, 300-308").expect("valid");
+        assert!(m.matches(200) && m.matches(204) && m.matches(301));
+        assert!(!m.matches(201) && !m.matches(309));
+        for bad in ["", "abc", "200-", "399-200", "99", "600", "200;300"] {
+            assert!(StatusMatcher::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+}

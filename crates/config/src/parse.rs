@@ -1,0 +1,516 @@
+//! Decoding the source tree into the config model, and the checks that span fields
+//! (unique names, references that must resolve, health-check timing).
+//!
+//! Control path only. Each `decode_*` function reads one table of SPEC §2, records
+//! every error it finds and returns `None` for a part it could not build; the caller
+//! returns the model only when no error was recorded at all.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::decode::{self as d, Errors, Fields};
+use crate::model::*;
+use crate::source::{Node, Pos};
+
+pub fn decode(root: &Node, errs: &mut Errors) -> Option<Config> {
+    let mut f = Fields::new(root, "", errs)?;
+    let server = f.optional("server").and_then(|n| decode_server(n, errs));
+    let admin = f.optional("admin").and_then(|n| decode_admin(n, errs));
+    let state = f.optional("state").and_then(|n| decode_state(n, errs));
+    let access_log = f
+        .optional("access_log")
+        .and_then(|n| decode_access_log(n, errs));
+
+    let mut listeners = Vec::new();
+    if let Some(n) = f.required("listeners", errs) {
+        let items = d::array(n, "listeners", errs);
+        if items.is_empty() && matches!(n.value, crate::source::Value::Array(_)) {
+            errs.at("listeners", n.pos, "at least one listener is required");
+        }
+        for (path, item) in items {
+            listeners.push(decode_listener(item, &path, errs));
+        }
+    }
+    let mut groups = Vec::new();
+    if let Some(n) = f.optional("target_groups") {
+        for (path, item) in d::array(n, "target_groups", errs) {
+            groups.push(decode_group(item, &path, errs));
+        }
+    }
+    f.finish(errs);
+
+    // Cross-field checks run on whatever decoded, so that they are reported too. A
+    // group with an error elsewhere still counts as defined, for its references.
+    let group_names: Vec<_> = groups.iter().filter_map(|g| g.name.clone()).collect();
+    check_unique(
+        groups.iter().filter_map(|g| g.name.as_ref()),
+        "target group",
+        errs,
+    );
+    check_unique(
+        listeners.iter().filter_map(|l| l.name.as_ref()),
+        "listener",
+        errs,
+    );
+    check_unique(
+        listeners.iter().filter_map(|l| l.bind.as_ref()),
+        "listener bind address",
+        errs,
+    );
+    for l in listeners.iter() {
+        let Some((Action::Forward { target_group }, path, pos)) = &l.action else {
+            continue;
+        };
+        if !group_names.iter().any(|g| &g.value == target_group) {
+            let known: Vec<_> = group_names
+                .iter()
+                .map(|n| format!("{:?}", n.value))
+                .collect();
+            errs.at(
+                path,
+                *pos,
+                format!(
+                    "unknown target group {target_group:?}; defined target groups: {}",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            );
+        }
+    }
+
+    if !errs.0.is_empty() {
+        return None;
+    }
+    Some(Config {
+        server: server.unwrap_or_default(),
+        admin: admin.unwrap_or_default(),
+        state: state.unwrap_or_default(),
+        access_log: access_log.unwrap_or(AccessLogConfig::Stdout),
+        listeners: listeners.into_iter().filter_map(|l| l.config).collect(),
+        target_groups: groups.into_iter().filter_map(|g| g.config).collect(),
+    })
+}
+
+/// A value as written, with where it was written, for cross-field errors.
+#[derive(Clone)]
+struct Located<T> {
+    value: T,
+    path: String,
+    pos: Option<Pos>,
+}
+
+fn located<T>(node: &Node, path: String, value: Option<T>) -> Option<Located<T>> {
+    value.map(|value| Located {
+        value,
+        path,
+        pos: node.pos,
+    })
+}
+
+fn check_unique<'a, T: PartialEq + std::fmt::Display + 'a>(
+    values: impl Iterator<Item = &'a Located<T>>,
+    what: &str,
+    errs: &mut Errors,
+) {
+    let mut seen: Vec<&Located<T>> = Vec::new();
+    for v in values {
+        if let Some(first) = seen.iter().find(|s| s.value == v.value) {
+            errs.at(
+                &v.path,
+                v.pos,
+                format!(
+                    "duplicate {what} \"{}\"; already used by {}",
+                    v.value, first.path
+                ),
+            );
+        } else {
+            seen.push(v);
+        }
+    }
+}
+
+fn decode_server(node: &Node, errs: &mut Errors) -> Option<ServerConfig> {
+    let mut f = Fields::new(node, "server", errs)?;
+    let mut server = ServerConfig::default();
+    if let Some(n) = f.optional("drain_timeout") {
+        let path = f.path("drain_timeout");
+        server.drain_timeout =
+            d::duration_in(n, &path, Duration::ZERO, Duration::from_secs(3600), errs)?;
+    }
+    f.finish(errs);
+    Some(server)
+}
+
+fn decode_admin(node: &Node, errs: &mut Errors) -> Option<AdminConfig> {
+    let mut f = Fields::new(node, "admin", errs)?;
+    let mut admin = AdminConfig::default();
+    if let Some(n) = f.optional("bind") {
+        admin.bind = d::socket_addr(n, &f.path("bind"), errs)?;
+    }
+    if let Some(n) = f.optional("token_file") {
+        admin.token_file = Some(PathBuf::from(d::string(n, &f.path("token_file"), errs)?));
+    }
+    f.finish(errs);
+    Some(admin)
+}
+
+fn decode_state(node: &Node, errs: &mut Errors) -> Option<StateConfig> {
+    let mut f = Fields::new(node, "state", errs)?;
+    let mut state = StateConfig::default();
+    if let Some(n) = f.optional("dir") {
+        state.dir = PathBuf::from(d::string(n, &f.path("dir"), errs)?);
+    }
+    f.finish(errs);
+    Some(state)
+}
+
+fn decode_access_log(node: &Node, errs: &mut Errors) -> Option<AccessLogConfig> {
+    let mut f = Fields::new(node, "access_log", errs)?;
+    let log = match f.optional("path") {
+        None => AccessLogConfig::Stdout,
+        Some(n) => match d::string(n, &f.path("path"), errs)?.as_str() {
+            "off" => AccessLogConfig::Off,
+            "" => {
+                errs.at(
+                    &f.path("path"),
+                    n.pos,
+                    "empty path; give a file path, or \"off\"",
+                );
+                return None;
+            }
+            p => AccessLogConfig::File(PathBuf::from(p)),
+        },
+    };
+    f.finish(errs);
+    Some(log)
+}
+
+/// A listener as decoded: its config when it had no error, and the parts the
+/// cross-field checks need even when it had some.
+#[derive(Default)]
+struct DecodedListener {
+    config: Option<ListenerConfig>,
+    name: Option<Located<String>>,
+    bind: Option<Located<std::net::SocketAddr>>,
+    action: Option<(Action, String, Option<Pos>)>,
+}
+
+fn decode_listener(node: &Node, path: &str, errs: &mut Errors) -> DecodedListener {
+    let Some(mut f) = Fields::new(node, path, errs) else {
+        return DecodedListener::default();
+    };
+    let name = f.required("name", errs).and_then(|n| {
+        let p = f.path("name");
+        located(n, p.clone(), d::name(n, &p, errs))
+    });
+    let bind = f.required("bind", errs).and_then(|n| {
+        let p = f.path("bind");
+        located(n, p.clone(), d::socket_addr(n, &p, errs))
+    });
+    let protocol = match f.optional("protocol") {
+        None => Some(ListenerProtocol::Http),
+        Some(n) => {
+            let p = f.path("protocol");
+            match d::string(n, &p, errs).as_deref() {
+                Some("http") => Some(ListenerProtocol::Http),
+                Some("https") => {
+                    errs.at(
+                        &p,
+                        n.pos,
+                        "protocol \"https\" is not available in this build yet; allowed: \"http\"",
+                    );
+                    None
+                }
+                Some(other) => {
+                    errs.at(
+                        &p,
+                        n.pos,
+                        format!("unknown value {other:?}; allowed: \"http\""),
+                    );
+                    None
+                }
+                None => None,
+            }
+        }
+    };
+    let action_path = f.path("default_action");
+    let action_node = f.required("default_action", errs);
+    let action = action_node.and_then(|n| decode_action(n, &action_path, errs));
+    let header_read_timeout = optional_duration(
+        &mut f,
+        "header_read_timeout",
+        ListenerConfig::DEFAULT_HEADER_READ_TIMEOUT,
+        (Duration::from_millis(1), Duration::from_secs(3600)),
+        errs,
+    );
+    let idle_timeout = optional_duration(
+        &mut f,
+        "idle_timeout",
+        ListenerConfig::DEFAULT_IDLE_TIMEOUT,
+        (Duration::from_millis(1), Duration::from_secs(4000)),
+        errs,
+    );
+    f.finish(errs);
+    let config = (|| {
+        Some(ListenerConfig {
+            name: name.as_ref()?.value.clone(),
+            bind: bind.as_ref()?.value,
+            protocol: protocol?,
+            default_action: action.clone()?,
+            header_read_timeout: header_read_timeout?,
+            idle_timeout: idle_timeout?,
+        })
+    })();
+    DecodedListener {
+        config,
+        name,
+        bind,
+        action: action.map(|a| (a, action_path, action_node.and_then(|n| n.pos))),
+    }
+}
+
+fn optional_duration(
+    f: &mut Fields<'_>,
+    key: &'static str,
+    default: Duration,
+    (lo, hi): (Duration, Duration),
+    errs: &mut Errors,
+) -> Option<Duration> {
+    match f.optional(key) {
+        None => Some(default),
+        Some(n) => d::duration_in(n, &f.path(key), lo, hi, errs),
+    }
+}
+
+fn decode_action(node: &Node, path: &str, errs: &mut Errors) -> Option<Action> {
+    let mut f = Fields::new(node, path, errs)?;
+    let kind = f
+        .required("type", errs)
+        .and_then(|n| d::one_of(n, &f.path("type"), &[("forward", ())], errs));
+    let group = f
+        .required("target_group", errs)
+        .and_then(|n| d::name(n, &f.path("target_group"), errs));
+    f.finish(errs);
+    kind?;
+    Some(Action::Forward {
+        target_group: group?,
+    })
+}
+
+/// A target group as decoded: its config when it had no error, and its name even
+/// when it had some.
+struct DecodedGroup {
+    config: Option<TargetGroupConfig>,
+    name: Option<Located<String>>,
+}
+
+fn decode_group(node: &Node, path: &str, errs: &mut Errors) -> DecodedGroup {
+    let Some(mut f) = Fields::new(node, path, errs) else {
+        return DecodedGroup {
+            config: None,
+            name: None,
+        };
+    };
+    let name = f.required("name", errs).and_then(|n| {
+        let p = f.path("name");
+        located(n, p.clone(), d::name(n, &p, errs))
+    });
+    let algorithm = match f.optional("algorithm") {
+        None => Some(Algorithm::RoundRobin),
+        Some(n) => d::one_of(
+            n,
+            &f.path("algorithm"),
+            &[
+                ("round_robin", Algorithm::RoundRobin),
+                (
+                    "least_outstanding_requests",
+                    Algorithm::LeastOutstandingRequests,
+                ),
+                ("weighted_random", Algorithm::WeightedRandom),
+            ],
+            errs,
+        ),
+    };
+    let protocol = match f.optional("protocol") {
+        None => Some(TargetProtocol::Http1),
+        Some(n) => d::one_of(
+            n,
+            &f.path("protocol"),
+            &[("http1", TargetProtocol::Http1)],
+            errs,
+        ),
+    };
+    let targets = match f.required("targets", errs) {
+        Some(n) => decode_targets(n, &f.path("targets"), errs),
+        None => None,
+    };
+    let health_check = match f.optional("health_check") {
+        None => Some(HealthCheckConfig::default()),
+        Some(n) => decode_health_check(n, &f.path("health_check"), errs),
+    };
+    let routing = match f.optional("unhealthy_state_routing") {
+        None => Some(UnhealthyStateRouting::default()),
+        Some(n) => decode_routing(n, &f.path("unhealthy_state_routing"), errs),
+    };
+    let connect_timeout = optional_duration(
+        &mut f,
+        "connect_timeout",
+        TargetGroupConfig::DEFAULT_CONNECT_TIMEOUT,
+        (Duration::from_millis(1), Duration::from_secs(600)),
+        errs,
+    );
+    let response_timeout = optional_duration(
+        &mut f,
+        "response_timeout",
+        TargetGroupConfig::DEFAULT_RESPONSE_TIMEOUT,
+        (Duration::from_millis(1), Duration::from_secs(4000)),
+        errs,
+    );
+    f.finish(errs);
+    let config = (|| {
+        Some(TargetGroupConfig {
+            name: name.as_ref()?.value.clone(),
+            algorithm: algorithm?,
+            protocol: protocol?,
+            targets: targets?,
+            health_check: health_check?,
+            unhealthy_state_routing: routing?,
+            connect_timeout: connect_timeout?,
+            response_timeout: response_timeout?,
+        })
+    })();
+    DecodedGroup { config, name }
+}
+
+fn decode_targets(node: &Node, path: &str, errs: &mut Errors) -> Option<Vec<TargetConfig>> {
+    let mut targets = Vec::new();
+    let mut ok = true;
+    for (tpath, item) in d::array(node, path, errs) {
+        let Some(mut f) = Fields::new(item, &tpath, errs) else {
+            ok = false;
+            continue;
+        };
+        let address = f
+            .required("address", errs)
+            .and_then(|n| d::socket_addr(n, &f.path("address"), errs));
+        let weight = match f.optional("weight") {
+            None => Some(TargetConfig::DEFAULT_WEIGHT),
+            Some(n) => d::u32_in(n, &f.path("weight"), 0, TargetConfig::MAX_WEIGHT, errs),
+        };
+        f.finish(errs);
+        match (address, weight) {
+            (Some(address), Some(weight)) => {
+                if let Some(i) = targets
+                    .iter()
+                    .position(|t: &TargetConfig| t.address == address)
+                {
+                    errs.at(
+                        &format!("{tpath}.address"),
+                        item.pos,
+                        format!("duplicate target {address}; already listed as {path}[{i}]"),
+                    );
+                    ok = false;
+                }
+                targets.push(TargetConfig { address, weight });
+            }
+            _ => ok = false,
+        }
+    }
+    ok.then_some(targets)
+}
+
+fn decode_health_check(node: &Node, path: &str, errs: &mut Errors) -> Option<HealthCheckConfig> {
+    let mut f = Fields::new(node, path, errs)?;
+    let def = HealthCheckConfig::default();
+    let hc_path = match f.optional("path") {
+        None => Some(def.path),
+        Some(n) => {
+            let p = f.path("path");
+            d::string(n, &p, errs).and_then(|s| {
+                let valid = s.starts_with('/')
+                    && s.bytes().all(|b| b.is_ascii_graphic())
+                    && !s.contains('#');
+                if valid {
+                    Some(s)
+                } else {
+                    errs.at(&p, n.pos, format!("invalid health check path {s:?}; expected an absolute path such as \"/healthz\" (no spaces)"));
+                    None
+                }
+            })
+        }
+    };
+    let interval = optional_duration(
+        &mut f,
+        "interval",
+        def.interval,
+        (Duration::from_millis(100), Duration::from_secs(300)),
+        errs,
+    );
+    let timeout = optional_duration(
+        &mut f,
+        "timeout",
+        def.timeout,
+        (Duration::from_millis(10), Duration::from_secs(120)),
+        errs,
+    );
+    let threshold = |f: &mut Fields<'_>, key, default, errs: &mut Errors| match f.optional(key) {
+        None => Some(default),
+        Some(n) => d::u32_in(n, &f.path(key), 1, 10, errs),
+    };
+    let healthy_threshold = threshold(&mut f, "healthy_threshold", def.healthy_threshold, errs);
+    let unhealthy_threshold =
+        threshold(&mut f, "unhealthy_threshold", def.unhealthy_threshold, errs);
+    let matcher = match f.optional("matcher") {
+        None => Some(def.matcher),
+        Some(n) => {
+            let p = f.path("matcher");
+            d::string(n, &p, errs).and_then(|s| {
+                let m = StatusMatcher::parse(&s);
+                if m.is_none() {
+                    errs.at(
+                        &p,
+                        n.pos,
+                        format!("invalid matcher {s:?}; expected {}", StatusMatcher::ALLOWED),
+                    );
+                }
+                m
+            })
+        }
+    };
+    if let (Some(i), Some(t)) = (interval, timeout) {
+        if t >= i {
+            errs.at(
+                &f.path("timeout"),
+                f.pos(),
+                format!(
+                    "timeout {} must be shorter than interval {}",
+                    crate::duration::format(t),
+                    crate::duration::format(i)
+                ),
+            );
+        }
+    }
+    f.finish(errs);
+    Some(HealthCheckConfig {
+        path: hc_path?,
+        interval: interval?,
+        timeout: timeout?,
+        healthy_threshold: healthy_threshold?,
+        unhealthy_threshold: unhealthy_threshold?,
+        matcher: matcher?,
+    })
+}
+
+fn decode_routing(node: &Node, path: &str, errs: &mut Errors) -> Option<UnhealthyStateRouting> {
+    let mut f = Fields::new(node, path, errs)?;
+    let mut r = UnhealthyStateRouting::default();
+    if let Some(n) = f.optional("minimum_healthy_targets") {
+        r.minimum_healthy_targets =
+            d::u32_in(n, &f.path("minimum_healthy_targets"), 0, 1000, errs)?;
+    }
+    f.finish(errs);
+    Some(r)
+}
