@@ -156,3 +156,26 @@ async fn dropping_the_last_handle_stops_the_backend() {
     assert_refused(addr);
     eventually("the backend's tasks to end", || alive_tasks() == baseline).await;
 }
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_h2_streams_finish() {
+    let backend = support::start_named("g2").await;
+    let mut sender = support::h2(backend.addr()).await.expect("connect");
+    let in_flight = tokio::spawn(async move {
+        let req = http::Request::get("http://g2.test/?delay_ms=200")
+            .body(http_body_util::Full::default())
+            .expect("valid request");
+        let response = sender.send_request(req).await?;
+        support::collect(response).await
+    });
+    eventually("the request to reach the backend", || {
+        backend.requests() == 1
+    })
+    .await;
+
+    let ((), reply) = tokio::join!(backend.shutdown(), in_flight);
+    let reply = reply.expect("client task").expect("the stream completes");
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json()["backend"], "g2");
+    assert_eq!(backend.open_connections(), 0);
+}
