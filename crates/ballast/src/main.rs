@@ -1,2 +1,152 @@
+//! The `ballast` binary: command-line parsing and process lifecycle (SPEC §1).
+//!
+//! Control path only. Each subcommand lives in its own module; this file parses the
+//! command line, sets up logging and hands over.
 #![forbid(unsafe_code)]
-fn main() {}
+
+mod demo;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "ballast",
+    version,
+    about = "A self-hosted layer-7 HTTP load balancer"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the load balancer.
+    Serve {
+        /// The config file.
+        #[arg(long, short, default_value = "ballast.toml")]
+        config: PathBuf,
+    },
+    /// Validate a config file: print every error, exit 0 if valid and 1 if not.
+    Check {
+        #[arg(long, short, default_value = "ballast.toml")]
+        config: PathBuf,
+    },
+    /// Start three demo backends and a balancer over them on 127.0.0.1:8080.
+    Demo {
+        /// Where the balancer listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: std::net::SocketAddr,
+    },
+    /// A test and demo backend: answers with a JSON echo of each request.
+    Backend {
+        #[arg(long)]
+        bind: std::net::SocketAddr,
+        #[arg(long, default_value = "backend")]
+        name: String,
+        /// Share of requests answered with 500, from 0.0 to 1.0.
+        #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+        fail_rate: f64,
+        /// Delay added before every response, e.g. "50ms".
+        #[arg(long, value_parser = parse_duration)]
+        latency: Option<std::time::Duration>,
+    },
+    /// The load generator (see `ballast bench --help`).
+    Bench(ballast_loadgen::BenchArgs),
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    ballast_config::duration::parse(s)
+        .ok_or_else(|| format!("expected {}", ballast_config::duration::ALLOWED))
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err("expected a number from 0.0 to 1.0".to_string()),
+    }
+}
+
+fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Bench(args) => match ballast_loadgen::run(args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("ballast bench: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Check { config } => match ballast_config::Config::load(&config) {
+            Ok(_) => {
+                println!("{}: valid", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                for e in errors.iter() {
+                    eprintln!("{}: {e}", config.display());
+                }
+                eprintln!("{}: {} error(s)", config.display(), errors.len());
+                ExitCode::from(1)
+            }
+        },
+        command => {
+            init_logging();
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("ballast: cannot start the runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let result = rt.block_on(async move {
+                match command {
+                    Command::Serve { config } => serve::run(&config).await,
+                    Command::Demo { bind } => demo::run(bind).await,
+                    Command::Backend {
+                        bind,
+                        name,
+                        fail_rate,
+                        latency,
+                    } => {
+                        let mut config = ballast_backend::BackendConfig::new(name);
+                        config.fail_rate = fail_rate;
+                        config.latency = latency.unwrap_or_default();
+                        ballast_backend::run(bind, config)
+                            .await
+                            .map_err(anyhow::Error::from)
+                    }
+                    Command::Bench(_) | Command::Check { .. } => unreachable!("handled above"),
+                }
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ballast: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! `ballast demo`: three demo backends and a balancer over them, in one process.
+//!
+//! Control path. The backends bind ephemeral ports on 127.0.0.1 so the demo never
+//! collides with what already runs; the balancer binds the given address.
+
+use std::net::SocketAddr;
+
+use ballast_backend::BackendConfig;
+use ballast_config::Config;
+use ballast_proxy::Server;
+use tokio::signal::unix::{signal, SignalKind};
+
+pub async fn run(bind: SocketAddr) -> anyhow::Result<()> {
+    let mut backends = Vec::new();
+    for name in ["demo-a", "demo-b", "demo-c"] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        backends.push(ballast_backend::spawn(listener, BackendConfig::new(name)));
+    }
+    let targets: Vec<String> = backends
+        .iter()
+        .map(|b| format!("{{ address = \"{}\" }}", b.addr()))
+        .collect();
+    let text = format!(
+        r#"
+[server]
+drain_timeout = "5s"
+
+[[listeners]]
+name = "demo"
+bind = "{bind}"
+default_action = {{ type = "forward", target_group = "demo" }}
+
+[[target_groups]]
+name = "demo"
+algorithm = "round_robin"
+targets = [{targets}]
+
+[target_groups.health_check]
+interval = "2s"
+timeout = "1s"
+"#,
+        targets = targets.join(", ")
+    );
+    let config = Config::from_toml(&text).map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
+    let server = Server::start(config).await?;
+    for b in &backends {
+        tracing::info!(backend = b.name(), address = %b.addr(), "demo backend");
+    }
+    eprintln!(
+        "\nballast demo: balancer on http://{bind}/ over {} backends\n  try: curl -s http://{bind}/hello\n  Ctrl-C stops everything\n",
+        backends.len()
+    );
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    server.shutdown().await;
+    for b in &backends {
+        b.shutdown().await;
+    }
+    Ok(())
+}

@@ -1,0 +1,72 @@
+//! The errors ballast itself answers with, and the one place that turns them into
+//! status codes.
+//!
+//! Data path. Each error records which side failed (pingora's `ErrorSource`): the
+//! client, a target, or ballast itself. `status()` is the single mapping to
+//! 400/502/503/504 (linkerd2-proxy's `ServerRescue`), and `reason()` is the short
+//! machine-readable cause that goes into the body and the logs.
+
+use http::StatusCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The listener was removed by a reload while this connection was open.
+    #[error("listener is shutting down")]
+    ListenerGone,
+    /// No target of the group may take a request (none healthy and not failing open,
+    /// or the group has no targets).
+    #[error("no healthy target in target group {0}")]
+    NoTarget(String),
+    /// Every attempt to connect to a target failed.
+    #[error("cannot connect to target {target}: {source}")]
+    Connect {
+        target: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("target {0} did not answer within the response timeout")]
+    ResponseTimeout(std::net::SocketAddr),
+    /// The target reset the connection or sent something that is not HTTP.
+    #[error("target {target} failed: {source}")]
+    Target {
+        target: std::net::SocketAddr,
+        source: hyper::Error,
+    },
+}
+
+/// Which side of the proxy an error came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorSource {
+    Client,
+    Target,
+    Ballast,
+}
+
+impl ProxyError {
+    pub fn source_side(&self) -> ErrorSource {
+        match self {
+            ProxyError::ListenerGone | ProxyError::NoTarget(_) => ErrorSource::Ballast,
+            ProxyError::Connect { .. }
+            | ProxyError::ResponseTimeout(_)
+            | ProxyError::Target { .. } => ErrorSource::Target,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::ListenerGone | ProxyError::NoTarget(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Connect { .. } | ProxyError::Target { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::ResponseTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// A short, stable reason for the body and the access log.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ProxyError::ListenerGone => "listener_draining",
+            ProxyError::NoTarget(_) => "no_healthy_target",
+            ProxyError::Connect { .. } => "target_connect_failed",
+            ProxyError::ResponseTimeout(_) => "target_response_timeout",
+            ProxyError::Target { .. } => "target_failed",
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! Header rewriting between a client and a target (SPEC §3).
+//!
+//! Data path. Hop-by-hop headers (RFC 9110 §7.6.1: `Connection` and every header it
+//! names, plus the fixed list) belong to one connection and never cross the proxy in
+//! either direction. Towards the target ballast appends the client's address to
+//! `X-Forwarded-For`, sets `X-Forwarded-Proto` and `-Port` (replacing whatever the
+//! client claimed), and passes or creates `X-Request-Id`. The request target is
+//! rewritten to origin form: the authority of an absolute-form target only becomes
+//! the `Host` header (RFC 9112 §3.2.2); it never chooses where the request goes, so
+//! ballast cannot be used as an open proxy.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Uri, Version};
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Hop-by-hop headers of RFC 9110 §7.6.1, and the legacy `Proxy-Connection`.
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Remove hop-by-hop headers, including those named by `Connection`.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(conn) = headers.get(header::CONNECTION) {
+        if let Ok(list) = conn.to_str() {
+            let named: Vec<HeaderName> = list
+                .split(',')
+                .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+                .collect();
+            for name in named {
+                headers.remove(&name);
+            }
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// What a listener contributes to each request it forwards.
+pub struct ForwardedInfo {
+    pub proto: HeaderValue,
+    pub port: HeaderValue,
+}
+
+impl ForwardedInfo {
+    pub fn new(proto: &'static str, port: u16) -> Self {
+        ForwardedInfo {
+            proto: HeaderValue::from_static(proto),
+            port: HeaderValue::from(port),
+        }
+    }
+}
+
+/// Rewrite a client's request head for a target. Returns the request id.
+pub fn prepare_request(parts: &mut Parts, client: IpAddr, info: &ForwardedInfo) -> HeaderValue {
+    // Host: the authority of an absolute-form (HTTP/1.1) or :authority (HTTP/2) target.
+    if let Some(authority) = parts.uri.authority() {
+        if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+            parts.headers.insert(header::HOST, host);
+        }
+    }
+    let origin = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    parts.uri = Uri::from(origin);
+    parts.version = Version::HTTP_11;
+
+    remove_hop_by_hop(&mut parts.headers);
+    append_forwarded_for(&mut parts.headers, client);
+    parts.headers.insert(&X_FORWARDED_PROTO, info.proto.clone());
+    parts.headers.insert(&X_FORWARDED_PORT, info.port.clone());
+
+    match parts.headers.get(&X_REQUEST_ID) {
+        Some(id) if valid_request_id(id.as_bytes()) => id.clone(),
+        _ => {
+            let id = new_request_id();
+            parts.headers.insert(&X_REQUEST_ID, id.clone());
+            id
+        }
+    }
+}
+
+/// Append the client's address to `X-Forwarded-For`, merging repeated headers into
+/// one list so the target sees a single, ordered chain.
+fn append_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
+    let mut value = String::new();
+    for v in headers.get_all(&X_FORWARDED_FOR) {
+        if let Ok(s) = v.to_str() {
+            let s = s.trim();
+            if !s.is_empty() {
+                value.push_str(s);
+                value.push_str(", ");
+            }
+        }
+    }
+    use std::fmt::Write;
+    let _ = write!(value, "{client}");
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(&X_FORWARDED_FOR, v);
+    }
+}
+
+/// A client's request id is kept when it is 1 to 128 visible characters of a safe set.
+fn valid_request_id(id: &[u8]) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:+/=".contains(b))
+}
+
+/// 128 random bits as 32 hex digits.
+fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = fastrand::u128(..);
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    // Hex digits are always a valid header value.
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+#[cfg(test)]
+mod tests {
+    use http::Request;
+
+    use super::*;
+
+    fn parts(req: Request<()>) -> Parts {
+        req.into_parts().0
+    }
+
+    #[test]
+    fn removes_hop_by_hop_and_connection_named_headers() {
+        let mut p = parts(
+            Request::get("/x")
+                .header("connection", "keep-alive, x-secret")
+                .header("keep-alive", "timeout=5")
+                .header("x-secret", "1")
+                .header("te", "gzip")
+                .header("upgrade", "foo")
+                .header("x-kept", "1")
+                .body(())
+                .expect("request"),
+        );
+        remove_hop_by_hop(&mut p.headers);
+        assert_eq!(p.headers.len(), 1, "{:?}", p.headers);
+        assert!(p.headers.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn absolute_form_becomes_origin_form_with_host() {
+        let mut p = parts(
+            Request::get("http://evil.example:81/a?b=1")
+                .header("host", "other")
+                .body(())
+                .expect("request"),
+        );
+        let info = ForwardedInfo::new("http", 8080);
+        prepare_request(&mut p, "10.0.0.1".parse().expect("ip"), &info);
+        assert_eq!(p.uri, "/a?b=1");
+        assert_eq!(p.headers["host"], "evil.example:81");
+    }
+
+    #[test]
+    fn forwarded_headers_append_and_replace() {
+        let mut p = parts(
+            Request::get("/")
+                .header("x-forwarded-for", "1.1.1.1")
+                .header("x-forwarded-for", "2.2.2.2")
+                .header("x-forwarded-proto", "https")
+                .header("x-forwarded-port", "1")
+                .body(())
+                .expect("request"),
+        );
+        prepare_request(
+            &mut p,
+            "::1".parse().expect("ip"),
+            &ForwardedInfo::new("http", 8080),
+        );
+        assert_eq!(p.headers["x-forwarded-for"], "1.1.1.1, 2.2.2.2, ::1");
+        assert_eq!(p.headers["x-forwarded-proto"], "http");
+        assert_eq!(p.headers["x-forwarded-port"], "8080");
+    }
+
+    #[test]
+    fn request_id_is_kept_when_valid_and_made_otherwise() {
+        let info = ForwardedInfo::new("http", 80);
+        let ip = "127.0.0.1".parse().expect("ip");
+        let mut p = parts(
+            Request::get("/")
+                .header("x-request-id", "abc-123")
+                .body(())
+                .expect("req"),
+        );
+        assert_eq!(prepare_request(&mut p, ip, &info), "abc-123");
+        let mut p = parts(
+            Request::get("/")
+                .header("x-request-id", "bad id!")
+                .body(())
+                .expect("req"),
+        );
+        let id = prepare_request(&mut p, ip, &info);
+        assert_eq!(id.len(), 32);
+        assert_eq!(p.headers["x-request-id"], id);
+        let mut p = parts(Request::get("/").body(()).expect("req"));
+        assert_ne!(prepare_request(&mut p, ip, &info), id);
+    }
+}

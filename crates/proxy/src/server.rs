@@ -1,0 +1,193 @@
+//! The running load balancer: applying configs and stopping.
+//!
+//! Control path. Every config, from the file at start, SIGHUP, or (later) the admin
+//! API and etcd, goes through [`Server::apply`]: validate (done by the config crate)
+//! → bind what is new → build the snapshot → swap it in → start new listeners →
+//! stop removed ones → restart health checks. If anything fails before the swap,
+//! nothing that runs has changed. Listeners whose name, address and settings are the
+//! same keep their socket and connections (never rebind a listener that stayed, as
+//! rpxy does and drops connections); applies are serialised by one async mutex.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use ballast_config::{Config, ListenerConfig};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+use crate::listener::{self, ListenerHandle};
+use crate::snapshot::Snapshot;
+
+/// What the data path shares: the current snapshot, loaded once per request.
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("listener {listener}: cannot bind {address}: {source}")]
+    Bind {
+        listener: String,
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+pub struct Server {
+    shared: Arc<Shared>,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    listeners: HashMap<Arc<str>, ListenerHandle>,
+    checkers: Vec<JoinHandle<()>>,
+    /// Listeners being drained after a reload removed them.
+    draining: Vec<JoinHandle<()>>,
+    stopped: bool,
+}
+
+impl Server {
+    /// Start serving `config`.
+    pub async fn start(config: Config) -> Result<Arc<Server>, ApplyError> {
+        let empty = Config {
+            listeners: Vec::new(),
+            target_groups: Vec::new(),
+            ..config.clone()
+        };
+        let server = Arc::new(Server {
+            shared: Arc::new(Shared {
+                snapshot: ArcSwap::from_pointee(Snapshot::build(Arc::new(empty), 0, None)),
+            }),
+            inner: Mutex::new(Inner {
+                listeners: HashMap::new(),
+                checkers: Vec::new(),
+                draining: Vec::new(),
+                stopped: false,
+            }),
+        });
+        server.apply(config).await?;
+        Ok(server)
+    }
+
+    /// The snapshot now in effect.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.snapshot.load_full()
+    }
+
+    /// Apply a validated config atomically; returns its version. On error nothing
+    /// that runs has changed.
+    pub async fn apply(&self, config: Config) -> Result<u64, ApplyError> {
+        let mut inner = self.inner.lock().await;
+        let old = self.shared.snapshot.load_full();
+
+        // Bind every new or changed listener first: a failure here changes nothing.
+        let mut bound = Vec::new();
+        for l in &config.listeners {
+            if let Some(existing) = inner.listeners.get(l.name.as_str()) {
+                if same_listener(existing, old.listener(&l.name).map(|r| &r.config), l) {
+                    continue;
+                }
+            }
+            let socket = listener::bind(l.bind).map_err(|source| ApplyError::Bind {
+                listener: l.name.clone(),
+                address: l.bind,
+                source,
+            })?;
+            bound.push((l.clone(), socket));
+        }
+
+        let version = old.version + 1;
+        let snapshot = Arc::new(Snapshot::build(Arc::new(config), version, Some(&old)));
+        self.shared.snapshot.store(snapshot.clone());
+
+        // Start what is new, stop what was replaced or removed.
+        let mut replaced = Vec::new();
+        for (l, socket) in bound {
+            match ListenerHandle::start(&l.name, l.bind, socket, self.shared.clone()) {
+                Ok(handle) => {
+                    if let Some(old) = inner.listeners.insert(handle.name.clone(), handle) {
+                        replaced.push(old);
+                    }
+                }
+                Err(e) => tracing::error!(listener = %l.name, error = %e, "cannot start listener"),
+            }
+        }
+        let keep: Vec<&str> = snapshot
+            .config
+            .listeners
+            .iter()
+            .map(|l| l.name.as_str())
+            .collect();
+        let removed: Vec<Arc<str>> = inner
+            .listeners
+            .keys()
+            .filter(|k| !keep.contains(&k.as_ref()))
+            .cloned()
+            .collect();
+        for name in removed {
+            if let Some(handle) = inner.listeners.remove(&name) {
+                replaced.push(handle);
+            }
+        }
+        let drain = snapshot.config.server.drain_timeout;
+        for handle in replaced {
+            inner.draining.push(tokio::spawn(handle.stop(drain)));
+        }
+        inner.draining.retain(|h| !h.is_finished());
+
+        for checker in inner.checkers.drain(..) {
+            checker.abort();
+        }
+        inner.checkers = snapshot
+            .groups()
+            .map(|g| crate::health::spawn(g.clone()))
+            .collect();
+        tracing::info!(version, listeners = inner.listeners.len(), "config applied");
+        Ok(version)
+    }
+
+    /// The bound address of a listener (useful with port 0).
+    pub async fn local_addr(&self, listener: &str) -> Option<SocketAddr> {
+        self.inner
+            .lock()
+            .await
+            .listeners
+            .get(listener)
+            .map(|l| l.local_addr)
+    }
+
+    /// Stop accepting everywhere, let in-flight requests finish for up to the
+    /// config's drain timeout, then close the rest.
+    pub async fn shutdown(&self) {
+        let mut inner = self.inner.lock().await;
+        if inner.stopped {
+            return;
+        }
+        inner.stopped = true;
+        let drain = self.shared.snapshot.load().config.server.drain_timeout;
+        for checker in inner.checkers.drain(..) {
+            checker.abort();
+        }
+        let stops: Vec<_> = inner
+            .listeners
+            .drain()
+            .map(|(_, l)| l.stop(drain))
+            .collect();
+        futures_util::future::join_all(stops).await;
+        for h in inner.draining.drain(..) {
+            let _ = h.await;
+        }
+    }
+}
+
+/// A listener keeps its socket and connections unless its address or protocol
+/// changed; everything else (actions, timeouts) is read from the snapshot.
+fn same_listener(
+    handle: &ListenerHandle,
+    old: Option<&ListenerConfig>,
+    new: &ListenerConfig,
+) -> bool {
+    old.is_some_and(|old| handle.bind == new.bind && old.protocol == new.protocol)
+}
