@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use ballast_backend::{BackendConfig, BackendHandle};
+pub use ballast_backend::{spawn as spawn_backend, BackendConfig, BackendHandle};
 use ballast_config::Config;
 use ballast_proxy::Server;
 pub use client::{Client, Reply};

@@ -1,0 +1,90 @@
+//! A target's own errors pass through unchanged; ballast's own are 502/503/504.
+
+use std::time::Instant;
+
+use ballast_testkit::{backend, backends, Ballast, Client, Setup};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+
+#[tokio::test]
+async fn targets_own_5xx_passes_through_unchanged() {
+    let bs = backends(1).await;
+    let ballast = Ballast::start(&Setup::new(&bs)).await;
+    let r = Client::http1()
+        .get(&ballast.url("/x?status=503"))
+        .await
+        .expect("request");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.backend(), "b0", "the target's response, not ballast's");
+    assert_eq!(r.json()["path"], "/x");
+    // And it is not retried elsewhere: a target's answer is final.
+    assert_eq!(bs[0].requests(), 1);
+}
+
+#[tokio::test]
+async fn target_that_drops_the_connection_is_a_502() {
+    // Accepts, reads the request, closes without answering.
+    let rude = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = rude.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = rude.accept().await else {
+                return;
+            };
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+        }
+    });
+    let mut setup = Setup::new(&[]);
+    setup.targets.push((addr, 1));
+    setup.interval = "60s";
+    setup.hc_timeout = "1s";
+    let ballast = Ballast::start(&setup).await;
+    let r = Client::http1()
+        .get(&ballast.url("/"))
+        .await
+        .expect("request");
+    assert_eq!(r.status, 502);
+    assert_eq!(r.text(), "502 Bad Gateway: target_failed\n");
+    assert_eq!(r.headers["content-type"], "text/plain; charset=utf-8");
+}
+
+#[tokio::test]
+async fn target_that_stalls_is_a_504_after_the_response_timeout() {
+    let b = backend("slow").await;
+    let mut setup = Setup::new(std::slice::from_ref(&b));
+    setup.group_extra = "response_timeout = \"300ms\"".to_string();
+    let ballast = Ballast::start(&setup).await;
+    let started = Instant::now();
+    let r = Client::http1()
+        .get(&ballast.url("/?delay_ms=5000"))
+        .await
+        .expect("request");
+    assert_eq!(r.status, 504);
+    assert_eq!(r.text(), "504 Gateway Timeout: target_response_timeout\n");
+    assert!(
+        started.elapsed().as_millis() < 4000,
+        "answered at the timeout, not after the target"
+    );
+    // A timed-out request is never retried: the target may still be working on it.
+    assert_eq!(b.requests(), 1);
+}
+
+#[tokio::test]
+async fn unreachable_only_target_is_a_502() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let mut setup = Setup::new(&[]);
+    setup.targets.push((dead, 1));
+    setup.interval = "60s";
+    setup.hc_timeout = "1s";
+    let ballast = Ballast::start(&setup).await;
+    let r = Client::http1()
+        .get(&ballast.url("/"))
+        .await
+        .expect("request");
+    assert_eq!(r.status, 502);
+    assert_eq!(r.text(), "502 Bad Gateway: target_connect_failed\n");
+}

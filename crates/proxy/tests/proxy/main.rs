@@ -1,0 +1,14 @@
+//! Integration tests of the data path: real backends and a real ballast on
+//! 127.0.0.1:0, talking HTTP over real sockets.
+
+mod balancing;
+mod errors;
+mod failover;
+mod forwarding;
+mod reload;
+mod timeouts;
+
+use std::time::Duration;
+
+/// Generous bound for anything that should happen "soon" on a loaded 2-core machine.
+pub const SOON: Duration = Duration::from_secs(10);

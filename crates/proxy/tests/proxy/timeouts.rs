@@ -1,0 +1,75 @@
+//! Client-side limits: a request head must arrive in time; idle connections close.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use ballast_testkit::{backends, Ballast, Setup};
+
+/// Read until the server closes; returns what was read and when it closed.
+async fn read_until_closed(s: &mut TcpStream, limit: Duration) -> (String, Duration) {
+    let started = Instant::now();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(limit, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("connection still open after {limit:?}"),
+        }
+    }
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test]
+async fn a_slow_request_head_is_cut_off() {
+    let bs = backends(1).await;
+    let mut setup = Setup::new(&bs);
+    setup.listener_extra = "header_read_timeout = \"300ms\"\nidle_timeout = \"30s\"".into();
+    let ballast = Ballast::start(&setup).await;
+    let mut s = TcpStream::connect(ballast.addr).await.expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let (out, took) = read_until_closed(&mut s, Duration::from_secs(10)).await;
+    assert!(out.is_empty(), "no response to an incomplete head: {out}");
+    assert!(
+        took >= Duration::from_millis(250),
+        "closed too early: {took:?}"
+    );
+    assert_eq!(bs[0].requests(), 0);
+}
+
+#[tokio::test]
+async fn idle_and_header_timeouts_are_separate() {
+    let bs = backends(1).await;
+    let mut setup = Setup::new(&bs);
+    setup.listener_extra = "header_read_timeout = \"200ms\"\nidle_timeout = \"1500ms\"".into();
+    let ballast = Ballast::start(&setup).await;
+    let mut s = TcpStream::connect(ballast.addr).await.expect("connect");
+    let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    s.write_all(req).await.expect("write");
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = s.read(&mut buf).await.expect("read");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // Idle for longer than the header timeout, shorter than the idle timeout: still open.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    s.write_all(req)
+        .await
+        .expect("write on the idle connection");
+    let n = s.read(&mut buf).await.expect("read");
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "kept alive past the header timeout"
+    );
+    // Then idle past the idle timeout: closed.
+    let (_, took) = read_until_closed(&mut s, Duration::from_secs(10)).await;
+    assert!(
+        took >= Duration::from_millis(1300),
+        "closed before the idle timeout: {took:?}"
+    );
+}
