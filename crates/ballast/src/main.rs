@@ -56,7 +56,7 @@ enum Command {
         latency: Option<std::time::Duration>,
     },
     /// The load generator (see `ballast bench --help`).
-    Bench(ballast_loadgen::BenchArgs),
+    Bench(Box<ballast_loadgen::BenchArgs>),
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -91,7 +91,7 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Bench(args) => match ballast_loadgen::run(args) {
+        Command::Bench(args) => match ballast_loadgen::run(*args) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("ballast bench: {e:#}");

@@ -189,5 +189,7 @@ fn same_listener(
     old: Option<&ListenerConfig>,
     new: &ListenerConfig,
 ) -> bool {
-    old.is_some_and(|old| handle.bind == new.bind && old.protocol == new.protocol)
+    // A port-0 listener pinned to the port it got is no change either.
+    let same_address = handle.bind == new.bind || handle.local_addr == new.bind;
+    old.is_some_and(|old| same_address && old.protocol == new.protocol)
 }
