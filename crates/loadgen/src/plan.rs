@@ -1,0 +1,116 @@
+//! A validated run: the parsed arguments turned into what the engine needs, with the
+//! files read and the request and TLS configuration built (control path, before the
+//! clock starts).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use http::Uri;
+
+use crate::args::BenchArgs;
+use crate::request::{self, Template};
+use crate::tls;
+
+/// What ends the measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    After(Duration),
+    Count(u64),
+}
+
+/// The default measurement when neither `-d` nor `-n` is given.
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+
+/// Everything a run needs, checked.
+pub struct Plan {
+    pub url: Uri,
+    pub connections: u32,
+    /// Lanes per connection: `--streams` with `--http2`, else 1.
+    pub streams: u32,
+    pub http2: bool,
+    pub threads: usize,
+    pub stop: Stop,
+    pub warmup: Duration,
+    pub rate: Option<f64>,
+    pub timeout: Duration,
+    pub template: Template,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub json: bool,
+    pub plot: Option<PathBuf>,
+}
+
+impl Plan {
+    pub fn new(args: &BenchArgs) -> anyhow::Result<Self> {
+        let body = match &args.body {
+            None => Bytes::new(),
+            Some(path) => Bytes::from(
+                std::fs::read(path)
+                    .with_context(|| format!("cannot read --body {}", path.display()))?,
+            ),
+        };
+        let template = request::template(&args.url, &args.method, &args.headers, body, args.http2)
+            .context("cannot build the request")?;
+        let tls = match args.url.scheme_str() {
+            Some("https") => Some(tls::client_config(
+                args.insecure,
+                args.cacert.as_deref(),
+                args.http2,
+            )?),
+            _ => None,
+        };
+        let stop = match (args.duration, args.requests) {
+            (_, Some(n)) => Stop::Count(n),
+            (Some(d), None) => Stop::After(d),
+            (None, None) => Stop::After(DEFAULT_DURATION),
+        };
+        let threads = match args.threads {
+            Some(n) => n as usize,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        Ok(Self {
+            url: args.url.clone(),
+            connections: args.connections,
+            streams: if args.http2 { args.streams } else { 1 },
+            http2: args.http2,
+            threads,
+            stop,
+            warmup: args.warmup,
+            rate: args.rate,
+            timeout: args.timeout,
+            template,
+            tls,
+            json: args.json,
+            plot: args.plot.clone(),
+        })
+    }
+
+    /// One line saying what the run does, e.g.
+    /// `50 connections, HTTP/1.1, 2 threads, closed loop, 10s`.
+    pub fn describe(&self) -> String {
+        let protocol = if self.http2 {
+            format!("HTTP/2 × {} streams", self.streams)
+        } else {
+            "HTTP/1.1".to_owned()
+        };
+        let pace = match self.rate {
+            Some(rate) => format!("open loop at {rate} req/s"),
+            None => "closed loop".to_owned(),
+        };
+        let stop = match self.stop {
+            Stop::After(d) => format!("{:?}", d),
+            Stop::Count(n) => format!("{n} requests"),
+        };
+        let warmup = if self.warmup.is_zero() {
+            String::new()
+        } else {
+            format!(" after {:?} warm-up", self.warmup)
+        };
+        format!(
+            "{} connections, {protocol}, {} threads, {pace}, {stop}{warmup}",
+            self.connections, self.threads
+        )
+    }
+}
