@@ -1,0 +1,427 @@
+#!/usr/bin/env python3
+"""Peer benchmark: ballast, HAProxy and NGINX side by side, in one run.
+
+Every proxy is pinned to the same core (`--proxy-core`), the backends and the load
+generators to the other (`--load-core`). Four nginx backends (one worker each) serve a
+small body at `/` and a 16 KiB body at `/16k`; each proxy balances round robin over
+the four with keep-alive pooling to them and no access log. Runs are interleaved
+(A B C A B C ...) and medians reported. Each proxy's own CPU time during a run is read
+from /proc, so requests/s per proxy core can be compared even when the load
+generator's core saturates first. The script stops exactly the processes it started.
+
+Usage: bench/run.sh [--reps 3] [--duration 5] [--only ballast,haproxy] [--write]
+"""
+
+import argparse
+import datetime
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=15.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+class Procs:
+    """The processes this run started; all are stopped at exit."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, cmd, core, **kw):
+        p = subprocess.Popen(["taskset", "-c", str(core)] + cmd, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True, **kw)
+        self.procs.append(p)
+        return p
+
+    def stop_all(self):
+        for p in self.procs:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+
+def tree(pid):
+    """pid and all its descendants."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def cpu_seconds(pid):
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        except OSError:
+            pass
+    return total / TICK
+
+
+def rss_kib(pid):
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+# ---------------------------------------------------------------- configs
+
+def nginx_backend_conf(work, port, i):
+    root = os.path.join(work, "www")
+    return f"""
+worker_processes 1; daemon off; pid {work}/backend{i}.pid; error_log {work}/backend{i}.err;
+worker_rlimit_nofile 20000;
+events {{ worker_connections 19000; }}
+http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
+  server {{ listen 127.0.0.1:{port} reuseport backlog=4096; root {root};
+    location = / {{ return 200 "hello\\n"; }}
+    location = /healthz {{ return 200 "ok\\n"; }}
+    location = /16k {{ default_type application/octet-stream; }}
+  }}
+}}
+"""
+
+
+def ballast_conf(port, backends):
+    targets = ", ".join(f'{{ address = "127.0.0.1:{b}" }}' for b in backends)
+    return f"""
+[access_log]
+path = "off"
+[[listeners]]
+name = "bench"
+bind = "127.0.0.1:{port}"
+default_action = {{ type = "forward", target_group = "backends" }}
+[[target_groups]]
+name = "backends"
+algorithm = "round_robin"
+targets = [{targets}]
+[target_groups.health_check]
+interval = "5s"
+"""
+
+
+def haproxy_conf(port, h2port, backends):
+    servers = "\n".join(f"  server b{i} 127.0.0.1:{b} check inter 5s" for i, b in enumerate(backends))
+    return f"""
+global
+  nbthread 1
+  maxconn 9900
+defaults
+  mode http
+  timeout connect 3s
+  timeout client 60s
+  timeout server 60s
+  timeout http-keep-alive 60s
+  option http-keep-alive
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:{port}
+  bind 127.0.0.1:{h2port} proto h2
+  default_backend be
+backend be
+  balance roundrobin
+{servers}
+"""
+
+
+def nginx_proxy_conf(work, port, h2port, backends):
+    servers = "\n".join(f"    server 127.0.0.1:{b};" for b in backends)
+    return f"""
+worker_processes 1; daemon off; pid {work}/proxy.pid; error_log {work}/proxy.err;
+worker_rlimit_nofile 20000;
+events {{ worker_connections 19000; }}
+http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 75s;
+  upstream be {{
+{servers}
+    keepalive 256;
+  }}
+  server {{ listen 127.0.0.1:{port} backlog=4096; listen 127.0.0.1:{h2port} http2;
+    location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+  }}
+}}
+"""
+
+
+# ---------------------------------------------------------------- load
+
+def wrk(url, conns, secs, core, extra=()):
+    out = subprocess.run(["taskset", "-c", str(core), "wrk", "-t1", f"-c{conns}", f"-d{secs}s",
+                          "--latency", *extra, url], capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def pct(p):
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not m:
+            return None
+        v, unit = float(m.group(1)), m.group(2)
+        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50": pct(50), "p99": pct(99), "non2xx": int(errors.group(1)) if errors else 0}
+
+
+def h2load(url, conns, secs, core):
+    out = subprocess.run(["taskset", "-c", str(core), "h2load", "-c", str(conns), "-m", "10",
+                          "-D", str(secs), "--warm-up-time=1", url],
+                         capture_output=True, text=True).stdout
+    m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    mean = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", out)
+    v = None
+    if mean:
+        v = float(mean.group(1))
+        v = v / 1000 if mean.group(2) == "us" else v * 1000 if mean.group(2) == "s" else v
+    return {"rps": float(m.group(1)) if m else 0.0, "p50": None, "p99": None, "mean": v, "non2xx": 0}
+
+
+def idle_connections(port, n):
+    """Open n keep-alive connections, one request each, and leave them idle."""
+    socks = []
+    req = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(req)
+        socks.append(s)
+    for s in socks:
+        s.settimeout(10)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                raise RuntimeError("connection closed during the idle test")
+            data += chunk
+    return socks
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--only", default="ballast,haproxy,nginx")
+    ap.add_argument("--proxy-core", type=int, default=0)
+    ap.add_argument("--load-core", type=int, default=1)
+    # 10,000 would need an open-file limit above 20,000 for HAProxy (two descriptors
+    # per connection); this workplace's hard limit is 20,000 and cannot be raised.
+    ap.add_argument("--idle", type=int, default=9000)
+    ap.add_argument("--scenarios", default="small50,small1000,16k,newconn,h2,idle")
+    ap.add_argument("--write", action="store_true", help="write the table into BENCHMARKS.md")
+    args = ap.parse_args()
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard < args.idle + 1000:
+        sys.exit(f"open-file limit {hard} is too low for --idle {args.idle}")
+    proxies = args.only.split(",")
+    scenarios = args.scenarios.split(",")
+    pc, lc = args.proxy_core, args.load_core
+
+    work = tempfile.mkdtemp(prefix="ballast-bench-")
+    os.makedirs(os.path.join(work, "www"))
+    with open(os.path.join(work, "www", "16k"), "wb") as f:
+        f.write(b"x" * 16384)
+    procs = Procs()
+    try:
+        backends = []
+        for i in range(4):
+            port = free_port()
+            conf = os.path.join(work, f"backend{i}.conf")
+            open(conf, "w").write(nginx_backend_conf(work, port, i))
+            procs.start(["nginx", "-c", conf], lc)
+            backends.append(port)
+        for b in backends:
+            wait_port(b)
+
+        started = {}
+        for name in proxies:
+            port, h2port = free_port(), free_port()
+            if name == "ballast":
+                conf = os.path.join(work, "ballast.toml")
+                open(conf, "w").write(ballast_conf(port, backends))
+                p = procs.start([os.path.join(ROOT, "target/release/ballast"), "serve", "--config", conf],
+                                pc, env=dict(os.environ, RUST_LOG="warn"))
+                h2port = port  # h2c prior knowledge on the same port
+            elif name == "haproxy":
+                conf = os.path.join(work, "haproxy.cfg")
+                open(conf, "w").write(haproxy_conf(port, h2port, backends))
+                p = procs.start(["haproxy", "-f", conf, "-db"], pc)
+            elif name == "nginx":
+                conf = os.path.join(work, "proxy.conf")
+                open(conf, "w").write(nginx_proxy_conf(work, port, h2port, backends))
+                p = procs.start(["nginx", "-c", conf], pc)
+            else:
+                sys.exit(f"unknown proxy {name}")
+            wait_port(port)
+            started[name] = (p, port, h2port)
+        time.sleep(1)  # health checks settle
+
+        runs = {}  # (scenario, proxy) -> list of results
+        plan = []
+        for sc in scenarios:
+            if sc == "idle":
+                continue
+            targets = list(proxies) + (["direct"] if sc == "small50" else [])
+            plan.append((sc, targets))
+        for rep in range(args.reps):
+            for sc, targets in plan:
+                for name in targets:
+                    if name == "direct":
+                        pid, port, h2port = None, backends[0], None
+                    else:
+                        p, port, h2port = started[name]
+                        pid = p.pid
+                    url = f"http://127.0.0.1:{port}/"
+                    before = cpu_seconds(pid) if pid else 0.0
+                    t0 = time.time()
+                    if sc == "small50":
+                        r = wrk(url, 50, args.duration, lc)
+                    elif sc == "small1000":
+                        r = wrk(url, 1000, args.duration, lc)
+                    elif sc == "16k":
+                        r = wrk(url + "16k", 50, args.duration, lc)
+                    elif sc == "newconn":
+                        r = wrk(url, 50, args.duration, lc, ["-H", "Connection: close"])
+                    elif sc == "h2":
+                        r = h2load(f"http://127.0.0.1:{h2port}/", 50, args.duration, lc)
+                    else:
+                        sys.exit(f"unknown scenario {sc}")
+                    elapsed = time.time() - t0
+                    r["cpu"] = (cpu_seconds(pid) - before) / elapsed if pid else None
+                    runs.setdefault((sc, name), []).append(r)
+                    print(f"rep {rep + 1} {sc:10} {name:8} {r['rps']:>10.0f} req/s"
+                          f"  cpu {r['cpu'] or 0:.2f}", file=sys.stderr)
+
+        idle = {}
+        if "idle" in scenarios:
+            for name in proxies:
+                p, port, _ = started[name]
+                base = rss_kib(p.pid)
+                socks = idle_connections(port, args.idle)
+                time.sleep(1)
+                grown = rss_kib(p.pid) - base
+                idle[name] = grown * 1024 / args.idle
+                for s in socks:
+                    s.close()
+                print(f"idle {name:8} {idle[name]:.0f} bytes/conn", file=sys.stderr)
+                time.sleep(2)
+
+        table = render(runs, idle, plan, proxies, args)
+        print(table)
+        if args.write:
+            write_benchmarks(table)
+    finally:
+        procs.stop_all()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, spec):
+    return "—" if x is None else format(x, spec)
+
+
+def render(runs, idle, plan, proxies, args):
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    lines = [
+        f"Run {datetime.date.today()} on {os.cpu_count()} cores, commit {commit}; "
+        f"proxies pinned to core {args.proxy_core}, backends and load on core {args.load_core}; "
+        f"{args.reps} interleaved repetitions of {args.duration}s, medians.",
+        "",
+        "| scenario | proxy | req/s | p50 ms | p99 ms | proxy CPU (cores) | req/s per proxy core | vs HAProxy (per core) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    names = {"small50": "small, 50 conns", "small1000": "small, 1000 conns", "16k": "16 KiB, 50 conns",
+             "newconn": "new connection per request", "h2": "HTTP/2 (h2load -c50 -m10)"}
+    for sc, targets in plan:
+        per_core = {}
+        for name in targets:
+            rs = runs[(sc, name)]
+            rps, cpu = med([r["rps"] for r in rs]), med([r["cpu"] for r in rs])
+            per_core[name] = rps / cpu if cpu else None
+        for name in targets:
+            rs = runs[(sc, name)]
+            rps, cpu = med([r["rps"] for r in rs]), med([r["cpu"] for r in rs])
+            p50 = med([r["p50"] for r in rs])
+            p99 = med([r["p99"] for r in rs])
+            if sc == "h2":
+                p50 = med([r.get("mean") for r in rs])  # h2load gives a mean, shown as p50
+            ratio = None
+            if per_core.get(name) and per_core.get("haproxy"):
+                ratio = per_core[name] / per_core["haproxy"]
+            label = "direct to one backend" if name == "direct" else name
+            lines.append(f"| {names[sc]} | {label} | {rps:,.0f} | {fmt(p50, '.2f')} | {fmt(p99, '.2f')} "
+                         f"| {fmt(cpu, '.2f')} | {fmt(per_core.get(name), ',.0f')} | {fmt(ratio, '.2f')} |")
+        if "direct" in targets:
+            d = med([r["rps"] for r in runs[(sc, "direct")]])
+            for name in proxies:
+                rps = med([r["rps"] for r in runs[(sc, name)]])
+                lines.append(f"|  | {name} / direct | {rps / d:.2f} |  |  |  |  |  |")
+    if idle:
+        lines += ["", f"Memory per idle keep-alive client connection ({args.idle} connections):", "",
+                  "| proxy | bytes per connection | vs HAProxy |", "|---|---:|---:|"]
+        for name, b in idle.items():
+            r = b / idle["haproxy"] if idle.get("haproxy") else None
+            lines.append(f"| {name} | {b:,.0f} | {fmt(r, '.2f')} |")
+    lines += ["", "HTTP/2: h2load reports a mean, not percentiles; it is shown in the p50 column."]
+    return "\n".join(lines)
+
+
+def write_benchmarks(table):
+    path = os.path.join(ROOT, "BENCHMARKS.md")
+    head = open(path).read().split("<!-- table -->")[0] if os.path.exists(path) else "# Benchmarks\n\n"
+    with open(path, "w") as f:
+        f.write(head + "<!-- table -->\n" + table + "\n")
+
+
+if __name__ == "__main__":
+    main()

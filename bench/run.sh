@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The peer benchmark in one command: installs haproxy, nginx, wrk and h2load from
+# Debian's packages, builds ballast in release mode, and runs bench/run.py.
+#   bench/run.sh [--reps 3] [--duration 5] [--only ballast,haproxy,nginx] [--write]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need=()
+for tool in haproxy:haproxy nginx:nginx-light wrk:wrk h2load:nghttp2-client taskset:util-linux; do
+  command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+cargo build --release -q -p ballast
+exec python3 bench/run.py "$@"
