@@ -33,18 +33,23 @@ pub struct Finished {
     pub interrupted: bool,
 }
 
-/// Runs `plan` on a fresh runtime; `progress` asks for the live line.
-pub fn execute(plan: &Plan, progress: bool) -> anyhow::Result<Finished> {
+/// Runs `plan` on a fresh runtime; `progress` asks for the live line; `on_start` is
+/// called once the server has answered the first connection, before the load starts.
+pub fn execute(plan: &Plan, progress: bool, on_start: impl FnOnce()) -> anyhow::Result<Finished> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(plan.threads)
         .thread_name("ballast-bench")
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(drive(plan, Progress::new(progress)))
+    runtime.block_on(drive(plan, Progress::new(progress), on_start))
 }
 
-async fn drive(plan: &Plan, mut progress: Progress) -> anyhow::Result<Finished> {
+async fn drive(
+    plan: &Plan,
+    mut progress: Progress,
+    on_start: impl FnOnce(),
+) -> anyhow::Result<Finished> {
     let endpoint = Endpoint::resolve(&plan.url, plan.tls.clone(), plan.http2).await?;
     let target = format!("{} ({})", plan.url, endpoint.addr);
     match timeout(plan.timeout, endpoint.connect()).await {
@@ -53,6 +58,7 @@ async fn drive(plan: &Plan, mut progress: Progress) -> anyhow::Result<Finished> 
         Err(_) => return Err(anyhow!("cannot connect to {target}: timed out")),
     }
 
+    on_start();
     let origin = Instant::now();
     let measure_from = origin + plan.warmup;
     let end = match plan.stop {

@@ -51,10 +51,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 
 fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     let plan = plan::Plan::new(args)?;
-    if !plan.json {
-        println!("ballast bench {}\n  {}", plan.url, plan.describe());
-    }
-    let finished = engine::execute(&plan, true)?;
+    let finished = engine::execute(&plan, true, || {
+        if !plan.json {
+            println!("ballast bench {}\n  {}", plan.url, plan.describe());
+        }
+    })?;
     let summary = Summary::new(
         &plan,
         &finished.tally,
@@ -79,7 +80,7 @@ fn bench(args: &BenchArgs) -> anyhow::Result<()> {
 /// tests and programs embedding the load generator.
 pub fn measure(args: &BenchArgs) -> anyhow::Result<Summary> {
     let plan = plan::Plan::new(args)?;
-    let finished = engine::execute(&plan, false)?;
+    let finished = engine::execute(&plan, false, || {})?;
     Ok(Summary::new(
         &plan,
         &finished.tally,
