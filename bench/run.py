@@ -301,6 +301,22 @@ def main():
             started[name] = (p, port, h2port)
         time.sleep(1)  # health checks settle
 
+        # Idle memory first, while every proxy is fresh: after the load scenarios,
+        # pools and allocator caches warmed by 1,000 connections would hide the cost.
+        idle = {}
+        if "idle" in scenarios:
+            for name in proxies:
+                p, port, _ = started[name]
+                base = rss_kib(p.pid)
+                socks = idle_connections(port, args.idle)
+                time.sleep(1)
+                grown = rss_kib(p.pid) - base
+                idle[name] = grown * 1024 / args.idle
+                for s in socks:
+                    s.close()
+                print(f"idle {name:8} {idle[name]:.0f} bytes/conn", file=sys.stderr)
+                time.sleep(2)
+
         runs = {}  # (scenario, proxy) -> list of results
         plan = []
         for sc in scenarios:
@@ -336,20 +352,6 @@ def main():
                     runs.setdefault((sc, name), []).append(r)
                     print(f"rep {rep + 1} {sc:10} {name:8} {r['rps']:>10.0f} req/s"
                           f"  cpu {r['cpu'] or 0:.2f}", file=sys.stderr)
-
-        idle = {}
-        if "idle" in scenarios:
-            for name in proxies:
-                p, port, _ = started[name]
-                base = rss_kib(p.pid)
-                socks = idle_connections(port, args.idle)
-                time.sleep(1)
-                grown = rss_kib(p.pid) - base
-                idle[name] = grown * 1024 / args.idle
-                for s in socks:
-                    s.close()
-                print(f"idle {name:8} {idle[name]:.0f} bytes/conn", file=sys.stderr)
-                time.sleep(2)
 
         table = render(runs, idle, plan, proxies, args)
         print(table)
