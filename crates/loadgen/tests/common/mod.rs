@@ -33,6 +33,8 @@ pub struct Options {
     pub stall: Option<(Duration, Duration)>,
     /// Serve TLS with this certificate chain and key (DER).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Called first on the server's thread (the allocation test marks it uncounted).
+    pub on_thread_start: Option<fn()>,
 }
 
 pub struct Server {
@@ -70,6 +72,9 @@ pub fn start(options: Options) -> Server {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let thread_counts = counts.clone();
     let thread = std::thread::spawn(move || {
+        if let Some(hook) = options.on_thread_start {
+            hook();
+        }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
