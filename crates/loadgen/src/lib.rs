@@ -29,7 +29,10 @@ pub mod summary;
 pub mod tls;
 pub mod worker;
 
+use std::io::Write as _;
 use std::process::ExitCode;
+
+use anyhow::Context as _;
 
 pub use args::BenchArgs;
 pub use summary::Summary;
@@ -53,7 +56,8 @@ fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     let plan = plan::Plan::new(args)?;
     let finished = engine::execute(&plan, true, || {
         if !plan.json {
-            println!("ballast bench {}\n  {}", plan.url, plan.describe());
+            let header = format!("ballast bench {}\n  {}\n", plan.url, plan.describe());
+            let _ = std::io::stdout().write_all(header.as_bytes());
         }
     })?;
     let summary = Summary::new(
@@ -62,14 +66,18 @@ fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         finished.elapsed,
         finished.interrupted,
     );
-    if plan.json {
-        println!("{}", report::json(&summary)?);
+    let out = if plan.json {
+        report::json(&summary)? + "\n"
     } else {
-        let text = report::text(&summary);
         // The first two lines were printed before the run.
-        let rest: Vec<&str> = text.lines().skip(2).collect();
-        println!("{}", rest.join("\n"));
-    }
+        let text = report::text(&summary);
+        text.lines().skip(2).map(|l| format!("{l}\n")).collect()
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("cannot write the report")?;
     if let Some(path) = &plan.plot {
         plot::write(&summary, path)?;
     }
