@@ -27,11 +27,13 @@ pub struct Shared {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    #[error("listener {listener}: cannot bind {address}: {source}")]
+    // The io error is part of the message, not a `source`: callers print the
+    // message, and a chained source would print the same cause twice.
+    #[error("listener {listener}: cannot bind {address}: {error}")]
     Bind {
         listener: String,
         address: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -90,10 +92,10 @@ impl Server {
                     continue;
                 }
             }
-            let socket = listener::bind(l.bind).map_err(|source| ApplyError::Bind {
+            let socket = listener::bind(l.bind).map_err(|error| ApplyError::Bind {
                 listener: l.name.clone(),
                 address: l.bind,
-                source,
+                error,
             })?;
             bound.push((l.clone(), socket));
         }
