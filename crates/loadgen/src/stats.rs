@@ -71,7 +71,9 @@ impl Tally {
             bytes: 0,
             late: 0,
             seconds: Vec::new(),
-            second_shape: Histogram::new(2)?,
+            // Bounded like the main histogram: an auto-resizing one starts at 1..2 µs
+            // and `saturating_record` clamps into that instead of growing.
+            second_shape: Histogram::new_with_bounds(1, MAX_LATENCY_US, 2)?,
         })
     }
 
@@ -241,6 +243,23 @@ mod tests {
         t.add(&ok(0, 0));
         assert_eq!(t.latency.len(), 2);
         assert!(t.latency.max() >= MAX_LATENCY_US);
+        Ok(())
+    }
+
+    #[test]
+    fn per_second_latencies_keep_their_magnitude() -> anyhow::Result<()> {
+        let mut t = Tally::new()?;
+        for latency_us in [850, 900, 9_700, 250_000] {
+            t.add(&ok(10, latency_us));
+        }
+        let s = &t.seconds[0].latency;
+        // Two significant digits: within 1 % of what was recorded.
+        assert!(
+            (s.value_at_quantile(0.25) as f64 - 850.0).abs() < 10.0,
+            "{}",
+            s.value_at_quantile(0.25)
+        );
+        assert!((s.max() as f64 - 250_000.0).abs() < 2_600.0, "{}", s.max());
         Ok(())
     }
 
