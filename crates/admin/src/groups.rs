@@ -139,9 +139,9 @@ pub async fn deregister(
     Path((name, address)): Path<(String, String)>,
     _write: WriteAccess,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let address: SocketAddr = address
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("invalid address {address:?}; expected IP:PORT")))?;
+    let address: SocketAddr = address.parse().map_err(|_| {
+        ApiError::bad_request(format!("invalid address {address:?}; expected IP:PORT"))
+    })?;
     let mut delay = String::new();
     let version = state
         .control

@@ -21,7 +21,10 @@ pub async fn dashboard() -> Html<&'static str> {
 
 pub async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.control.server.metrics_text(),
     )
 }

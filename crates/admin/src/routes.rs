@@ -32,10 +32,26 @@ pub const ROUTES: &[(Method, &str, Endpoint)] = &[
     (Method::GET, "/api/v1/config", Endpoint::GetConfig),
     (Method::PUT, "/api/v1/config", Endpoint::PutConfig),
     (Method::GET, "/api/v1/target-groups", Endpoint::ListGroups),
-    (Method::GET, "/api/v1/target-groups/{name}", Endpoint::GetGroup),
-    (Method::POST, "/api/v1/target-groups/{name}/targets", Endpoint::RegisterTarget),
-    (Method::DELETE, "/api/v1/target-groups/{name}/targets/{address}", Endpoint::DeregisterTarget),
-    (Method::GET, "/api/v1/target-groups/{name}/health", Endpoint::GroupHealth),
+    (
+        Method::GET,
+        "/api/v1/target-groups/{name}",
+        Endpoint::GetGroup,
+    ),
+    (
+        Method::POST,
+        "/api/v1/target-groups/{name}/targets",
+        Endpoint::RegisterTarget,
+    ),
+    (
+        Method::DELETE,
+        "/api/v1/target-groups/{name}/targets/{address}",
+        Endpoint::DeregisterTarget,
+    ),
+    (
+        Method::GET,
+        "/api/v1/target-groups/{name}/health",
+        Endpoint::GroupHealth,
+    ),
 ];
 
 fn handler(endpoint: Endpoint) -> MethodRouter<AdminState> {
@@ -59,6 +75,8 @@ pub fn router(state: AdminState) -> Router {
         router = router.route(path, handler(*endpoint));
     }
     router
-        .fallback(|| async { crate::error::ApiError::not_found("no such endpoint; see /api/v1/openapi.json") })
+        .fallback(|| async {
+            crate::error::ApiError::not_found("no such endpoint; see /api/v1/openapi.json")
+        })
         .with_state(state)
 }

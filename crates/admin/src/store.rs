@@ -68,12 +68,13 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(StoreError::Io { path, source }),
         };
-        let file: StateFile = serde_json::from_slice(&text).map_err(|source| StoreError::Format {
-            path: path.clone(),
-            source,
-        })?;
-        let config =
-            Config::from_json(&file.config).map_err(|errors| StoreError::Invalid { path, errors })?;
+        let file: StateFile =
+            serde_json::from_slice(&text).map_err(|source| StoreError::Format {
+                path: path.clone(),
+                source,
+            })?;
+        let config = Config::from_json(&file.config)
+            .map_err(|errors| StoreError::Invalid { path, errors })?;
         Ok(Some(Persisted {
             version: file.version,
             config,
@@ -149,7 +150,11 @@ targets = [{ address = "127.0.0.1:9001", weight = 3 }]
         assert!(store.load().expect("empty dir").is_none());
         store.save(7, &config()).expect("save");
         // A crash mid-write leaves a temp file behind: never read, cleaned up.
-        fs::write(dir.join(format!("{TEMP_PREFIX}1.2")), b"{\"version\": 9, \"con").expect("w");
+        fs::write(
+            dir.join(format!("{TEMP_PREFIX}1.2")),
+            b"{\"version\": 9, \"con",
+        )
+        .expect("w");
         let p = store.load().expect("load").expect("persisted");
         assert_eq!(p.version, 7);
         assert_eq!(p.config, config());

@@ -69,11 +69,16 @@ pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
     }
     let control = Arc::new(Control::new(server.clone(), Some(store)));
     let token = match &admin.token_file {
-        Some(p) => Some(Token::load(p).with_context(|| format!("admin.token_file {}", p.display()))?),
+        Some(p) => {
+            Some(Token::load(p).with_context(|| format!("admin.token_file {}", p.display()))?)
+        }
         None => None,
     };
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = AdminState { control: control.clone(), token };
+    let state = AdminState {
+        control: control.clone(),
+        token,
+    };
     let (_, admin_task) = ballast_admin::serve(admin.bind, state, async {
         let _ = admin_stopped.await;
     })

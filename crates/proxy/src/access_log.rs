@@ -106,7 +106,10 @@ fn open(path: &PathBuf) -> std::io::Result<std::fs::File> {
 }
 
 /// The writer task: runs until every sender (every snapshot using it) is gone.
-async fn write_lines(mut rx: mpsc::Receiver<AccessRecord>, out: Box<dyn AsyncWrite + Send + Unpin>) {
+async fn write_lines(
+    mut rx: mpsc::Receiver<AccessRecord>,
+    out: Box<dyn AsyncWrite + Send + Unpin>,
+) {
     let mut out = BufWriter::with_capacity(64 * 1024, out);
     let mut line = Vec::with_capacity(512);
     while let Some(first) = rx.recv().await {

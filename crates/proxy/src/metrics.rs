@@ -57,10 +57,7 @@ impl Histogram {
             acc += self.counts[i].load(Ordering::Relaxed);
             acc
         });
-        (
-            cumulative,
-            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6,
-        )
+        (cumulative, self.sum_us.load(Ordering::Relaxed) as f64 / 1e6)
     }
 }
 

@@ -136,7 +136,11 @@ impl Snapshot {
 
     /// Listener routes, sorted by name.
     pub fn listeners(&self) -> Vec<(&str, &ListenerRoute)> {
-        let mut v: Vec<_> = self.listeners.iter().map(|(k, r)| (k.as_ref(), r)).collect();
+        let mut v: Vec<_> = self
+            .listeners
+            .iter()
+            .map(|(k, r)| (k.as_ref(), r))
+            .collect();
         v.sort_by_key(|(k, _)| *k);
         v
     }

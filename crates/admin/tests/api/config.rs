@@ -15,7 +15,9 @@ async fn get_then_put_round_trips_and_bumps_the_version() {
     assert_eq!(got["version"], 1);
     let mut config = got["config"].clone();
     config["target_groups"][0]["algorithm"] = json!("least_outstanding_requests");
-    let (status, body) = admin.call(Method::PUT, "/api/v1/config", Some(config)).await;
+    let (status, body) = admin
+        .call(Method::PUT, "/api/v1/config", Some(config))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["version"], 2);
     let snapshot = admin.ballast.server.snapshot();
@@ -41,7 +43,9 @@ async fn invalid_config_is_400_with_every_error_and_nothing_applied() {
     config["target_groups"][0]["targets"][0]["weight"] = json!(5000);
     config["listeners"][0]["default_action"]["target_group"] = json!("nope");
     config["listeners"][0]["bogus"] = json!(1);
-    let (status, body) = admin.call(Method::PUT, "/api/v1/config", Some(config)).await;
+    let (status, body) = admin
+        .call(Method::PUT, "/api/v1/config", Some(config))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let details = body["details"].as_array().expect("details");
     let paths: Vec<&str> = details.iter().filter_map(|d| d["path"].as_str()).collect();
@@ -51,14 +55,18 @@ async fn invalid_config_is_400_with_every_error_and_nothing_applied() {
         "listeners[0].default_action",
         "listeners[0].bogus",
     ] {
-        assert!(paths.contains(&expected), "{expected} missing from {paths:?}");
+        assert!(
+            paths.contains(&expected),
+            "{expected} missing from {paths:?}"
+        );
     }
-    assert!(body["error"].as_str().expect("error").contains("4 error"), "{body}");
+    assert!(
+        body["error"].as_str().expect("error").contains("4 error"),
+        "{body}"
+    );
     assert_eq!(admin.get("/api/v1/config").await, before, "nothing applied");
 
-    let (status, body) = admin
-        .raw(Method::PUT, "/api/v1/config", None, None)
-        .await;
+    let (status, body) = admin.raw(Method::PUT, "/api/v1/config", None, None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body.contains("not JSON"), "{body}");
 }
@@ -83,16 +91,33 @@ async fn writes_need_the_token_and_reads_do_not() {
         ),
     ];
     for (method, path, body) in &writes {
-        for auth in [None, Some("Bearer wrong"), Some("Bearer s3cret-toke"), Some("s3cret-token")] {
+        for auth in [
+            None,
+            Some("Bearer wrong"),
+            Some("Bearer s3cret-toke"),
+            Some("s3cret-token"),
+        ] {
             let (status, reply) = admin
                 .call_as(method.clone(), path, body.clone(), auth)
                 .await;
-            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} {auth:?}: {reply}");
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} {auth:?}: {reply}"
+            );
             assert!(reply["error"].is_string(), "{reply}");
         }
     }
-    assert_eq!(admin.ballast.server.snapshot().version, 1, "nothing applied");
-    for path in ["/api/v1/config", "/api/v1/target-groups", "/api/v1/target-groups/web/health"] {
+    assert_eq!(
+        admin.ballast.server.snapshot().version,
+        1,
+        "nothing applied"
+    );
+    for path in [
+        "/api/v1/config",
+        "/api/v1/target-groups",
+        "/api/v1/target-groups/web/health",
+    ] {
         let (status, _) = admin.call_as(Method::GET, path, None, None).await;
         assert_eq!(status, StatusCode::OK, "{path}");
     }
@@ -124,7 +149,11 @@ async fn applied_changes_are_persisted_with_their_version() {
     let persisted = store.load().expect("readable").expect("persisted");
     assert_eq!(persisted.version, 2);
     let g = persisted.config.target_group("web").expect("web");
-    assert_eq!(g.target("127.0.0.1:9".parse().expect("addr")).map(|t| t.weight), Some(7));
+    assert_eq!(
+        g.target("127.0.0.1:9".parse().expect("addr"))
+            .map(|t| t.weight),
+        Some(7)
+    );
     assert_eq!(&persisted.config, &*admin.ballast.server.snapshot().config);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -44,7 +44,12 @@ impl Admin {
     }
 
     /// A call with the right token (when one is set).
-    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
         self.call_as(method, path, body, auth.as_deref()).await
     }

@@ -26,19 +26,45 @@ async fn metrics_count_every_request_by_code() {
     admin.ballast.all_healthy().await;
     let client = Client::http1();
     for _ in 0..7 {
-        assert_eq!(client.get(&admin.ballast.url("/")).await.expect("reply").status, 200);
+        assert_eq!(
+            client
+                .get(&admin.ballast.url("/"))
+                .await
+                .expect("reply")
+                .status,
+            200
+        );
     }
     for _ in 0..3 {
-        let r = client.get(&admin.ballast.url("/?status=404")).await.expect("reply");
+        let r = client
+            .get(&admin.ballast.url("/?status=404"))
+            .await
+            .expect("reply");
         assert_eq!(r.status, 404);
     }
     let (_, text) = admin.raw(Method::GET, "/metrics", None, None).await;
     let m = scrape(&text);
-    let get = |k: &str| m.get(k).copied().unwrap_or_else(|| panic!("no {k} in\n{text}"));
-    assert_eq!(get(r#"ballast_requests_total{listener="public",code="200"}"#), 7.0);
-    assert_eq!(get(r#"ballast_requests_total{listener="public",code="404"}"#), 3.0);
-    assert_eq!(get(r#"ballast_request_duration_seconds_count{listener="public"}"#), 10.0);
-    assert_eq!(get(r#"ballast_request_duration_seconds_bucket{listener="public",le="+Inf"}"#), 10.0);
+    let get = |k: &str| {
+        m.get(k)
+            .copied()
+            .unwrap_or_else(|| panic!("no {k} in\n{text}"))
+    };
+    assert_eq!(
+        get(r#"ballast_requests_total{listener="public",code="200"}"#),
+        7.0
+    );
+    assert_eq!(
+        get(r#"ballast_requests_total{listener="public",code="404"}"#),
+        3.0
+    );
+    assert_eq!(
+        get(r#"ballast_request_duration_seconds_count{listener="public"}"#),
+        10.0
+    );
+    assert_eq!(
+        get(r#"ballast_request_duration_seconds_bucket{listener="public",le="+Inf"}"#),
+        10.0
+    );
     let (t0, t1) = (bs[0].addr(), bs[1].addr());
     let per_target = |code: &str| {
         [t0, t1]
@@ -59,10 +85,26 @@ async fn metrics_count_every_request_by_code() {
     assert_eq!(durations, 10.0);
     assert_eq!(get(r#"ballast_healthy_targets{target_group="web"}"#), 2.0);
     assert_eq!(get(r#"ballast_unhealthy_targets{target_group="web"}"#), 0.0);
-    assert_eq!(get(r#"ballast_unhealthy_state_routing{target_group="web"}"#), 0.0);
-    assert_eq!(get(&format!(r#"ballast_target_weight{{target_group="web",target="{t0}"}}"#)), 1.0);
-    assert_eq!(get(&format!(r#"ballast_target_connection_errors_total{{target_group="web",target="{t0}"}}"#)), 0.0);
-    assert_eq!(get(r#"ballast_rejected_requests_total{listener="public",reason="no_healthy_target"}"#), 0.0);
+    assert_eq!(
+        get(r#"ballast_unhealthy_state_routing{target_group="web"}"#),
+        0.0
+    );
+    assert_eq!(
+        get(&format!(
+            r#"ballast_target_weight{{target_group="web",target="{t0}"}}"#
+        )),
+        1.0
+    );
+    assert_eq!(
+        get(&format!(
+            r#"ballast_target_connection_errors_total{{target_group="web",target="{t0}"}}"#
+        )),
+        0.0
+    );
+    assert_eq!(
+        get(r#"ballast_rejected_requests_total{listener="public",reason="no_healthy_target"}"#),
+        0.0
+    );
     assert!(m.contains_key(r#"ballast_active_connections{listener="public"}"#));
     assert_eq!(get("ballast_access_log_dropped_total"), 0.0);
     for family in ["ballast_requests_total", "ballast_request_duration_seconds"] {
@@ -86,10 +128,24 @@ async fn rejections_and_connection_errors_are_counted() {
     assert_eq!(second.status, 503);
     let (_, text) = admin.raw(Method::GET, "/metrics", None, None).await;
     let m = scrape(&text);
-    assert_eq!(m[r#"ballast_requests_total{listener="public",code="502"}"#], 1.0);
-    assert_eq!(m[r#"ballast_requests_total{listener="public",code="503"}"#], 1.0);
-    assert_eq!(m[r#"ballast_rejected_requests_total{listener="public",reason="no_healthy_target"}"#], 1.0);
-    assert_eq!(m[&format!(r#"ballast_target_connection_errors_total{{target_group="web",target="{dead}"}}"#)], 1.0);
+    assert_eq!(
+        m[r#"ballast_requests_total{listener="public",code="502"}"#],
+        1.0
+    );
+    assert_eq!(
+        m[r#"ballast_requests_total{listener="public",code="503"}"#],
+        1.0
+    );
+    assert_eq!(
+        m[r#"ballast_rejected_requests_total{listener="public",reason="no_healthy_target"}"#],
+        1.0
+    );
+    assert_eq!(
+        m[&format!(
+            r#"ballast_target_connection_errors_total{{target_group="web",target="{dead}"}}"#
+        )],
+        1.0
+    );
     assert_eq!(m[r#"ballast_unhealthy_targets{target_group="web"}"#], 1.0);
 }
 
@@ -108,14 +164,23 @@ async fn access_log_lines_are_json_with_every_field() {
     let req = http::Request::post(admin.ballast.url("/upload?secret=1"))
         .header("user-agent", "access-log-test")
         .header("x-request-id", "req-42")
-        .body(http_body_util::Full::new(bytes::Bytes::from(vec![b'x'; 1000])))
+        .body(http_body_util::Full::new(bytes::Bytes::from(vec![
+            b'x';
+            1000
+        ])))
         .expect("request");
     let r = client.send(req).await.expect("reply");
     assert_eq!(r.status, 200);
-    let r2 = client.get(&admin.ballast.url("/get?bytes=5000")).await.expect("reply");
+    let r2 = client
+        .get(&admin.ballast.url("/get?bytes=5000"))
+        .await
+        .expect("reply");
     assert_eq!(r2.body.len(), 5000);
     let lines = || std::fs::read_to_string(&path).unwrap_or_default();
-    eventually("two access-log lines", Duration::from_secs(10), || async { lines().lines().count() >= 2 }).await;
+    eventually("two access-log lines", Duration::from_secs(10), || async {
+        lines().lines().count() >= 2
+    })
+    .await;
     let text = lines();
     let records: Vec<serde_json::Value> = text
         .lines()
@@ -123,9 +188,22 @@ async fn access_log_lines_are_json_with_every_field() {
         .collect();
     for r in &records {
         for field in [
-            "time", "listener", "client", "target_group", "target", "method", "path", "status",
-            "target_status", "request_processing_time", "target_processing_time",
-            "response_processing_time", "bytes_in", "bytes_out", "user_agent", "request_id",
+            "time",
+            "listener",
+            "client",
+            "target_group",
+            "target",
+            "method",
+            "path",
+            "status",
+            "target_status",
+            "request_processing_time",
+            "target_processing_time",
+            "response_processing_time",
+            "bytes_in",
+            "bytes_out",
+            "user_agent",
+            "request_id",
             "error_reason",
         ] {
             assert!(r.get(field).is_some(), "{field} missing in {r}");
@@ -136,18 +214,31 @@ async fn access_log_lines_are_json_with_every_field() {
         assert_eq!(r["status"], 200);
         assert_eq!(r["target_status"], 200);
         assert!(r["time"].as_str().expect("time").ends_with('Z'));
-        assert!(r["client"].as_str().expect("client").starts_with("127.0.0.1:"));
+        assert!(r["client"]
+            .as_str()
+            .expect("client")
+            .starts_with("127.0.0.1:"));
         assert!(r["error_reason"].is_null());
         assert!(r["target_processing_time"].as_f64().expect("f64") >= 0.0);
     }
-    let post = records.iter().find(|r| r["method"] == "POST").expect("POST line");
+    let post = records
+        .iter()
+        .find(|r| r["method"] == "POST")
+        .expect("POST line");
     assert_eq!(post["path"], "/upload", "no query in the log");
     assert_eq!(post["bytes_in"], 1000);
     assert_eq!(post["user_agent"], "access-log-test");
     assert_eq!(post["request_id"], "req-42");
-    let get = records.iter().find(|r| r["method"] == "GET").expect("GET line");
+    let get = records
+        .iter()
+        .find(|r| r["method"] == "GET")
+        .expect("GET line");
     assert_eq!(get["bytes_out"], 5000);
     assert_eq!(get["complete"], true);
-    assert_eq!(get["request_id"].as_str().map(str::len), Some(32), "generated id");
+    assert_eq!(
+        get["request_id"].as_str().map(str::len),
+        Some(32),
+        "generated id"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

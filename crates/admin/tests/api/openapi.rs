@@ -30,8 +30,14 @@ fn openapi_lists_exactly_the_routes() {
     let documented = documented();
     let missing: Vec<_> = routed.difference(&documented).collect();
     let extra: Vec<_> = documented.difference(&routed).collect();
-    assert!(missing.is_empty(), "routes not in openapi.json: {missing:?}");
-    assert!(extra.is_empty(), "openapi.json documents routes that do not exist: {extra:?}");
+    assert!(
+        missing.is_empty(),
+        "routes not in openapi.json: {missing:?}"
+    );
+    assert!(
+        extra.is_empty(),
+        "openapi.json documents routes that do not exist: {extra:?}"
+    );
 }
 
 #[test]
@@ -42,7 +48,9 @@ fn every_schema_reference_resolves() {
     collect_refs(&doc, &mut refs);
     assert!(!refs.is_empty());
     for r in refs {
-        let name = r.strip_prefix("#/components/schemas/").expect("local schema ref");
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .expect("local schema ref");
         assert!(schemas.contains_key(name), "dangling $ref {r}");
     }
 }
@@ -70,9 +78,7 @@ async fn the_router_serves_every_route_and_nothing_else() {
     let admin = Admin::start(&Setup::new(&bs)).await;
     let target = bs[0].addr().to_string();
     for (method, path, _) in ROUTES {
-        let path = path
-            .replace("{name}", "web")
-            .replace("{address}", &target);
+        let path = path.replace("{name}", "web").replace("{address}", &target);
         let (status, body) = admin.raw(method.clone(), &path, None, None).await;
         assert!(
             status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,

@@ -30,9 +30,15 @@ async fn a_registered_target_takes_traffic_only_once_healthy() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["version"], 2);
     let state = admin.target_state(&address).await;
-    assert!(matches!(state.as_deref(), Some("initial" | "unhealthy")), "{state:?}");
+    assert!(
+        matches!(state.as_deref(), Some("initial" | "unhealthy")),
+        "{state:?}"
+    );
     // Wait until its health check has run (and failed) twice.
-    eventually("the new target was checked", SOON, || async { new.health_checks() >= 2 }).await;
+    eventually("the new target was checked", SOON, || async {
+        new.health_checks() >= 2
+    })
+    .await;
     let client = Client::http1();
     for _ in 0..20 {
         let r = client.get(&admin.ballast.url("/")).await.expect("reply");
@@ -101,7 +107,9 @@ async fn deregistration_drains_under_load_without_errors() {
                 }
                 let started = Instant::now();
                 match c.get(&url).await {
-                    Ok(r) if r.status == 200 => seen.lock().expect("lock").push((started, r.backend())),
+                    Ok(r) if r.status == 200 => {
+                        seen.lock().expect("lock").push((started, r.backend()))
+                    }
                     _ => {
                         failures.fetch_add(1, Ordering::Relaxed);
                     }
@@ -109,10 +117,17 @@ async fn deregistration_drains_under_load_without_errors() {
             }
         }));
     }
-    eventually("load flows", SOON, || async { seen.lock().expect("lock").len() > 50 }).await;
+    eventually("load flows", SOON, || async {
+        seen.lock().expect("lock").len() > 50
+    })
+    .await;
 
     let (status, body) = admin
-        .call(Method::DELETE, &format!("/api/v1/target-groups/web/targets/{b}"), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/target-groups/web/targets/{b}"),
+            None,
+        )
         .await;
     let acked = Instant::now();
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
@@ -140,15 +155,29 @@ async fn deregistration_drains_under_load_without_errors() {
     .await;
     // Some more load after the removal, then stop.
     let after = seen.lock().expect("lock").len();
-    eventually("load goes on", SOON, || async { seen.lock().expect("lock").len() > after + 50 }).await;
+    eventually("load goes on", SOON, || async {
+        seen.lock().expect("lock").len() > after + 50
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     for l in load {
         l.await.expect("load task");
     }
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "no client saw an error");
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "no client saw an error"
+    );
     let seen = seen.lock().expect("lock");
-    let late: Vec<_> = seen.iter().filter(|(t, who)| *t > acked && who != &a).collect();
-    assert!(late.is_empty(), "{} requests started after the deregistration went elsewhere than {a}", late.len());
+    let late: Vec<_> = seen
+        .iter()
+        .filter(|(t, who)| *t > acked && who != &a)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "{} requests started after the deregistration went elsewhere than {a}",
+        late.len()
+    );
     assert!(seen.iter().any(|(t, _)| *t > acked));
 }
 
@@ -167,17 +196,34 @@ async fn deregistration_delay_bounds_the_drain() {
     let slow = tokio::spawn(async move { client.get(&url).await });
     let snapshot = admin.ballast.server.snapshot();
     let target = snapshot.group("web").expect("web").targets[0].clone();
-    eventually("slow request in flight", SOON, || async { target.in_flight() == 1 }).await;
+    eventually("slow request in flight", SOON, || async {
+        target.in_flight() == 1
+    })
+    .await;
     let (status, _) = admin
-        .call(Method::DELETE, &format!("/api/v1/target-groups/web/targets/{b}"), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/target-groups/web/targets/{b}"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    eventually("removed after the delay", SOON, || async { admin.target_state(&b).await.is_none() }).await;
-    assert!(!slow.is_finished(), "removed while its request was still in flight");
+    eventually("removed after the delay", SOON, || async {
+        admin.target_state(&b).await.is_none()
+    })
+    .await;
+    assert!(
+        !slow.is_finished(),
+        "removed while its request was still in flight"
+    );
     let r = slow.await.expect("task").expect("completes");
     assert_eq!(r.status, 200);
     let (status, body) = admin
-        .call(Method::DELETE, &format!("/api/v1/target-groups/web/targets/{b}"), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/target-groups/web/targets/{b}"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 }

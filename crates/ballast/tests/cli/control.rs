@@ -26,12 +26,19 @@ fn with_state(setup: &mut Setup, dir: &std::path::Path) {
     setup.top_extra = format!("[state]\ndir = \"{}\"\n", dir.display());
 }
 
-async fn call(admin: SocketAddr, method: &str, path: &str, body: Option<Value>) -> Result<(u16, Value), String> {
+async fn call(
+    admin: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Result<(u16, Value), String> {
     let req = http::Request::builder()
         .method(method)
         .uri(format!("http://{admin}{path}"))
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.map(|b| b.to_string()).unwrap_or_default())))
+        .body(Full::new(Bytes::from(
+            body.map(|b| b.to_string()).unwrap_or_default(),
+        )))
         .map_err(|e| e.to_string())?;
     let reply = Client::http1().send(req).await?;
     let json = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
@@ -39,7 +46,9 @@ async fn call(admin: SocketAddr, method: &str, path: &str, body: Option<Value>) 
 }
 
 async fn config(admin: SocketAddr) -> Value {
-    let (status, v) = call(admin, "GET", "/api/v1/config", None).await.expect("GET config");
+    let (status, v) = call(admin, "GET", "/api/v1/config", None)
+        .await
+        .expect("GET config");
     assert_eq!(status, 200);
     v
 }
@@ -51,6 +60,11 @@ fn addresses(config: &Value) -> Vec<String> {
         .iter()
         .map(|t| t["address"].as_str().unwrap_or("").to_string())
         .collect()
+}
+
+fn ballast_admin_state(dir: &std::path::Path) -> Value {
+    let text = std::fs::read(dir.join("state.json")).expect("state file");
+    serde_json::from_slice(&text).expect("state file is JSON")
 }
 
 #[tokio::test]
@@ -87,7 +101,11 @@ async fn api_changes_survive_a_restart_unless_the_file_wins() {
     assert!(addresses(&running).contains(&added), "{running}");
     let client = Client::http1();
     eventually("traffic reaches the registered target", SOON, || async {
-        client.get(&p.url("/")).await.map(|r| r.backend() == "b1").unwrap_or(false)
+        client
+            .get(&p.url("/"))
+            .await
+            .map(|r| r.backend() == "b1")
+            .unwrap_or(false)
     })
     .await;
     drop(p);
@@ -103,6 +121,18 @@ async fn api_changes_survive_a_restart_unless_the_file_wins() {
     let running = config(p.admin_addr()).await;
     assert_eq!(running["version"], 3);
     assert!(!addresses(&running).contains(&added));
+
+    // SIGHUP applies the file and persists it as the next version.
+    let mut both = Setup::new(&bs);
+    with_state(&mut both, &dir);
+    both.bind = p.addr.to_string();
+    p.write_config(&both.toml());
+    let from = p.log_len();
+    p.signal("HUP");
+    p.wait_for_log_after(from, "config persisted", SOON);
+    let persisted = ballast_admin_state(&dir);
+    assert_eq!(persisted["version"], 4);
+    assert!(addresses(&persisted).contains(&added), "{persisted}");
     drop(p);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -130,19 +160,33 @@ async fn state_is_never_torn_by_kill_9_during_writes() {
         let mut p = BallastProcess::spawn(std::path::Path::new(BIN), &toml);
         let admin = p.admin_addr();
         let start = config(admin).await["version"].as_u64().expect("version");
-        assert!(start >= acked_max, "round {round}: restarted at {start} < acknowledged {acked_max}");
+        assert!(
+            start >= acked_max,
+            "round {round}: restarted at {start} < acknowledged {acked_max}"
+        );
         let attempts = Arc::new(AtomicU64::new(0));
         let acks = Arc::new(AtomicU64::new(0));
         let mut writers = Vec::new();
         for w in 0..3u64 {
-            let (attempts, acks, acked, target) =
-                (attempts.clone(), acks.clone(), acked.clone(), target.clone());
+            let (attempts, acks, acked, target) = (
+                attempts.clone(),
+                acks.clone(),
+                acked.clone(),
+                target.clone(),
+            );
             writers.push(tokio::spawn(async move {
                 for i in 0..10_000u64 {
                     let weight = (round * 97 + w * 31 + i) % 1000;
                     attempts.fetch_add(1, Ordering::SeqCst);
                     let body = json!({"address": target, "weight": weight});
-                    match call(admin, "POST", "/api/v1/target-groups/web/targets", Some(body)).await {
+                    match call(
+                        admin,
+                        "POST",
+                        "/api/v1/target-groups/web/targets",
+                        Some(body),
+                    )
+                    .await
+                    {
                         Ok((200, v)) => {
                             let version = v["version"].as_u64().expect("version");
                             acked.lock().expect("lock").insert(version, weight);
@@ -155,7 +199,10 @@ async fn state_is_never_torn_by_kill_9_during_writes() {
         }
         // Kill after a few acknowledged writes, at a varying instant within the next.
         let wanted = 2 + round % 5;
-        eventually("writes acknowledged", SOON, || async { acks.load(Ordering::SeqCst) >= wanted }).await;
+        eventually("writes acknowledged", SOON, || async {
+            acks.load(Ordering::SeqCst) >= wanted
+        })
+        .await;
         tokio::time::sleep(Duration::from_micros((round * 379) % 3000)).await;
         let in_flight = attempts.load(Ordering::SeqCst) > acks.load(Ordering::SeqCst);
         p.crash();
@@ -165,19 +212,39 @@ async fn state_is_never_torn_by_kill_9_during_writes() {
         }
         let attempted = attempts.load(Ordering::SeqCst);
         let acked_now = acked.lock().expect("lock").clone();
-        acked_max = acked_now.keys().copied().max().unwrap_or(acked_max).max(acked_max);
+        acked_max = acked_now
+            .keys()
+            .copied()
+            .max()
+            .unwrap_or(acked_max)
+            .max(acked_max);
 
         let text = std::fs::read(&state_file).expect("state file exists");
-        let file: Value = serde_json::from_slice(&text)
-            .unwrap_or_else(|e| panic!("round {round}: torn state file ({e}): {}", String::from_utf8_lossy(&text)));
+        let file: Value = serde_json::from_slice(&text).unwrap_or_else(|e| {
+            panic!(
+                "round {round}: torn state file ({e}): {}",
+                String::from_utf8_lossy(&text)
+            )
+        });
         ballast_config::Config::from_json(&file["config"])
             .unwrap_or_else(|e| panic!("round {round}: invalid persisted config: {e}"));
         let version = file["version"].as_u64().expect("version");
-        assert!(version >= acked_max, "round {round}: on disk {version} < acknowledged {acked_max}");
-        assert!(version <= start + attempted, "round {round}: on disk {version} > attempted {}", start + attempted);
+        assert!(
+            version >= acked_max,
+            "round {round}: on disk {version} < acknowledged {acked_max}"
+        );
+        assert!(
+            version <= start + attempted,
+            "round {round}: on disk {version} > attempted {}",
+            start + attempted
+        );
         let weight = file["config"]["target_groups"][0]["targets"][0]["weight"].as_u64();
         if let Some(w) = acked_now.get(&version) {
-            assert_eq!(weight, Some(*w), "round {round}: version {version} holds another write");
+            assert_eq!(
+                weight,
+                Some(*w),
+                "round {round}: version {version} holds another write"
+            );
         }
     }
     assert!(acked_max >= ROUNDS * 2, "every round acknowledged writes");
