@@ -55,7 +55,11 @@ async fn a_registered_target_takes_traffic_only_once_healthy() {
         let r = client.get(&admin.ballast.url("/")).await.expect("reply");
         assert_eq!(r.status, 200);
     }
-    assert_eq!(new.requests(), 10, "round robin over three healthy targets");
+    let share = new.requests();
+    assert!(
+        (8..=12).contains(&share),
+        "about a third of 30 requests, got {share}"
+    );
 }
 
 /// Deregistering under continuous load: no client sees an error, the slow request
