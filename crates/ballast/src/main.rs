@@ -30,17 +30,25 @@ enum Command {
         /// The config file.
         #[arg(long, short, default_value = "ballast.toml")]
         config: PathBuf,
+        /// Start from the file even when the admin API persisted a config in
+        /// `state.dir` (which otherwise wins); the file is then persisted.
+        #[arg(long)]
+        config_wins: bool,
     },
     /// Validate a config file: print every error, exit 0 if valid and 1 if not.
     Check {
         #[arg(long, short, default_value = "ballast.toml")]
         config: PathBuf,
     },
-    /// Start three demo backends and a balancer over them on 127.0.0.1:8080.
+    /// Start three demo backends and a balancer over them on 127.0.0.1:8080, with
+    /// the admin API and dashboard on 127.0.0.1:9900.
     Demo {
         /// Where the balancer listens.
         #[arg(long, default_value = "127.0.0.1:8080")]
         bind: std::net::SocketAddr,
+        /// Where the admin API and dashboard listen.
+        #[arg(long, default_value = "127.0.0.1:9900")]
+        admin: std::net::SocketAddr,
     },
     /// A test and demo backend: answers with a JSON echo of each request.
     Backend {
@@ -122,8 +130,11 @@ fn main() -> ExitCode {
             };
             let result = rt.block_on(async move {
                 match command {
-                    Command::Serve { config } => serve::run(&config).await,
-                    Command::Demo { bind } => demo::run(bind).await,
+                    Command::Serve {
+                        config,
+                        config_wins,
+                    } => serve::run(&config, config_wins).await,
+                    Command::Demo { bind, admin } => demo::run(bind, admin).await,
                     Command::Backend {
                         bind,
                         name,

@@ -1,20 +1,25 @@
 //! `ballast serve`: load the config, run until SIGTERM/SIGINT, reload on SIGHUP.
 //!
-//! Control path. A reload reads and validates the file, then applies it through
-//! the same path as the start; an invalid file is logged error by error and
-//! changes nothing. SIGTERM and SIGINT drain: stop accepting, let in-flight
-//! requests finish up to `server.drain_timeout`, exit 0.
+//! Control path. At start the file is read and validated first (it names
+//! `state.dir`); then, if the admin API persisted a config there, that one wins,
+//! unless `--config-wins` is given, in which case the file is applied and persisted
+//! as the next version. The choice is logged. A reload (SIGHUP) reads and validates
+//! the file, applies it through the same path as an API write and persists it as a
+//! new version, so a restart keeps what ran last; an invalid file is logged error
+//! by error and changes nothing. SIGTERM and SIGINT drain: stop accepting, let
+//! in-flight requests finish up to `server.drain_timeout`, exit 0.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use ballast_admin::{AdminState, Control, Store, Token};
 use ballast_config::Config;
 use ballast_proxy::Server;
 use tokio::signal::unix::{signal, SignalKind};
 
-pub async fn run(path: &Path) -> anyhow::Result<()> {
-    let config = match Config::load(path) {
+pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
+    let file = match Config::load(path) {
         Ok(c) => c,
         Err(errors) => {
             for e in errors.iter() {
@@ -23,29 +28,83 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
             anyhow::bail!("{}: {} config error(s)", path.display(), errors.len());
         }
     };
+    let store = Store::new(&file.state.dir);
+    let persisted = if config_wins {
+        // The file wins; the persisted version still numbers what comes next.
+        store.load().ok().flatten().map(|p| p.version)
+    } else {
+        None
+    };
+    let (config, version, persist_now) = match store.load() {
+        Ok(Some(p)) if !config_wins => {
+            tracing::info!(
+                state = %store.path().display(), version = p.version,
+                "using the config persisted by the admin API (the file is ignored; pass --config-wins to prefer it)"
+            );
+            (p.config, p.version, false)
+        }
+        Err(e) if !config_wins => {
+            anyhow::bail!("{e}; fix or remove it, or pass --config-wins to start from the file")
+        }
+        Ok(None) => {
+            tracing::info!(file = %path.display(), state = %store.path().display(), "no persisted config: using the file");
+            (file, 1, false)
+        }
+        _ => {
+            let version = persisted.map_or(1, |v| v + 1);
+            tracing::info!(file = %path.display(), version, "--config-wins: using the file and persisting it");
+            (file, version, true)
+        }
+    };
+    let admin = config.admin.clone();
     let mut hup = signal(SignalKind::hangup()).context("install SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
-    let server = Server::start(config).await?;
+    let server = Server::start_at(config.clone(), version).await?;
+    if persist_now {
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.save(version, &config))
+            .await?
+            .with_context(|| format!("persist to {}", store.path().display()))?;
+    }
+    let control = Arc::new(Control::new(server.clone(), Some(store)));
+    let token = match &admin.token_file {
+        Some(p) => {
+            Some(Token::load(p).with_context(|| format!("admin.token_file {}", p.display()))?)
+        }
+        None => None,
+    };
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let state = AdminState {
+        control: control.clone(),
+        token,
+    };
+    let (_, admin_task) = ballast_admin::serve(admin.bind, state, async {
+        let _ = admin_stopped.await;
+    })
+    .await
+    .with_context(|| format!("admin API: cannot bind {}", admin.bind))?;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&server, path).await,
+            _ = hup.recv() => reload(&control, path).await,
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
     tracing::info!("draining: no new connections; in-flight requests may finish");
+    let _ = stop_admin.send(());
     server.shutdown().await;
+    admin_task.abort();
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn reload(server: &Arc<Server>, path: &Path) {
+async fn reload(control: &Control, path: &Path) {
     tracing::info!(file = %path.display(), "SIGHUP: reloading config");
     match Config::load(path) {
         Ok(config) => {
-            if let Err(e) = server.apply(config).await {
-                tracing::error!(error = %e, "reload failed; the running config is unchanged");
+            if let Err(e) = control.apply(config).await {
+                tracing::error!(error = %e.error, "reload failed; the running config is unchanged");
             }
         }
         Err(errors) => {

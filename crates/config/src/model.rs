@@ -74,12 +74,26 @@ impl Default for StateConfig {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// Where access-log lines go. Serialized as the file writes it (`{}` for stdout,
+/// `{"path": "off"}`, `{"path": FILE}`), so the admin API's JSON reads back unchanged.
+#[derive(Clone, Debug, PartialEq)]
 pub enum AccessLogConfig {
     Stdout,
     Off,
     File(PathBuf),
+}
+
+impl Serialize for AccessLogConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        match self {
+            AccessLogConfig::Stdout => {}
+            AccessLogConfig::Off => map.serialize_entry("path", "off")?,
+            AccessLogConfig::File(p) => map.serialize_entry("path", p)?,
+        }
+        map.end()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -127,11 +141,20 @@ pub struct TargetGroupConfig {
     /// Time from sending a request to receiving the response head.
     #[serde(serialize_with = "duration::serialize")]
     pub response_timeout: Duration,
+    /// How long a deregistered target drains (no new requests, in-flight ones may
+    /// finish) before it is removed.
+    #[serde(serialize_with = "duration::serialize")]
+    pub deregistration_delay: Duration,
 }
 
 impl TargetGroupConfig {
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
     pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const DEFAULT_DEREGISTRATION_DELAY: Duration = Duration::from_secs(30);
+
+    pub fn target(&self, address: std::net::SocketAddr) -> Option<&TargetConfig> {
+        self.targets.iter().find(|t| t.address == address)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

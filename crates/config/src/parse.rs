@@ -369,6 +369,13 @@ fn decode_group(node: &Node, path: &str, errs: &mut Errors) -> DecodedGroup {
         (Duration::from_millis(1), Duration::from_secs(4000)),
         errs,
     );
+    let deregistration_delay = optional_duration(
+        &mut f,
+        "deregistration_delay",
+        TargetGroupConfig::DEFAULT_DEREGISTRATION_DELAY,
+        (Duration::ZERO, Duration::from_secs(3600)),
+        errs,
+    );
     f.finish(errs);
     let config = (|| {
         Some(TargetGroupConfig {
@@ -380,6 +387,7 @@ fn decode_group(node: &Node, path: &str, errs: &mut Errors) -> DecodedGroup {
             unhealthy_state_routing: routing?,
             connect_timeout: connect_timeout?,
             response_timeout: response_timeout?,
+            deregistration_delay: deregistration_delay?,
         })
     })();
     DecodedGroup { config, name }

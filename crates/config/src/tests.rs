@@ -93,6 +93,37 @@ targets = []
         HealthCheckConfig::default()
     );
     assert_eq!(c.access_log, AccessLogConfig::Stdout);
+    assert_eq!(
+        c.target_groups[0].deregistration_delay,
+        TargetGroupConfig::DEFAULT_DEREGISTRATION_DELAY
+    );
+}
+
+#[test]
+fn deregistration_delay_is_read_and_bounded() {
+    let c = Config::from_toml(&VALID.replace(
+        "[target_groups.health_check]",
+        "deregistration_delay = \"0s\"\n[target_groups.health_check]",
+    ))
+    .expect("valid");
+    assert_eq!(c.target_groups[0].deregistration_delay, Duration::ZERO);
+    let errs = broken(
+        "[target_groups.health_check]",
+        "deregistration_delay = \"2h\"\n[target_groups.health_check]",
+    );
+    assert_eq!(errs.0[0].path, "target_groups[0].deregistration_delay");
+}
+
+/// What the admin API serves as JSON must read back as the same config, for every
+/// access-log form (the API's GET then PUT must be a no-op).
+#[test]
+fn json_round_trips() {
+    for log in ["", "path = \"off\"", "path = \"/tmp/access.log\""] {
+        let text = VALID.replace("path = \"off\"", log);
+        let c = Config::from_toml(&text).expect("valid");
+        let json = serde_json::to_value(&c).expect("serialize");
+        assert_eq!(Config::from_json(&json).expect("reads back"), c, "{json}");
+    }
 }
 
 /// A config that is valid except for one text replacement.

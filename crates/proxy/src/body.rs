@@ -6,21 +6,30 @@
 //! must live exactly as long as the response: the target's in-flight count, the
 //! pooled connection (returned to the pool only once the response ended cleanly) and
 //! the client connection's activity count (for its idle timeout).
+//!
+//! With the access log on, both bodies count the bytes that pass (a plain add per
+//! frame) and the response body carries the request's log record: it is completed
+//! and handed to the log writer when the body ends or is dropped, so its times and
+//! sizes are the whole exchange's.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::access_log::{self, AccessLog, AccessRecord};
 use crate::connection::Activity;
 use crate::pool::Lease;
 
 /// The body of a request on its way to a target.
 pub enum UpstreamBody {
-    /// The client's body, streamed through.
-    Client(Incoming),
+    /// The client's body, streamed through; its bytes counted when logging.
+    Client(Incoming, Option<Arc<AtomicU64>>),
     /// No body; such a request can be sent again to another target.
     Empty,
 }
@@ -34,21 +43,29 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
-            UpstreamBody::Client(b) => Pin::new(b).poll_frame(cx),
+            UpstreamBody::Client(b, counter) => {
+                let polled = Pin::new(b).poll_frame(cx);
+                if let (Poll::Ready(Some(Ok(frame))), Some(counter)) = (&polled, counter) {
+                    if let Some(data) = frame.data_ref() {
+                        counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    }
+                }
+                polled
+            }
             UpstreamBody::Empty => Poll::Ready(None),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            UpstreamBody::Client(b) => b.is_end_stream(),
+            UpstreamBody::Client(b, _) => b.is_end_stream(),
             UpstreamBody::Empty => true,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            UpstreamBody::Client(b) => b.size_hint(),
+            UpstreamBody::Client(b, _) => b.size_hint(),
             UpstreamBody::Empty => SizeHint::with_exact(0),
         }
     }
@@ -59,6 +76,52 @@ pub struct ResponseBody {
     kind: Kind,
     /// Keeps the client connection counted as active until the response is done.
     _activity: Option<Activity>,
+    /// The access-log record to complete and send when the body is done.
+    log: Option<Box<PendingLog>>,
+}
+
+/// An access-log record waiting for its response body to end.
+pub struct PendingLog {
+    pub record: AccessRecord,
+    pub sink: Arc<AccessLog>,
+    /// When the response head was ready.
+    pub head_at: Instant,
+    pub bytes_in: Option<Arc<AtomicU64>>,
+    bytes_out: u64,
+    ended: bool,
+}
+
+impl PendingLog {
+    pub fn new(
+        record: AccessRecord,
+        sink: Arc<AccessLog>,
+        bytes_in: Option<Arc<AtomicU64>>,
+    ) -> Self {
+        PendingLog {
+            record,
+            sink,
+            head_at: Instant::now(),
+            bytes_in,
+            bytes_out: 0,
+            ended: false,
+        }
+    }
+
+    fn finish(self: Box<Self>, end_stream: bool) {
+        let PendingLog {
+            mut record,
+            sink,
+            head_at,
+            bytes_in,
+            bytes_out,
+            ended,
+        } = *self;
+        record.bytes_out = bytes_out;
+        record.bytes_in = bytes_in.map_or(0, |c| c.load(Ordering::Relaxed));
+        record.response_processing_time = Some(access_log::seconds(head_at.elapsed()));
+        record.complete = ended || end_stream;
+        sink.send(record);
+    }
 }
 
 enum Kind {
@@ -77,6 +140,7 @@ impl ResponseBody {
         ResponseBody {
             kind: Kind::Full((!data.is_empty()).then_some(data)),
             _activity: None,
+            log: None,
         }
     }
 
@@ -87,11 +151,17 @@ impl ResponseBody {
                 lease: Some(lease),
             },
             _activity: None,
+            log: None,
         }
     }
 
     pub fn with_activity(mut self, activity: Activity) -> Self {
         self._activity = Some(activity);
+        self
+    }
+
+    pub fn with_log(mut self, log: PendingLog) -> Self {
+        self.log = Some(Box::new(log));
         self
     }
 }
@@ -104,7 +174,8 @@ impl Body for ResponseBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match &mut self.get_mut().kind {
+        let this = self.get_mut();
+        let polled = match &mut this.kind {
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Kind::Upstream { body, lease } => {
                 let polled = Pin::new(&mut *body).poll_frame(cx);
@@ -116,7 +187,19 @@ impl Body for ResponseBody {
                 }
                 polled
             }
+        };
+        if let Some(log) = &mut this.log {
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        log.bytes_out += data.len() as u64;
+                    }
+                }
+                Poll::Ready(None) => log.ended = true,
+                _ => {}
+            }
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -140,12 +223,16 @@ impl Drop for ResponseBody {
         // A body that was complete from the start (no content, HEAD, 204, 304) is never
         // polled by the server; its connection is still good to reuse. A body dropped
         // half-read is not: its lease drops with it and the connection closes.
-        if let Kind::Upstream { body, lease } = &mut self.kind {
-            if body.is_end_stream() {
+        let end_stream = self.is_end_stream();
+        if let Kind::Upstream { lease, .. } = &mut self.kind {
+            if end_stream {
                 if let Some(lease) = lease.take() {
                     lease.release();
                 }
             }
+        }
+        if let Some(log) = self.log.take() {
+            log.finish(end_stream);
         }
     }
 }

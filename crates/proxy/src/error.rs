@@ -59,6 +59,16 @@ impl ProxyError {
         }
     }
 
+    /// Whether ballast turned the request away without trying a target.
+    pub fn rejection(&self) -> Option<crate::metrics::Rejection> {
+        use crate::metrics::Rejection;
+        match self {
+            ProxyError::ListenerGone => Some(Rejection::ListenerDraining),
+            ProxyError::NoTarget(_) => Some(Rejection::NoHealthyTarget),
+            _ => None,
+        }
+    }
+
     /// A short, stable reason for the body and the access log.
     pub fn reason(&self) -> &'static str {
         match self {

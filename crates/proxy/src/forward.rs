@@ -11,18 +11,26 @@
 //! - an idempotent request without a body that failed before any response arrived
 //!   (the target died under it): another target is tried.
 //!   A request that timed out is never retried: the target may still be working on it.
+//!
+//! Recording the outcome costs atomics only: the listener's and the target's
+//! metric cells are already in hand (`ConnCtx`, `Target`), and with the access log
+//! on, the record rides on the response body and is sent when the body ends.
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body as _;
 use hyper::body::Incoming;
 
-use crate::body::{ResponseBody, UpstreamBody};
+use crate::access_log::{self, AccessRecord};
+use crate::body::{PendingLog, ResponseBody, UpstreamBody};
 use crate::connection::ConnState;
 use crate::error::ProxyError;
 use crate::headers::{self, ForwardedInfo};
+use crate::metrics::ListenerMetrics;
 use crate::pool::Lease;
 use crate::server::Shared;
 use crate::target::Target;
@@ -40,35 +48,122 @@ pub struct ConnCtx {
     pub forwarded: Arc<ForwardedInfo>,
     pub client: SocketAddr,
     pub state: Arc<ConnState>,
+    /// The listener's metric cells (the same across reloads).
+    pub metrics: Arc<ListenerMetrics>,
+}
+
+/// What happened to one request, for its metrics and its access-log line.
+#[derive(Default)]
+struct Trace {
+    /// Filled only when the access log is on (it costs an allocation).
+    request_id: Option<String>,
+    target: Option<SocketAddr>,
+    sent_at: Option<Instant>,
+    head_at: Option<Instant>,
+    target_status: Option<u16>,
 }
 
 pub async fn handle(req: Request<Incoming>, conn: &ConnCtx) -> Response<ResponseBody> {
+    let received = Instant::now();
     let activity = conn.state.begin(req.version() == http::Version::HTTP_2);
-    let group = {
+    let (group, log) = {
         let snapshot = conn.shared.snapshot.load();
-        snapshot
+        let group = snapshot
             .listener(&conn.listener)
-            .map(|l| l.default_group.clone())
+            .map(|l| l.default_group.clone());
+        (group, snapshot.access_log.clone())
     };
-    let result = match group {
-        Some(group) => forward(req, &group, conn).await,
+    let mut trace = Trace::default();
+    let mut record = log.as_ref().map(|_| begin_record(&req, conn));
+    let bytes_in = log.as_ref().map(|_| Arc::new(AtomicU64::new(0)));
+    let result = match &group {
+        Some(group) => forward(req, group, conn, &mut trace, &bytes_in, record.is_some()).await,
         None => Err(ProxyError::ListenerGone),
     };
-    let response = result.unwrap_or_else(|e| error_response(&e, conn));
-    response.map(|b| b.with_activity(activity))
+    let mut error_reason = None;
+    let response = result.unwrap_or_else(|e| {
+        if let Some(why) = e.rejection() {
+            conn.metrics.reject(why);
+        }
+        error_reason = Some(e.reason());
+        error_response(&e, conn)
+    });
+    let status = response.status().as_u16();
+    conn.metrics.requests.inc(status);
+    conn.metrics.duration.observe(received.elapsed());
+    let mut response = response.map(|b| b.with_activity(activity));
+    if let (Some(sink), Some(mut record)) = (log, record.take()) {
+        record.target_group = group.map(|g| g.name().to_string());
+        record.target = trace.target;
+        record.status = status;
+        record.target_status = trace.target_status;
+        record.request_id = trace.request_id;
+        record.error_reason = error_reason;
+        let since = |a: Instant, b: Option<Instant>| b.map(|b| access_log::seconds(b - a));
+        record.request_processing_time = since(received, trace.sent_at);
+        record.target_processing_time = trace.sent_at.and_then(|s| since(s, trace.head_at));
+        response = response.map(|b| b.with_log(PendingLog::new(record, sink, bytes_in)));
+    }
+    response
+}
+
+/// The parts of a log record known from the request head.
+fn begin_record(req: &Request<Incoming>, conn: &ConnCtx) -> AccessRecord {
+    let mut record = empty_record(conn);
+    record.method = req.method().as_str().to_string();
+    record.path = req.uri().path().to_string();
+    record.user_agent = req
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    record
+}
+
+fn empty_record(conn: &ConnCtx) -> AccessRecord {
+    AccessRecord {
+        time: SystemTime::now(),
+        listener: conn.listener.to_string(),
+        client: conn.client,
+        target_group: None,
+        target: None,
+        method: String::new(),
+        path: String::new(),
+        status: 0,
+        target_status: None,
+        request_processing_time: None,
+        target_processing_time: None,
+        response_processing_time: None,
+        bytes_in: 0,
+        bytes_out: 0,
+        user_agent: None,
+        request_id: None,
+        error_reason: None,
+        complete: false,
+    }
 }
 
 async fn forward(
     req: Request<Incoming>,
     group: &TargetGroup,
     conn: &ConnCtx,
+    trace: &mut Trace,
+    bytes_in: &Option<Arc<AtomicU64>>,
+    logging: bool,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let (mut parts, body) = req.into_parts();
     headers::prepare_request(&mut parts, conn.client.ip(), &conn.forwarded);
+    if logging {
+        trace.request_id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+    }
     let body = if body.is_end_stream() {
         UpstreamBody::Empty
     } else {
-        UpstreamBody::Client(body)
+        UpstreamBody::Client(body, bytes_in.clone())
     };
     let replayable = matches!(body, UpstreamBody::Empty) && is_idempotent(&parts.method);
     let mut pending = Some(Request::from_parts(parts, body));
@@ -82,7 +177,7 @@ async fn forward(
         let Some(req) = pending.take() else { break };
         // Keep a copy of a replayable request's head for a retry after a failure.
         let copy = replayable.then(|| clone_head(&req));
-        match send(target, group, req).await {
+        match send(target, group, req, trace).await {
             Ok(response) => return Ok(response),
             Err(Failure { error, unsent }) => {
                 pending = unsent.or(copy);
@@ -107,8 +202,10 @@ async fn send(
     target: &Arc<Target>,
     group: &TargetGroup,
     mut req: Request<UpstreamBody>,
+    trace: &mut Trace,
 ) -> Result<Response<ResponseBody>, Failure> {
     let cfg = &group.config;
+    trace.target = Some(target.addr);
     let mut in_flight = target.begin_request();
     let mut stale = 0;
     loop {
@@ -117,6 +214,10 @@ async fn send(
             None => match target.pool.connect(cfg.connect_timeout).await {
                 Ok(s) => s,
                 Err(e) => {
+                    target
+                        .metrics
+                        .connection_errors
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if let Some(state) = target.mark_connect_failed() {
                         tracing::warn!(
                             target_group = %group.name(), target = %target.addr, %state, error = %e,
@@ -136,10 +237,18 @@ async fn send(
             },
         };
         let mut lease = Lease::new(sender, in_flight);
+        let sent_at = Instant::now();
+        trace.sent_at = Some(sent_at);
         let sent =
             tokio::time::timeout(cfg.response_timeout, lease.sender().try_send_request(req)).await;
         let mut e = match sent {
             Ok(Ok(mut response)) => {
+                let head_at = Instant::now();
+                let status = response.status().as_u16();
+                target.metrics.requests.inc(status);
+                target.metrics.duration.observe(head_at - sent_at);
+                trace.head_at = Some(head_at);
+                trace.target_status = Some(status);
                 headers::remove_hop_by_hop(response.headers_mut());
                 return Ok(response.map(|body| ResponseBody::upstream(body, lease)));
             }

@@ -3,23 +3,30 @@
 //! The request path reads top to bottom in `forward.rs`; what it reads comes from
 //! one immutable `Snapshot` per config (`snapshot.rs`), swapped atomically by the
 //! control path in `server.rs`. Per-target state that must survive reloads (health,
-//! requests in flight, pooled connections) lives in `target.rs` as atomics.
+//! requests in flight, pooled connections, metric cells) lives in `target.rs` as
+//! atomics. The access log (`access_log.rs`) and metrics (`metrics.rs`,
+//! `exposition.rs`) are fed from the data path by atomics and `try_send` only.
 #![forbid(unsafe_code)]
 
+mod access_log;
 mod balance;
 mod body;
 mod connection;
+mod drain;
 mod error;
+mod exposition;
 mod forward;
 mod headers;
 mod health;
 mod listener;
+mod metrics;
 mod pool;
 mod server;
 mod snapshot;
 mod target;
 mod target_group;
 
+pub use access_log::AccessRecord;
 pub use error::{ErrorSource, ProxyError};
 pub use server::{ApplyError, Server};
 pub use snapshot::Snapshot;

@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use crate::connection::{self, Drain, Timeouts};
 use crate::forward::{self, ConnCtx};
 use crate::headers::ForwardedInfo;
+use crate::metrics::ListenerMetrics;
 use crate::server::Shared;
 
 /// Bind a listening socket the way a server should: address reuse for quick
@@ -113,17 +114,26 @@ struct AcceptCtx {
 }
 
 impl AcceptCtx {
-    /// The listener's timeouts as the current snapshot has them.
-    fn timeouts(&self) -> Timeouts {
+    /// The listener's timeouts and metric cells as the current snapshot has them.
+    fn settings(&self) -> (Timeouts, Arc<ListenerMetrics>) {
         let snapshot = self.shared.snapshot.load();
-        let (header_read, idle) = match snapshot.listener(&self.name) {
-            Some(l) => (l.config.header_read_timeout, l.config.idle_timeout),
-            None => (
-                ListenerConfig::DEFAULT_HEADER_READ_TIMEOUT,
-                ListenerConfig::DEFAULT_IDLE_TIMEOUT,
+        match snapshot.listener(&self.name) {
+            Some(l) => (
+                Timeouts {
+                    header_read: l.config.header_read_timeout,
+                    idle: l.config.idle_timeout,
+                },
+                l.metrics.clone(),
             ),
-        };
-        Timeouts { header_read, idle }
+            // Removed by a reload just now: serve with defaults; not counted.
+            None => (
+                Timeouts {
+                    header_read: ListenerConfig::DEFAULT_HEADER_READ_TIMEOUT,
+                    idle: ListenerConfig::DEFAULT_IDLE_TIMEOUT,
+                },
+                Arc::default(),
+            ),
+        }
     }
 }
 
@@ -171,7 +181,8 @@ async fn serve(
     ctx: Arc<AcceptCtx>,
     drain: watch::Receiver<Drain>,
 ) {
-    let timeouts = ctx.timeouts();
+    let (timeouts, metrics) = ctx.settings();
+    let _open = metrics.connection();
     let (io, state) = connection::track(stream);
     let conn_ctx = Arc::new(ConnCtx {
         shared: ctx.shared.clone(),
@@ -179,6 +190,7 @@ async fn serve(
         forwarded: ctx.forwarded.clone(),
         client,
         state: state.clone(),
+        metrics,
     });
     let service = service_fn(move |req| {
         let conn_ctx = conn_ctx.clone();

@@ -14,9 +14,10 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use ballast_config::{Config, ListenerConfig};
-use tokio::sync::Mutex;
+use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 
+use crate::access_log::AccessLog;
 use crate::listener::{self, ListenerHandle};
 use crate::snapshot::Snapshot;
 
@@ -35,11 +36,18 @@ pub enum ApplyError {
         address: SocketAddr,
         error: std::io::Error,
     },
+    #[error("access log: cannot open {path}: {source}")]
+    AccessLog {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub struct Server {
     shared: Arc<Shared>,
     inner: Mutex<Inner>,
+    /// Bumped on every new snapshot, so the drain task looks again.
+    published: watch::Sender<()>,
 }
 
 struct Inner {
@@ -47,29 +55,42 @@ struct Inner {
     checkers: Vec<JoinHandle<()>>,
     /// Listeners being drained after a reload removed them.
     draining: Vec<JoinHandle<()>>,
+    drain_task: Option<JoinHandle<()>>,
     stopped: bool,
 }
 
 impl Server {
-    /// Start serving `config`.
+    /// Start serving `config` as version 1.
     pub async fn start(config: Config) -> Result<Arc<Server>, ApplyError> {
+        Self::start_at(config, 1).await
+    }
+
+    /// Start serving `config` as `version` (a persisted config keeps its version,
+    /// so versions only ever grow).
+    pub async fn start_at(config: Config, version: u64) -> Result<Arc<Server>, ApplyError> {
         let empty = Config {
             listeners: Vec::new(),
             target_groups: Vec::new(),
+            access_log: ballast_config::AccessLogConfig::Off,
             ..config.clone()
         };
+        let empty = Snapshot::build(Arc::new(empty), version.saturating_sub(1), None, None);
         let server = Arc::new(Server {
             shared: Arc::new(Shared {
-                snapshot: ArcSwap::from_pointee(Snapshot::build(Arc::new(empty), 0, None)),
+                snapshot: ArcSwap::from_pointee(empty),
             }),
             inner: Mutex::new(Inner {
                 listeners: HashMap::new(),
                 checkers: Vec::new(),
                 draining: Vec::new(),
+                drain_task: None,
                 stopped: false,
             }),
+            published: watch::channel(()).0,
         });
         server.apply(config).await?;
+        let task = crate::drain::spawn(Arc::downgrade(&server), server.published.subscribe());
+        server.inner.lock().await.drain_task = Some(task);
         Ok(server)
     }
 
@@ -100,9 +121,28 @@ impl Server {
             bound.push((l.clone(), socket));
         }
 
+        // The access log keeps its writer while its destination stays.
+        let access_log = match &old.access_log {
+            Some(log) if log.destination == config.access_log => Some(log.clone()),
+            _ => AccessLog::start(&config.access_log)
+                .map_err(|source| ApplyError::AccessLog {
+                    path: match &config.access_log {
+                        ballast_config::AccessLogConfig::File(p) => p.clone(),
+                        _ => "stdout".into(),
+                    },
+                    source,
+                })?
+                .map(Arc::new),
+        };
+
         let version = old.version + 1;
-        let snapshot = Arc::new(Snapshot::build(Arc::new(config), version, Some(&old)));
-        self.shared.snapshot.store(snapshot.clone());
+        let snapshot = Arc::new(Snapshot::build(
+            Arc::new(config),
+            version,
+            Some(&old),
+            access_log,
+        ));
+        self.publish(&mut inner, snapshot.clone());
 
         // Start what is new, stop what was replaced or removed.
         let mut replaced = Vec::new();
@@ -138,7 +178,14 @@ impl Server {
             inner.draining.push(tokio::spawn(handle.stop(drain)));
         }
         inner.draining.retain(|h| !h.is_finished());
+        tracing::info!(version, listeners = inner.listeners.len(), "config applied");
+        Ok(version)
+    }
 
+    /// Swap in a new snapshot and point the health checkers at its groups (a
+    /// group's fail-open flag lives in the group object of one snapshot).
+    fn publish(&self, inner: &mut Inner, snapshot: Arc<Snapshot>) {
+        self.shared.snapshot.store(snapshot.clone());
         for checker in inner.checkers.drain(..) {
             checker.abort();
         }
@@ -146,8 +193,29 @@ impl Server {
             .groups()
             .map(|g| crate::health::spawn(g.clone()))
             .collect();
-        tracing::info!(version, listeners = inner.listeners.len(), "config applied");
-        Ok(version)
+        self.published.send_replace(());
+    }
+
+    /// Remove deregistered targets that finished draining: the same config and
+    /// version, rebuilt. Called by the drain task.
+    pub(crate) async fn prune(&self) {
+        let mut inner = self.inner.lock().await;
+        let old = self.shared.snapshot.load_full();
+        if inner.stopped || !old.drain_done() {
+            return;
+        }
+        let snapshot = Snapshot::build(
+            old.config.clone(),
+            old.version,
+            Some(&old),
+            old.access_log.clone(),
+        );
+        self.publish(&mut inner, Arc::new(snapshot));
+    }
+
+    /// The Prometheus text of every metric (`GET /metrics`).
+    pub fn metrics_text(&self) -> String {
+        crate::exposition::render(&self.shared.snapshot.load())
     }
 
     /// The bound address of a listener (useful with port 0).
@@ -171,6 +239,9 @@ impl Server {
         let drain = self.shared.snapshot.load().config.server.drain_timeout;
         for checker in inner.checkers.drain(..) {
             checker.abort();
+        }
+        if let Some(task) = inner.drain_task.take() {
+            task.abort();
         }
         let stops: Vec<_> = inner
             .listeners

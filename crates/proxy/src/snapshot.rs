@@ -5,7 +5,14 @@
 //! update is atomic (STYLE: pingora keeps three swaps and a TODO to make them one;
 //! this starts with one). Building reuses each `Target` of the previous snapshot
 //! with the same group and address, so health, in-flight counts and pooled
-//! connections survive a reload.
+//! connections survive a reload. So do each listener's metric cells (by name).
+//!
+//! Deregistration: a target of the previous snapshot that the new config no longer
+//! has is not dropped at once. It turns `draining` (no new requests) and stays in
+//! its group, visible to the API and metrics, while requests are in flight on it
+//! and its `deregistration_delay` runs; `server.rs` rebuilds the snapshot when that
+//! ends (`Snapshot::drain_done`). Requests in flight never depend on this: each
+//! holds its own `Arc<Target>`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +20,9 @@ use std::time::Duration;
 
 use ballast_config::{Action, Config, ListenerConfig};
 
-use crate::target::Target;
+use crate::access_log::AccessLog;
+use crate::metrics::ListenerMetrics;
+use crate::target::{HealthState, Target};
 use crate::target_group::TargetGroup;
 
 /// How long a pooled connection to a target may sit idle and still be reused.
@@ -26,21 +35,29 @@ pub struct Snapshot {
     pub config: Arc<Config>,
     listeners: HashMap<Arc<str>, ListenerRoute>,
     groups: HashMap<String, Arc<TargetGroup>>,
+    pub access_log: Option<Arc<AccessLog>>,
 }
 
 /// What a listener does with a request.
 pub struct ListenerRoute {
     pub config: ListenerConfig,
     pub default_group: Arc<TargetGroup>,
+    pub metrics: Arc<ListenerMetrics>,
 }
 
 impl Snapshot {
-    /// Build a snapshot from a validated config, reusing the targets of `previous`.
-    pub fn build(config: Arc<Config>, version: u64, previous: Option<&Snapshot>) -> Snapshot {
+    /// Build a snapshot from a validated config, reusing the targets and metric
+    /// cells of `previous` and keeping its draining targets until they are done.
+    pub fn build(
+        config: Arc<Config>,
+        version: u64,
+        previous: Option<&Snapshot>,
+        access_log: Option<Arc<AccessLog>>,
+    ) -> Snapshot {
         let mut groups = HashMap::new();
         for g in &config.target_groups {
             let old = previous.and_then(|p| p.groups.get(&g.name));
-            let targets = g
+            let mut targets: Vec<Arc<Target>> = g
                 .targets
                 .iter()
                 .map(|t| {
@@ -49,6 +66,7 @@ impl Snapshot {
                     match reused {
                         Some(existing) => {
                             existing.set_weight(t.weight);
+                            existing.stop_draining();
                             existing.clone()
                         }
                         None => {
@@ -57,6 +75,18 @@ impl Snapshot {
                     }
                 })
                 .collect();
+            for gone in old
+                .iter()
+                .flat_map(|old| old.targets.iter())
+                .filter(|o| g.target(o.addr).is_none())
+            {
+                gone.start_draining(g.deregistration_delay);
+                if gone.drain_finished() {
+                    tracing::info!(target_group = %g.name, target = %gone.addr, "deregistered target removed");
+                } else {
+                    targets.push(gone.clone());
+                }
+            }
             groups.insert(
                 g.name.clone(),
                 Arc::new(TargetGroup::new(g.clone(), targets)),
@@ -69,11 +99,16 @@ impl Snapshot {
                 let Action::Forward { target_group } = &l.default_action;
                 // Validation guarantees the group exists.
                 let group = groups.get(target_group)?.clone();
+                let metrics = previous
+                    .and_then(|p| p.listeners.get(l.name.as_str()))
+                    .map(|r| r.metrics.clone())
+                    .unwrap_or_default();
                 Some((
                     Arc::from(l.name.as_str()),
                     ListenerRoute {
                         config: l.clone(),
                         default_group: group,
+                        metrics,
                     },
                 ))
             })
@@ -83,7 +118,31 @@ impl Snapshot {
             config,
             listeners,
             groups,
+            access_log,
         }
+    }
+
+    /// Targets deregistered and still draining.
+    pub fn draining(&self) -> impl Iterator<Item = &Arc<Target>> {
+        self.groups()
+            .flat_map(|g| g.targets.iter())
+            .filter(|t| t.state() == HealthState::Draining)
+    }
+
+    /// Whether a draining target is done, so that a rebuild would remove it.
+    pub fn drain_done(&self) -> bool {
+        self.draining().any(|t| t.drain_finished())
+    }
+
+    /// Listener routes, sorted by name.
+    pub fn listeners(&self) -> Vec<(&str, &ListenerRoute)> {
+        let mut v: Vec<_> = self
+            .listeners
+            .iter()
+            .map(|(k, r)| (k.as_ref(), r))
+            .collect();
+        v.sort_by_key(|(k, _)| *k);
+        v
     }
 
     pub fn listener(&self, name: &str) -> Option<&ListenerRoute> {

@@ -9,9 +9,13 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
+use tokio::sync::Notify;
+
+use crate::metrics::TargetMetrics;
 use crate::pool::Pool;
 
 /// Health states of SPEC §4.
@@ -110,6 +114,17 @@ pub struct Target {
     consecutive_failed: AtomicU32,
     in_flight: AtomicU32,
     pub pool: Pool,
+    pub metrics: TargetMetrics,
+    /// While draining: when it must be gone, in ms on `clock_ms`; 0 otherwise.
+    drain_deadline: AtomicU64,
+    /// Woken when the last request in flight of a draining target ends.
+    drained: Notify,
+}
+
+/// Milliseconds on a process-wide monotonic clock, starting at 1.
+fn clock_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
 
 fn pack(state: HealthState, reason: HealthReason) -> u32 {
@@ -130,6 +145,59 @@ impl Target {
             consecutive_failed: AtomicU32::new(0),
             in_flight: AtomicU32::new(0),
             pool: Pool::new(addr, pool_idle),
+            metrics: TargetMetrics::default(),
+            drain_deadline: AtomicU64::new(0),
+            drained: Notify::new(),
+        }
+    }
+
+    /// Deregistration: take no new requests and be removed once the requests in
+    /// flight are done or `delay` has passed. A target already draining keeps its
+    /// deadline.
+    pub fn start_draining(&self, delay: Duration) {
+        if self.state() == HealthState::Draining {
+            return;
+        }
+        let deadline = clock_ms().saturating_add(delay.as_millis() as u64);
+        self.drain_deadline.store(deadline, Ordering::Relaxed);
+        self.set_state(
+            HealthState::Draining,
+            HealthReason::DeregistrationInProgress,
+        );
+    }
+
+    /// A draining target registered again starts over as a new target would.
+    pub fn stop_draining(&self) {
+        if self.state() == HealthState::Draining {
+            self.drain_deadline.store(0, Ordering::Relaxed);
+            self.consecutive_ok.store(0, Ordering::Relaxed);
+            self.consecutive_failed.store(0, Ordering::Relaxed);
+            self.set_state(HealthState::Initial, HealthReason::InitialHealthChecking);
+        }
+    }
+
+    /// Draining and done: nothing in flight any more, or the delay is over.
+    pub fn drain_finished(&self) -> bool {
+        self.in_flight() == 0 || self.drain_remaining().is_zero()
+    }
+
+    /// Time left of the deregistration delay.
+    pub fn drain_remaining(&self) -> Duration {
+        let deadline = self.drain_deadline.load(Ordering::Relaxed);
+        Duration::from_millis(deadline.saturating_sub(clock_ms()))
+    }
+
+    /// Resolve once no request is in flight (used on draining targets).
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.drained.notified();
+            tokio::pin!(notified);
+            // Register before checking, so a request ending in between is not missed.
+            notified.as_mut().enable();
+            if self.in_flight() == 0 {
+                return;
+            }
+            notified.await;
         }
     }
 
@@ -273,7 +341,11 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.0.in_flight.fetch_sub(1, Ordering::Relaxed) == 1
+            && self.0.state() == HealthState::Draining
+        {
+            self.0.drained.notify_waiters();
+        }
     }
 }
 

@@ -61,6 +61,11 @@ pub struct Setup {
     pub drain_timeout: &'static str,
     /// Listener bind address; port 0 by default.
     pub bind: String,
+    /// Lines appended to the config's top level (before `[server]`): `[state]`,
+    /// `[access_log]` overrides and the like.
+    pub top_extra: String,
+    /// `[access_log] path`; "off" by default.
+    pub access_log: String,
 }
 
 impl Setup {
@@ -77,6 +82,8 @@ impl Setup {
             group_extra: String::new(),
             drain_timeout: "10s",
             bind: "127.0.0.1:0".to_string(),
+            top_extra: String::new(),
+            access_log: "off".to_string(),
         }
     }
 
@@ -100,11 +107,15 @@ impl Setup {
             .collect();
         format!(
             r#"
+{top_extra}
 [server]
 drain_timeout = "{drain}"
 
+[admin]
+bind = "127.0.0.1:0"
+
 [access_log]
-path = "off"
+path = "{access_log}"
 
 [[listeners]]
 name = "public"
@@ -127,6 +138,8 @@ unhealthy_threshold = {ut}
 [target_groups.unhealthy_state_routing]
 minimum_healthy_targets = {min}
 "#,
+            top_extra = self.top_extra,
+            access_log = self.access_log,
             drain = self.drain_timeout,
             bind = self.bind,
             listener_extra = self.listener_extra,

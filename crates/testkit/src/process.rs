@@ -27,7 +27,14 @@ impl Drop for TempDir {
 
 impl BallastProcess {
     /// Start `bin serve` with `config` and wait until listener `public` listens.
+    /// The process runs in its own temporary directory, so relative paths in the
+    /// config (`state.dir` defaults to `./ballast-state`) land there.
     pub fn spawn(bin: &Path, config: &str) -> BallastProcess {
+        Self::spawn_with(bin, config, &[])
+    }
+
+    /// Like `spawn`, with extra arguments to `serve` (e.g. `--config-wins`).
+    pub fn spawn_with(bin: &Path, config: &str, args: &[&str]) -> BallastProcess {
         let dir = std::env::temp_dir().join(format!(
             "ballast-test-{}-{}",
             std::process::id(),
@@ -40,6 +47,8 @@ impl BallastProcess {
             .arg("serve")
             .arg("--config")
             .arg(&config_path)
+            .args(args)
+            .current_dir(&dir)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -71,6 +80,21 @@ impl BallastProcess {
             .unwrap_or_else(|| panic!("no address in {line:?}"));
         p.addr = addr;
         p
+    }
+
+    /// The admin API's address, from its "admin API listening" log line.
+    pub fn admin_addr(&self) -> SocketAddr {
+        let line = self.wait_for_log("admin API listening", Duration::from_secs(20));
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix("address="))
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+    }
+
+    /// Kill with SIGKILL, as a crash would, and reap the process.
+    pub fn crash(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn pid(&self) -> u32 {

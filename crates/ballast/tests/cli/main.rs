@@ -9,6 +9,8 @@ use http_body_util::Full;
 
 use ballast_testkit::{backends, eventually, BallastProcess, Client, Setup};
 
+mod control;
+
 const BIN: &str = env!("CARGO_BIN_EXE_ballast");
 const SOON: Duration = Duration::from_secs(15);
 

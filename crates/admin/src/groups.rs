@@ -1,0 +1,212 @@
+//! Target groups: reading their targets and health, registering and deregistering.
+//!
+//! Control path. Reads come from the running snapshot, so they show live state
+//! (health, in-flight counts, draining targets until they are removed). Register
+//! and deregister produce a new `Config` from the running one (clone, modify,
+//! validate) and apply it through `Control`, like any other change: deregistering
+//! removes the target from the config, and the snapshot keeps it `draining` for up
+//! to the group's `deregistration_delay`.
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use ballast_config::TargetConfig;
+use ballast_proxy::{HealthState, Target, TargetGroup};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::WriteAccess;
+use crate::error::ApiError;
+use crate::AdminState;
+
+pub async fn list(State(state): State<AdminState>) -> Json<Value> {
+    let snapshot = state.control.server.snapshot();
+    let mut groups: Vec<_> = snapshot.groups().collect();
+    groups.sort_by(|a, b| a.name().cmp(b.name()));
+    let groups: Vec<Value> = groups.iter().map(|g| group_json(g)).collect();
+    Json(json!({ "version": snapshot.version, "target_groups": groups }))
+}
+
+pub async fn get(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let snapshot = state.control.server.snapshot();
+    let group = snapshot.group(&name).ok_or_else(|| unknown_group(&name))?;
+    Ok(Json(group_json(group)))
+}
+
+pub async fn health(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let snapshot = state.control.server.snapshot();
+    let group = snapshot.group(&name).ok_or_else(|| unknown_group(&name))?;
+    let failing_open = group.is_failing_open();
+    let targets: Vec<Value> = group
+        .targets
+        .iter()
+        .map(|t| {
+            let (state, reason) = t.health();
+            let routable = match state {
+                HealthState::Healthy => true,
+                HealthState::Initial | HealthState::Unhealthy => failing_open,
+                HealthState::Draining | HealthState::Unused => false,
+            };
+            json!({
+                "address": t.addr.to_string(),
+                "state": state.as_str(),
+                "reason": reason_json(reason.as_str()),
+                "weight": t.weight(),
+                "effective_weight": if routable { t.weight() } else { 0 },
+                "in_flight": t.in_flight(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "target_group": group.name(),
+        "failing_open": failing_open,
+        "healthy_targets": group.healthy_count(),
+        "targets": targets,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Registration {
+    address: String,
+    weight: Option<u32>,
+}
+
+pub async fn register(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    _write: WriteAccess,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let reg: Registration = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "expected {{\"address\": \"IP:PORT\", \"weight\": N}}: {e}"
+        ))
+    })?;
+    let address: SocketAddr = reg.address.parse().map_err(|_| {
+        ApiError::bad_request(format!("invalid address {:?}", reg.address)).with_detail(
+            json!({ "path": "address", "message": "expected IP:PORT such as \"127.0.0.1:9001\"" }),
+        )
+    })?;
+    let weight = reg.weight.unwrap_or(TargetConfig::DEFAULT_WEIGHT);
+    let mut created = false;
+    let version = state
+        .control
+        .update(|running| {
+            let mut config = running.clone();
+            let group = config
+                .target_groups
+                .iter_mut()
+                .find(|g| g.name == name)
+                .ok_or_else(|| unknown_group(&name))?;
+            match group.targets.iter_mut().find(|t| t.address == address) {
+                Some(existing) => existing.weight = weight,
+                None => {
+                    created = true;
+                    group.targets.push(TargetConfig { address, weight });
+                }
+            }
+            Ok(config)
+        })
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(json!({
+            "version": version,
+            "target_group": name,
+            "address": address.to_string(),
+            "weight": weight,
+        })),
+    ))
+}
+
+pub async fn deregister(
+    State(state): State<AdminState>,
+    Path((name, address)): Path<(String, String)>,
+    _write: WriteAccess,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let address: SocketAddr = address.parse().map_err(|_| {
+        ApiError::bad_request(format!("invalid address {address:?}; expected IP:PORT"))
+    })?;
+    let mut delay = String::new();
+    let version = state
+        .control
+        .update(|running| {
+            let mut config = running.clone();
+            let group = config
+                .target_groups
+                .iter_mut()
+                .find(|g| g.name == name)
+                .ok_or_else(|| unknown_group(&name))?;
+            let before = group.targets.len();
+            group.targets.retain(|t| t.address != address);
+            if group.targets.len() == before {
+                return Err(ApiError::not_found(format!(
+                    "target {address} is not registered in target group {name:?}"
+                )));
+            }
+            delay = ballast_config::duration::format(group.deregistration_delay);
+            Ok(config)
+        })
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "version": version,
+            "target_group": name,
+            "address": address.to_string(),
+            "state": "draining",
+            "deregistration_delay": delay,
+        })),
+    ))
+}
+
+fn unknown_group(name: &str) -> ApiError {
+    ApiError::not_found(format!("no target group named {name:?}"))
+}
+
+fn reason_json(reason: &str) -> Value {
+    if reason.is_empty() {
+        Value::Null
+    } else {
+        Value::from(reason)
+    }
+}
+
+fn target_json(t: &Target) -> Value {
+    let (state, reason) = t.health();
+    json!({
+        "address": t.addr.to_string(),
+        "weight": t.weight(),
+        "state": state.as_str(),
+        "reason": reason_json(reason.as_str()),
+        "in_flight": t.in_flight(),
+    })
+}
+
+fn group_json(g: &TargetGroup) -> Value {
+    let c = &g.config;
+    json!({
+        "name": g.name(),
+        "algorithm": c.algorithm,
+        "protocol": c.protocol,
+        "deregistration_delay": ballast_config::duration::format(c.deregistration_delay),
+        "failing_open": g.is_failing_open(),
+        "healthy_targets": g.healthy_count(),
+        "targets": g.targets.iter().map(|t| target_json(t)).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,159 @@
+//! GET/PUT of the whole config, validation, optimistic versions, auth, persistence.
+
+use axum::http::{Method, StatusCode};
+use ballast_admin::Store;
+use ballast_testkit::{backends, Setup};
+use serde_json::json;
+
+use crate::Admin;
+
+#[tokio::test]
+async fn get_then_put_round_trips_and_bumps_the_version() {
+    let bs = backends(2).await;
+    let admin = Admin::start(&Setup::new(&bs)).await;
+    let got = admin.get("/api/v1/config").await;
+    assert_eq!(got["version"], 1);
+    let mut config = got["config"].clone();
+    config["target_groups"][0]["algorithm"] = json!("least_outstanding_requests");
+    let (status, body) = admin
+        .call(Method::PUT, "/api/v1/config", Some(config))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["version"], 2);
+    let snapshot = admin.ballast.server.snapshot();
+    assert_eq!(snapshot.version, 2);
+    assert_eq!(
+        snapshot.group("web").expect("web").config.algorithm,
+        ballast_config::Algorithm::LeastOutstandingRequests
+    );
+    // GET's whole answer is accepted too, guarded by its version.
+    let stale = got; // version 1
+    let (status, body) = admin.call(Method::PUT, "/api/v1/config", Some(stale)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(admin.ballast.server.snapshot().version, 2);
+}
+
+#[tokio::test]
+async fn invalid_config_is_400_with_every_error_and_nothing_applied() {
+    let bs = backends(1).await;
+    let admin = Admin::start(&Setup::new(&bs)).await;
+    let before = admin.get("/api/v1/config").await;
+    let mut config = before["config"].clone();
+    config["target_groups"][0]["algorithm"] = json!("fastest");
+    config["target_groups"][0]["targets"][0]["weight"] = json!(5000);
+    config["listeners"][0]["default_action"]["target_group"] = json!("nope");
+    config["listeners"][0]["bogus"] = json!(1);
+    let (status, body) = admin
+        .call(Method::PUT, "/api/v1/config", Some(config))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let details = body["details"].as_array().expect("details");
+    let paths: Vec<&str> = details.iter().filter_map(|d| d["path"].as_str()).collect();
+    for expected in [
+        "target_groups[0].algorithm",
+        "target_groups[0].targets[0].weight",
+        "listeners[0].default_action",
+        "listeners[0].bogus",
+    ] {
+        assert!(
+            paths.contains(&expected),
+            "{expected} missing from {paths:?}"
+        );
+    }
+    assert!(
+        body["error"].as_str().expect("error").contains("4 error"),
+        "{body}"
+    );
+    assert_eq!(admin.get("/api/v1/config").await, before, "nothing applied");
+
+    let (status, body) = admin.raw(Method::PUT, "/api/v1/config", None, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("not JSON"), "{body}");
+}
+
+#[tokio::test]
+async fn writes_need_the_token_and_reads_do_not() {
+    let bs = backends(2).await;
+    let admin = Admin::start_with(&Setup::new(&bs), Some("s3cret-token"), None).await;
+    let config = admin.get("/api/v1/config").await["config"].clone();
+    let target = bs[1].addr().to_string();
+    let writes = [
+        (Method::PUT, "/api/v1/config".to_string(), Some(config)),
+        (
+            Method::POST,
+            "/api/v1/target-groups/web/targets".to_string(),
+            Some(json!({"address": "127.0.0.1:1", "weight": 1})),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/target-groups/web/targets/{target}"),
+            None,
+        ),
+    ];
+    for (method, path, body) in &writes {
+        for auth in [
+            None,
+            Some("Bearer wrong"),
+            Some("Bearer s3cret-toke"),
+            Some("s3cret-token"),
+        ] {
+            let (status, reply) = admin
+                .call_as(method.clone(), path, body.clone(), auth)
+                .await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} {auth:?}: {reply}"
+            );
+            assert!(reply["error"].is_string(), "{reply}");
+        }
+    }
+    assert_eq!(
+        admin.ballast.server.snapshot().version,
+        1,
+        "nothing applied"
+    );
+    for path in [
+        "/api/v1/config",
+        "/api/v1/target-groups",
+        "/api/v1/target-groups/web/health",
+    ] {
+        let (status, _) = admin.call_as(Method::GET, path, None, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
+    let (status, _) = admin.raw(Method::GET, "/metrics", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    for (method, path, body) in writes {
+        let (status, reply) = admin
+            .call_as(method.clone(), &path, body, Some("Bearer s3cret-token"))
+            .await;
+        assert!(status.is_success(), "{method} {path}: {status} {reply}");
+    }
+}
+
+#[tokio::test]
+async fn applied_changes_are_persisted_with_their_version() {
+    let bs = backends(1).await;
+    let dir = std::env::temp_dir().join(format!("ballast-admin-persist-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Store::new(&dir);
+    let admin = Admin::start_with(&Setup::new(&bs), None, Some(store.clone())).await;
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/api/v1/target-groups/web/targets",
+            Some(json!({"address": "127.0.0.1:9", "weight": 7})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let persisted = store.load().expect("readable").expect("persisted");
+    assert_eq!(persisted.version, 2);
+    let g = persisted.config.target_group("web").expect("web");
+    assert_eq!(
+        g.target("127.0.0.1:9".parse().expect("addr"))
+            .map(|t| t.weight),
+        Some(7)
+    );
+    assert_eq!(&persisted.config, &*admin.ballast.server.snapshot().config);
+    let _ = std::fs::remove_dir_all(&dir);
+}

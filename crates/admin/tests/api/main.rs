@@ -1,0 +1,116 @@
+//! The admin API over `Router::oneshot` (no admin socket), in front of a real
+//! ballast and real backends on 127.0.0.1:0.
+
+mod config;
+mod observe;
+mod openapi;
+mod targets;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use axum::Router;
+use ballast_admin::{AdminState, Control, Store, Token};
+use ballast_testkit::{Ballast, Setup};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// A ballast with its admin router.
+pub struct Admin {
+    pub ballast: Ballast,
+    pub router: Router,
+    token: Option<String>,
+}
+
+impl Admin {
+    pub async fn start(setup: &Setup) -> Admin {
+        Self::start_with(setup, None, None).await
+    }
+
+    pub async fn start_with(setup: &Setup, token: Option<&str>, store: Option<Store>) -> Admin {
+        let ballast = Ballast::start(setup).await;
+        let control = Arc::new(Control::new(ballast.server.clone(), store));
+        let router = ballast_admin::router(AdminState {
+            control,
+            token: token.map(Token::new),
+        });
+        Admin {
+            ballast,
+            router,
+            token: token.map(str::to_string),
+        }
+    }
+
+    /// A call with the right token (when one is set).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        self.call_as(method, path, body, auth.as_deref()).await
+    }
+
+    pub async fn call_as(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        authorization: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let (status, text) = self.raw(method, path, body, authorization).await;
+        let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, json)
+    }
+
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        authorization: Option<&str>,
+    ) -> (StatusCode, String) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
+        let body = match body {
+            Some(v) => Body::from(v.to_string()),
+            None => Body::empty(),
+        };
+        let response = self
+            .router
+            .clone()
+            .oneshot(req.body(body).expect("request"))
+            .await
+            .expect("router is infallible");
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let (status, v) = self.call(Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {v}");
+        v
+    }
+
+    /// The state of `address` in group `web`, or None when it is not there.
+    pub async fn target_state(&self, address: &str) -> Option<String> {
+        let health = self.get("/api/v1/target-groups/web/health").await;
+        health["targets"]
+            .as_array()
+            .expect("targets")
+            .iter()
+            .find(|t| t["address"] == address)
+            .map(|t| t["state"].as_str().unwrap_or("").to_string())
+    }
+}

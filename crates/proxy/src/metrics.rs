@@ -1,0 +1,181 @@
+//! Metric cells the data path updates: counters by status code, latency histograms
+//! and gauges, each a plain atomic (SPEC §9 names; rendered by `exposition.rs`).
+//!
+//! Data path, and shaped by it. A hand-written registry rather than the
+//! `prometheus` or `metrics` crates: those look a series up by its labels (a map
+//! behind a lock or a sharded hash) on every update unless every handle is cached
+//! by hand, and their registries are process-global. Here the labels are fixed
+//! when the control path builds a snapshot: each listener route and each `Target`
+//! owns its cells (and both survive reloads, so counters never reset), and a
+//! request does only relaxed `fetch_add`s on memory it already holds. Status codes
+//! index a flat array (100–599), so the `code` label costs no lookup either, and
+//! every label set is bounded by the config (no per-path or per-client labels).
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Histogram bucket bounds in seconds, 0.5 ms to 10 s: a proxy's own overhead sits
+/// in the first buckets, targets' response times in the middle, timeouts at the end.
+pub const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const BUCKETS_US: [u64; 14] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 5_000_000, 10_000_000,
+];
+
+/// A latency histogram; buckets are stored per bucket and summed when rendered.
+pub struct Histogram {
+    /// `BUCKETS.len()` bounded buckets, then `+Inf`.
+    counts: [AtomicU64; BUCKETS.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        // The first bucket whose bound is >= the value (Prometheus' `le`).
+        let i = BUCKETS_US.partition_point(|&b| b < us);
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// Cumulative counts per bucket (the last is `+Inf`, the total), and the sum in
+    /// seconds.
+    pub fn read(&self) -> ([u64; BUCKETS.len() + 1], f64) {
+        let mut acc = 0;
+        let cumulative = std::array::from_fn(|i| {
+            acc += self.counts[i].load(Ordering::Relaxed);
+            acc
+        });
+        (cumulative, self.sum_us.load(Ordering::Relaxed) as f64 / 1e6)
+    }
+}
+
+/// Counts by HTTP status code.
+pub struct CodeCounts(Box<[AtomicU64]>);
+
+impl Default for CodeCounts {
+    fn default() -> Self {
+        CodeCounts((100..600).map(|_| AtomicU64::new(0)).collect())
+    }
+}
+
+impl CodeCounts {
+    pub fn inc(&self, code: u16) {
+        // hyper only produces 100–599; clamp rather than index out of bounds.
+        let i = usize::from(code.clamp(100, 599) - 100);
+        if let Some(c) = self.0.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `(code, count)` for every code seen at least once.
+    pub fn read(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        self.0.iter().enumerate().filter_map(|(i, c)| {
+            let n = c.load(Ordering::Relaxed);
+            (n > 0).then_some((i as u16 + 100, n))
+        })
+    }
+}
+
+/// Why ballast answered a request itself without trying a target
+/// (`ballast_rejected_requests_total{reason}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    NoHealthyTarget = 0,
+    ListenerDraining = 1,
+}
+
+impl Rejection {
+    pub const ALL: [Rejection; 2] = [Rejection::NoHealthyTarget, Rejection::ListenerDraining];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::NoHealthyTarget => "no_healthy_target",
+            Rejection::ListenerDraining => "listener_draining",
+        }
+    }
+}
+
+/// One listener's cells; kept by name across reloads.
+#[derive(Default)]
+pub struct ListenerMetrics {
+    pub requests: CodeCounts,
+    pub duration: Histogram,
+    pub active_connections: AtomicI64,
+    rejected: [AtomicU64; Rejection::ALL.len()],
+}
+
+impl ListenerMetrics {
+    pub fn reject(&self, why: Rejection) {
+        self.rejected[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn rejected(&self, why: Rejection) -> u64 {
+        self.rejected[why as usize].load(Ordering::Relaxed)
+    }
+
+    /// Count a client connection as open until the guard drops.
+    pub fn connection(self: &std::sync::Arc<Self>) -> ConnectionGuard {
+        self.active_connections.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard(self.clone())
+    }
+}
+
+pub struct ConnectionGuard(std::sync::Arc<ListenerMetrics>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.active_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One target's cells; live in its `Target`, so they survive reloads with it.
+#[derive(Default)]
+pub struct TargetMetrics {
+    /// Responses the target sent, by its status code.
+    pub requests: CodeCounts,
+    /// From sending the request to the target's response head.
+    pub duration: Histogram,
+    pub connection_errors: AtomicU64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_inclusive() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(500)); // exactly on the first bound
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(60)); // past the last bound
+        let (c, sum) = h.read();
+        assert_eq!(c[0], 1);
+        assert_eq!(c[3], 2); // le=0.005
+        assert_eq!(c[BUCKETS.len() - 1], 2);
+        assert_eq!(c[BUCKETS.len()], 3);
+        assert!((sum - 60.0035).abs() < 1e-9);
+    }
+
+    #[test]
+    fn codes_count_separately() {
+        let c = CodeCounts::default();
+        c.inc(200);
+        c.inc(200);
+        c.inc(503);
+        c.inc(42); // clamped, not a panic
+        let seen: Vec<_> = c.read().collect();
+        assert_eq!(seen, vec![(100, 1), (200, 2), (503, 1)]);
+    }
+}
