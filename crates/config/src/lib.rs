@@ -6,17 +6,21 @@
 //! for TOML, its line and column. Nothing downstream re-validates.
 #![forbid(unsafe_code)]
 
+mod action;
 mod decode;
 pub mod duration;
 mod error;
 mod model;
 mod parse;
+mod pattern;
+mod rule;
 mod source;
 
 use std::path::Path;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
+pub use pattern::{check_glob, Cidr, GlobKind, RedirectTemplate, TemplatePart};
 pub use source::Pos;
 
 impl Config {
@@ -59,3 +63,5 @@ impl Config {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_rules;

@@ -66,9 +66,11 @@ impl Snapshot {
             .listeners
             .iter()
             .filter_map(|l| {
-                let Action::Forward { target_group } = &l.default_action;
+                let Action::Forward(f) = &l.default_action else {
+                    return None;
+                };
                 // Validation guarantees the group exists.
-                let group = groups.get(target_group)?.clone();
+                let group = groups.get(&f.target_groups.first()?.name)?.clone();
                 Some((
                     Arc::from(l.name.as_str()),
                     ListenerRoute {
