@@ -15,6 +15,7 @@ mod headers;
 mod health;
 mod listener;
 mod pool;
+pub mod rule;
 mod server;
 mod snapshot;
 mod target;
