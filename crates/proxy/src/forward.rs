@@ -1,7 +1,8 @@
 //! The request handler: one client request, start to finish.
 //!
-//! Data path. Reads top to bottom: load the snapshot once → find the listener's
-//! target group → rewrite the head → pick a target → take or open a connection →
+//! Data path. Reads top to bottom: load the snapshot once → match the listener's
+//! rules (`rule/`) → answer a redirect or fixed response at once, or pick the
+//! target group of a forward (`action.rs`) → rewrite the head → pick a target → take or open a connection →
 //! send with the response timeout → stream the response back. Retries are limited
 //! to what is always safe:
 //! - a connect failure never reached the target: the target is marked down at once
@@ -15,16 +16,22 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body as _;
 use hyper::body::Incoming;
 
+use crate::action::RouteAction;
 use crate::body::{ResponseBody, UpstreamBody};
 use crate::connection::ConnState;
 use crate::error::ProxyError;
 use crate::headers::{self, ForwardedInfo};
 use crate::pool::Lease;
+use crate::rule::redirect::{self, Origin, RedirectError};
+use crate::rule::RequestView;
 use crate::server::Shared;
+use crate::snapshot::ListenerRoute;
 use crate::target::Target;
 use crate::target_group::{TargetGroup, Tried};
 
@@ -44,18 +51,81 @@ pub struct ConnCtx {
 
 pub async fn handle(req: Request<Incoming>, conn: &ConnCtx) -> Response<ResponseBody> {
     let activity = conn.state.begin(req.version() == http::Version::HTTP_2);
-    let group = {
+    let decision = {
         let snapshot = conn.shared.snapshot.load();
-        snapshot
-            .listener(&conn.listener)
-            .map(|l| l.default_group.clone())
+        match snapshot.listener(&conn.listener) {
+            Some(route) => decide(route, &req, conn),
+            None => Decision::Fail(ProxyError::ListenerGone),
+        }
     };
-    let result = match group {
-        Some(group) => forward(req, &group, conn).await,
-        None => Err(ProxyError::ListenerGone),
+    let result = match decision {
+        Decision::Forward { group, set_cookie } => {
+            forward(req, &group, conn).await.map(|mut response| {
+                if let Some(cookie) = set_cookie {
+                    response.headers_mut().append(SET_COOKIE, cookie);
+                }
+                response
+            })
+        }
+        Decision::Respond(response) => Ok(response),
+        Decision::Fail(e) => Err(e),
     };
     let response = result.unwrap_or_else(|e| error_response(&e, conn));
     response.map(|b| b.with_activity(activity))
+}
+
+/// What the listener's rules decided, owned, so no snapshot is held across awaits.
+enum Decision {
+    Forward {
+        group: Arc<TargetGroup>,
+        set_cookie: Option<HeaderValue>,
+    },
+    Respond(Response<ResponseBody>),
+    Fail(ProxyError),
+}
+
+/// Match the listener's rules and carry out an action that needs no target.
+fn decide(route: &ListenerRoute, req: &Request<Incoming>, conn: &ConnCtx) -> Decision {
+    let view = RequestView::new(req, conn.client.ip());
+    // The matched priority is for the access log, which is not built yet.
+    let (_priority, action) = route.route(&view);
+    match action {
+        RouteAction::Forward(f) => match f.pick(req.headers()) {
+            Some((group, cookie)) => Decision::Forward {
+                group: group.clone(),
+                set_cookie: cookie.cloned(),
+            },
+            None => Decision::Fail(ProxyError::NoTarget(String::new())),
+        },
+        RouteAction::Redirect { status, template } => {
+            let origin = Origin {
+                protocol: conn.forwarded.protocol,
+                port: conn.forwarded.port_number,
+            };
+            match redirect::location(template, &view, &origin) {
+                Ok(location) => {
+                    let mut response = Response::new(ResponseBody::full(Bytes::new()));
+                    *response.status_mut() = *status;
+                    response.headers_mut().insert(LOCATION, location);
+                    Decision::Respond(response)
+                }
+                Err(RedirectError::InvalidHost) => Decision::Fail(ProxyError::InvalidHost),
+                Err(RedirectError::Unsafe) => Decision::Fail(ProxyError::UnsafeRedirect),
+            }
+        }
+        RouteAction::Fixed {
+            status,
+            content_type,
+            body,
+        } => {
+            let mut response = Response::new(ResponseBody::full(body.clone()));
+            *response.status_mut() = *status;
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, content_type.clone());
+            Decision::Respond(response)
+        }
+    }
 }
 
 async fn forward(

@@ -6,6 +6,7 @@
 //! requests in flight, pooled connections) lives in `target.rs` as atomics.
 #![forbid(unsafe_code)]
 
+mod action;
 mod balance;
 mod body;
 mod connection;

@@ -11,8 +11,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ballast_config::{Action, Config, ListenerConfig};
+use ballast_config::{Config, ListenerConfig};
 
+use crate::action::RouteAction;
+use crate::rule::{RequestView, Router};
 use crate::target::Target;
 use crate::target_group::TargetGroup;
 
@@ -28,10 +30,40 @@ pub struct Snapshot {
     groups: HashMap<String, Arc<TargetGroup>>,
 }
 
-/// What a listener does with a request.
+/// What a listener does with a request: its rules, compiled, and the actions.
 pub struct ListenerRoute {
     pub config: ListenerConfig,
-    pub default_group: Arc<TargetGroup>,
+    router: Router,
+    /// One per rule, in the router's (priority) order.
+    actions: Vec<RouteAction>,
+    default_action: RouteAction,
+}
+
+impl ListenerRoute {
+    fn build(l: &ListenerConfig, groups: &HashMap<String, Arc<TargetGroup>>) -> Option<Self> {
+        Some(ListenerRoute {
+            config: l.clone(),
+            router: Router::new(&l.rules),
+            actions: l
+                .rules
+                .iter()
+                .map(|r| RouteAction::build(&r.action, groups))
+                .collect::<Option<_>>()?,
+            default_action: RouteAction::build(&l.default_action, groups)?,
+        })
+    }
+
+    /// The action for a request, and the priority of the rule that chose it (`None`
+    /// for the default action).
+    pub fn route(&self, req: &RequestView<'_>) -> (Option<u32>, &RouteAction) {
+        match self.router.route(req) {
+            Some(m) => match self.actions.get(m.index) {
+                Some(action) => (Some(m.priority), action),
+                None => (None, &self.default_action),
+            },
+            None => (None, &self.default_action),
+        }
+    }
 }
 
 impl Snapshot {
@@ -66,18 +98,9 @@ impl Snapshot {
             .listeners
             .iter()
             .filter_map(|l| {
-                let Action::Forward(f) = &l.default_action else {
-                    return None;
-                };
-                // Validation guarantees the group exists.
-                let group = groups.get(&f.target_groups.first()?.name)?.clone();
-                Some((
-                    Arc::from(l.name.as_str()),
-                    ListenerRoute {
-                        config: l.clone(),
-                        default_group: group,
-                    },
-                ))
+                // Validation guarantees every group an action names exists.
+                let route = ListenerRoute::build(l, &groups)?;
+                Some((Arc::from(l.name.as_str()), route))
             })
             .collect();
         Snapshot {
