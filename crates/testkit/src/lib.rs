@@ -61,6 +61,8 @@ pub struct Setup {
     pub drain_timeout: &'static str,
     /// Listener bind address; port 0 by default.
     pub bind: String,
+    /// Extra TOML appended at the end (more target groups, see [`group_toml`]).
+    pub extra: String,
 }
 
 impl Setup {
@@ -77,6 +79,7 @@ impl Setup {
             group_extra: String::new(),
             drain_timeout: "10s",
             bind: "127.0.0.1:0".to_string(),
+            extra: String::new(),
         }
     }
 
@@ -126,6 +129,8 @@ unhealthy_threshold = {ut}
 
 [target_groups.unhealthy_state_routing]
 minimum_healthy_targets = {min}
+
+{extra}
 "#,
             drain = self.drain_timeout,
             bind = self.bind,
@@ -138,6 +143,7 @@ minimum_healthy_targets = {min}
             ht = self.healthy_threshold,
             ut = self.unhealthy_threshold,
             min = self.minimum_healthy_targets,
+            extra = self.extra,
         )
     }
 
@@ -145,6 +151,19 @@ minimum_healthy_targets = {min}
         let text = self.toml();
         Config::from_toml(&text).unwrap_or_else(|e| panic!("test config is invalid:\n{e}\n{text}"))
     }
+}
+
+/// A `[[target_groups]]` table for `Setup::extra`: a round-robin group over
+/// `backends` with the same quick health checks as the main group.
+pub fn group_toml(name: &str, backends: &[BackendHandle]) -> String {
+    let targets: Vec<String> = backends
+        .iter()
+        .map(|b| format!("{{ address = \"{}\" }}", b.addr()))
+        .collect();
+    format!(
+        "[[target_groups]]\nname = \"{name}\"\ntargets = [{}]\n[target_groups.health_check]\ninterval = \"200ms\"\ntimeout = \"150ms\"\nhealthy_threshold = 2\n\n",
+        targets.join(", ")
+    )
 }
 
 /// An in-process ballast.

@@ -60,8 +60,9 @@ pub struct Match {
 /// The parts of a request that rules look at, borrowed.
 pub struct RequestView<'a> {
     pub method: &'a Method,
-    /// The request's authority (`:authority`, or an absolute-form target) or else
-    /// its `Host` header, as sent: port and case are dealt with by the router.
+    /// The host of the request's authority (`:authority`, or an absolute-form
+    /// target) or else its `Host` header, as sent: port and case are dealt with by
+    /// the router.
     pub host: Option<&'a str>,
     /// The path as sent (not decoded).
     pub path: &'a str,
@@ -73,7 +74,7 @@ pub struct RequestView<'a> {
 impl<'a> RequestView<'a> {
     pub fn new<B>(req: &'a Request<B>, client: IpAddr) -> Self {
         let uri = req.uri();
-        let host = uri.authority().map(|a| a.as_str()).or_else(|| {
+        let host = uri.authority().map(|a| a.host()).or_else(|| {
             req.headers()
                 .get(http::header::HOST)
                 .and_then(|h| h.to_str().ok())
@@ -227,10 +228,9 @@ pub fn host_key<'b>(raw: &str, buf: &'b mut [u8; MAX_HOST]) -> Option<&'b str> {
     std::str::from_utf8(out).ok()
 }
 
-/// The host of an authority or `Host` value: without user info and port
-/// (`[::1]:8080` is `[::1]`).
+/// The host of a `Host` value, without its port (`[::1]:8080` is `[::1]`). A `Host`
+/// has no user info (RFC 9110 §7.2): an `@` stays and matches nothing sensible.
 pub fn host_name(raw: &str) -> &str {
-    let raw = raw.rsplit_once('@').map_or(raw, |(_, h)| h);
     if raw.starts_with('[') {
         return raw.find(']').map_or(raw, |i| &raw[..=i]);
     }

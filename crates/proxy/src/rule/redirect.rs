@@ -270,9 +270,12 @@ mod tests {
                 "{host:?}"
             );
         }
-        // user@host and host:port reduce to the host.
         assert_eq!(
-            expand("https://#{host}/", "user@good.com:1", "/", None),
+            expand("https://#{host}/", "user@evil.com", "/", None),
+            Err(RedirectError::InvalidHost)
+        );
+        assert_eq!(
+            expand("https://#{host}/", "good.com:1", "/", None),
             Ok("https://good.com/".into())
         );
     }
