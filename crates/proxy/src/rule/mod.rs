@@ -9,10 +9,12 @@
 //! so rules are indexed by host, as most rule sets are keyed on it: a rule whose
 //! (first) host condition lists only exact names (`api.example.com`) or leading
 //! wildcards (`*.example.com`) sits in a hash map under each name, or under the
-//! suffix after `*.`; every other rule sits in a list of host-less rules. A request
-//! looks up its host once, and each suffix of it after a dot (`a.b.c` tries `b.c`
-//! and `c`), so it visits only the rules that could match its host plus the
-//! host-less ones. Each list holds rule positions in priority order; the router
+//! suffix after `*.`. A rule without such a host condition whose (first) path
+//! condition only has patterns with a literal first segment (`/api/*`, `/admin`)
+//! sits in a map under that segment. Every other rule sits in one list. A request
+//! looks up its host once, each suffix of it after a dot (`a.b.c` tries `b.c` and
+//! `c`), and the first segment of its normalised path, so it visits only the rules
+//! that could match those plus the unindexed ones. Each list holds rule positions in priority order; the router
 //! walks each list until a rule matches or until its position is past the best
 //! match found so far, and keeps the lowest. (sozu rebuilds a trie of hostnames off
 //! the data path in the same spirit.)
@@ -36,7 +38,10 @@ pub struct Router {
     exact: HashMap<Box<str>, Vec<u32>>,
     /// `*.example.com` is filed under `example.com`.
     suffix: HashMap<Box<str>, Vec<u32>>,
-    /// Rules without an indexable host condition.
+    /// Rules without an indexable host condition, by the literal first segment of
+    /// their path patterns (`/api/v1/*` is filed under `api`).
+    segment: HashMap<Box<[u8]>, Vec<u32>>,
+    /// Every other rule.
     rest: Vec<u32>,
     /// Whether any rule looks at the path (otherwise it is not normalised).
     needs_path: bool,
@@ -100,6 +105,7 @@ impl Router {
             rules: Vec::with_capacity(rules.len()),
             exact: HashMap::new(),
             suffix: HashMap::new(),
+            segment: HashMap::new(),
             rest: Vec::new(),
             needs_path: false,
         };
@@ -116,21 +122,28 @@ impl Router {
                 Condition::Host(v) => Some(v),
                 _ => None,
             });
-            match hosts.and_then(|v| index_keys(v)) {
-                Some(keys) => {
-                    for (key, wildcard) in keys {
-                        let map = if wildcard {
-                            &mut router.suffix
-                        } else {
-                            &mut router.exact
-                        };
-                        let list = map.entry(key.into()).or_default();
-                        if list.last() != Some(&i) {
-                            list.push(i);
-                        }
-                    }
+            let paths = r.conditions.iter().find_map(|c| match c {
+                Condition::Path(v) => Some(v),
+                _ => None,
+            });
+            if let Some(keys) = hosts.and_then(|v| host_keys(v)) {
+                for (key, wildcard) in keys {
+                    let map = if wildcard {
+                        &mut router.suffix
+                    } else {
+                        &mut router.exact
+                    };
+                    push_once(map.entry(key.into()).or_default(), i);
                 }
-                None => router.rest.push(i),
+            } else if let Some(keys) = paths.and_then(|v| segment_keys(v)) {
+                for key in keys {
+                    push_once(
+                        router.segment.entry(key.into_bytes().into()).or_default(),
+                        i,
+                    );
+                }
+            } else {
+                router.rest.push(i);
             }
         }
         router
@@ -175,6 +188,11 @@ impl Router {
                 }
             }
         }
+        if !self.segment.is_empty() {
+            if let Some(list) = self.segment.get(first_segment(&path)) {
+                self.scan(list, &facts, &mut best);
+            }
+        }
         self.scan(&self.rest, &facts, &mut best);
         let index = best as usize;
         self.rules.get(index).map(|r| Match {
@@ -201,18 +219,52 @@ impl Router {
     }
 }
 
+fn push_once(list: &mut Vec<u32>, i: u32) {
+    if list.last() != Some(&i) {
+        list.push(i);
+    }
+}
+
+fn wild(s: &str) -> bool {
+    s.contains(['*', '?'])
+}
+
+/// Index keys for a path condition: the literal first segment of each pattern
+/// (`/api/v?/*` → `api`, `/admin` → `admin`); `None` when a pattern has none.
+fn segment_keys(paths: &[String]) -> Option<Vec<String>> {
+    paths
+        .iter()
+        .map(|p| {
+            let rest = p.strip_prefix('/')?;
+            let seg = match rest.split_once('/') {
+                Some((seg, _)) => seg,
+                // `/admin` has a first segment only if it is all literal.
+                None if !wild(rest) => rest,
+                None => return None,
+            };
+            (!seg.is_empty() && !wild(seg)).then(|| seg.to_string())
+        })
+        .collect()
+}
+
+/// The first segment of a normalised path: `api` of `/api/v1`.
+fn first_segment(path: &[u8]) -> &[u8] {
+    let rest = path.strip_prefix(b"/").unwrap_or(path);
+    match rest.iter().position(|&b| b == b'/') {
+        Some(i) => &rest[..i],
+        None => rest,
+    }
+}
+
 /// Index keys for a host condition: `(name, false)` for exact names, `(suffix,
 /// true)` for `*.suffix`; `None` when a pattern has any other wildcard.
-fn index_keys(hosts: &[String]) -> Option<Vec<(String, bool)>> {
+fn host_keys(hosts: &[String]) -> Option<Vec<(String, bool)>> {
     hosts
         .iter()
-        .map(|h| {
-            let wild = |s: &str| s.contains(['*', '?']);
-            match h.strip_prefix("*.") {
-                Some(rest) if !wild(rest) => Some((rest.to_string(), true)),
-                _ if !wild(h) => Some((h.clone(), false)),
-                _ => None,
-            }
+        .map(|h| match h.strip_prefix("*.") {
+            Some(rest) if !wild(rest) => Some((rest.to_string(), true)),
+            _ if !wild(h) => Some((h.clone(), false)),
+            _ => None,
         })
         .collect()
 }

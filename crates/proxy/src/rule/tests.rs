@@ -231,6 +231,39 @@ fn many_rules_index_by_host() {
 }
 
 #[test]
+fn host_less_rules_index_by_first_path_segment() {
+    let text: String = (1..=300)
+        .map(|i| rule(i, &format!(r#"{{ path = ["/api{i}/*", "/exact{i}"] }}"#)))
+        .chain([
+            rule(400, r#"{ path = "/api7*" }"#),
+            rule(401, r#"{ path = "*.json" }"#),
+            rule(402, r#"{ path = "/a?i7/x" }"#),
+        ])
+        .collect();
+    let router = Router::new(&rules(&text));
+    assert_eq!(
+        router.rest.len(),
+        3,
+        "only patterns without a literal first segment"
+    );
+    assert_eq!(priority(&router, &req("h", "/api7/x")), Some(7));
+    assert_eq!(priority(&router, &req("h", "/exact300")), Some(300));
+    assert_eq!(
+        priority(&router, &req("h", "/x/../api9/y")),
+        Some(9),
+        "normalised first"
+    );
+    assert_eq!(priority(&router, &req("h", "/api77")), Some(400));
+    assert_eq!(priority(&router, &req("h", "/api7")), Some(400));
+    assert_eq!(priority(&router, &req("h", "/api5/x.json")), Some(5));
+    assert_eq!(priority(&router, &req("h", "/other/x.json")), Some(401));
+    assert_eq!(priority(&router, &req("h", "/abi7/x")), Some(402));
+    assert_eq!(priority(&router, &req("h", "/exact301")), None);
+    assert_eq!(first_segment(b"/"), b"");
+    assert_eq!(first_segment(b"/a"), b"a");
+}
+
+#[test]
 fn host_name_strips_port() {
     assert_eq!(host_name("a.com:80"), "a.com");
     assert_eq!(host_name("[::1]:80"), "[::1]");
