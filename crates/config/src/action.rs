@@ -11,8 +11,8 @@ use std::time::Duration;
 use crate::decode::{self as d, Errors, Fields};
 use crate::model::{Action, ForwardAction, WeightedGroup};
 use crate::parse::Located;
-use crate::pattern::RedirectTemplate;
 use crate::source::{Node, Value};
+use crate::template::RedirectTemplate;
 
 #[derive(Clone, Copy)]
 enum Kind {

@@ -15,13 +15,15 @@ mod parse;
 mod pattern;
 mod rule;
 mod source;
+mod template;
 
 use std::path::Path;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
-pub use pattern::{check_glob, Cidr, GlobKind, RedirectTemplate, TemplatePart};
+pub use pattern::{check_glob, Cidr, GlobKind};
 pub use source::Pos;
+pub use template::{RedirectTemplate, TemplatePart};
 
 impl Config {
     /// Parse and validate a TOML config.

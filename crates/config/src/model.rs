@@ -12,7 +12,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::duration;
-use crate::pattern::{Cidr, RedirectTemplate};
+use crate::pattern::Cidr;
+use crate::template::RedirectTemplate;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Config {

@@ -2,9 +2,9 @@
 //!
 //! Data path. Reads top to bottom: load the snapshot once → match the listener's
 //! rules (`rule/`) → answer a redirect or fixed response at once, or pick the
-//! target group of a forward (`action.rs`) → rewrite the head → pick a target → take or open a connection →
-//! send with the response timeout → stream the response back. Retries are limited
-//! to what is always safe:
+//! target group of a forward (`action.rs`) → rewrite the head → pick a target →
+//! take or open a connection → send with the response timeout → stream the
+//! response back. Retries are limited to what is always safe:
 //! - a connect failure never reached the target: the target is marked down at once
 //!   and another one is tried;
 //! - a pooled connection that turned out closed before the request was written

@@ -1,6 +1,6 @@
 //! Expanding a redirect's `location` template for one request.
 //!
-//! Data path. The template was checked at config time (`ballast_config::pattern`):
+//! Data path. The template was checked at config time (`ballast_config::RedirectTemplate`):
 //! it is a path starting with one `/`, or absolute with an authority made only of
 //! literal host characters, `#{host}` and `#{port}`. What the request contributes
 //! is made safe here so that no client input can move the redirect elsewhere:
