@@ -3,8 +3,8 @@
 //!
 //! Control path only. A condition is a table with exactly one kind (`host`, `path`,
 //! `header`, `method`, `query`, `source_ip`); a kind that takes patterns accepts a
-//! string or a list of strings. Every pattern is checked here (`pattern.rs`, `template.rs`) so the
-//! proxy only compiles what is known to be valid.
+//! string or a list of strings. Every pattern is checked here (`pattern.rs`,
+//! `template.rs`) so the proxy only compiles what is known to be valid.
 
 use crate::action::decode_action;
 use crate::decode::{self as d, Errors, Fields};
