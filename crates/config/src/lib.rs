@@ -6,18 +6,24 @@
 //! for TOML, its line and column. Nothing downstream re-validates.
 #![forbid(unsafe_code)]
 
+mod action;
 mod decode;
 pub mod duration;
 mod error;
 mod model;
 mod parse;
+mod pattern;
+mod rule;
 mod source;
+mod template;
 
 use std::path::Path;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
+pub use pattern::{check_glob, Cidr, GlobKind};
 pub use source::Pos;
+pub use template::{RedirectTemplate, TemplatePart};
 
 impl Config {
     /// Parse and validate a TOML config.
@@ -59,3 +65,5 @@ impl Config {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_rules;

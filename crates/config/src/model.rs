@@ -12,6 +12,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::duration;
+use crate::pattern::Cidr;
+use crate::template::RedirectTemplate;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Config {
@@ -108,6 +110,9 @@ pub struct ListenerConfig {
     /// A keep-alive client connection with no request in flight is closed after this.
     #[serde(serialize_with = "duration::serialize")]
     pub idle_timeout: Duration,
+    /// In priority order, lowest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleConfig>,
 }
 
 impl ListenerConfig {
@@ -122,10 +127,119 @@ pub enum ListenerProtocol {
     Http,
 }
 
+/// What a listener does with a request: its default action, or a rule's.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Action {
-    Forward { target_group: String },
+    /// To one target group, or split by weight over up to five.
+    Forward(ForwardAction),
+    /// An HTTP redirect built from a template (`#{host}`, `#{path}`, ...).
+    Redirect {
+        status: u16,
+        location: RedirectTemplate,
+    },
+    /// A response ballast writes itself.
+    FixedResponse {
+        status: u16,
+        content_type: String,
+        body: String,
+    },
+}
+
+impl Action {
+    /// A forward to one group, as `{ type = "forward", target_group = NAME }` writes it.
+    pub fn forward_to(group: &str) -> Action {
+        Action::Forward(ForwardAction {
+            target_groups: vec![WeightedGroup {
+                name: group.to_string(),
+                weight: 1,
+            }],
+            stickiness: None,
+        })
+    }
+
+    pub const REDIRECT_STATUSES: [u16; 5] = [301, 302, 303, 307, 308];
+    pub const MAX_BODY: usize = 1024;
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ForwardAction {
+    /// One to five groups; weights are 0 to 999 and not all zero.
+    pub target_groups: Vec<WeightedGroup>,
+    /// Group stickiness: how long a client's cookie keeps it on the group it got.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_stickiness"
+    )]
+    pub stickiness: Option<Duration>,
+}
+
+impl ForwardAction {
+    pub const MAX_GROUPS: usize = 5;
+    pub const MAX_WEIGHT: u32 = 999;
+    pub const MIN_STICKINESS: Duration = Duration::from_secs(1);
+    pub const MAX_STICKINESS: Duration = Duration::from_secs(7 * 24 * 3600);
+}
+
+fn serialize_stickiness<S: serde::Serializer>(
+    d: &Option<Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(2))?;
+    m.serialize_entry("enabled", &d.is_some())?;
+    if let Some(d) = d {
+        m.serialize_entry("duration", &duration::format(*d))?;
+    }
+    m.end()
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WeightedGroup {
+    pub name: String,
+    pub weight: u32,
+}
+
+/// A listener rule: when every condition holds, its action runs. Rules run lowest
+/// priority first; the first that matches wins.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RuleConfig {
+    /// 1 to 50000, unique per listener.
+    pub priority: u32,
+    /// At least one; all must match.
+    pub conditions: Vec<Condition>,
+    pub action: Action,
+}
+
+impl RuleConfig {
+    pub const MAX_PRIORITY: u32 = 50_000;
+}
+
+/// One condition of a rule. Where a kind takes a list, any item matching is enough.
+/// Patterns are globs: `*` matches any run of characters, `?` exactly one.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    /// Host names without port, lowercased: exact or with wildcards (`*.example.com`).
+    Host(Vec<String>),
+    /// Path globs, matched against the decoded and normalised path.
+    Path(Vec<String>),
+    /// A header (name lowercased) whose value matches any of the globs.
+    Header { name: String, values: Vec<String> },
+    /// Request methods, exact.
+    Method(Vec<String>),
+    /// Query parameters; any pair matching is enough.
+    Query(Vec<QueryMatch>),
+    /// Client address ranges.
+    SourceIp(Vec<Cidr>),
+}
+
+/// A query parameter pattern: a value glob, with or without a key glob.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct QueryMatch {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub value: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

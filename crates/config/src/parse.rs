@@ -8,8 +8,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::action::decode_action;
 use crate::decode::{self as d, Errors, Fields};
 use crate::model::*;
+use crate::rule::decode_rules;
 use crate::source::{Node, Pos};
 
 pub fn decode(root: &Node, errs: &mut Errors) -> Option<Config> {
@@ -21,6 +23,8 @@ pub fn decode(root: &Node, errs: &mut Errors) -> Option<Config> {
         .optional("access_log")
         .and_then(|n| decode_access_log(n, errs));
 
+    // Every target group named by an action, with where it was named.
+    let mut refs = Vec::new();
     let mut listeners = Vec::new();
     if let Some(n) = f.required("listeners", errs) {
         let items = d::array(n, "listeners", errs);
@@ -28,7 +32,7 @@ pub fn decode(root: &Node, errs: &mut Errors) -> Option<Config> {
             errs.at("listeners", n.pos, "at least one listener is required");
         }
         for (path, item) in items {
-            listeners.push(decode_listener(item, &path, errs));
+            listeners.push(decode_listener(item, &path, &mut refs, errs));
         }
     }
     let mut groups = Vec::new();
@@ -57,20 +61,18 @@ pub fn decode(root: &Node, errs: &mut Errors) -> Option<Config> {
         "listener bind address",
         errs,
     );
-    for l in listeners.iter() {
-        let Some((Action::Forward { target_group }, path, pos)) = &l.action else {
-            continue;
-        };
-        if !group_names.iter().any(|g| &g.value == target_group) {
+    for r in &refs {
+        if !group_names.iter().any(|g| g.value == r.value) {
             let known: Vec<_> = group_names
                 .iter()
                 .map(|n| format!("{:?}", n.value))
                 .collect();
             errs.at(
-                path,
-                *pos,
+                &r.path,
+                r.pos,
                 format!(
-                    "unknown target group {target_group:?}; defined target groups: {}",
+                    "unknown target group {:?}; defined target groups: {}",
+                    r.value,
                     if known.is_empty() {
                         "none".to_string()
                     } else {
@@ -96,10 +98,10 @@ pub fn decode(root: &Node, errs: &mut Errors) -> Option<Config> {
 
 /// A value as written, with where it was written, for cross-field errors.
 #[derive(Clone)]
-struct Located<T> {
-    value: T,
-    path: String,
-    pos: Option<Pos>,
+pub(crate) struct Located<T> {
+    pub value: T,
+    pub path: String,
+    pub pos: Option<Pos>,
 }
 
 fn located<T>(node: &Node, path: String, value: Option<T>) -> Option<Located<T>> {
@@ -110,7 +112,7 @@ fn located<T>(node: &Node, path: String, value: Option<T>) -> Option<Located<T>>
     })
 }
 
-fn check_unique<'a, T: PartialEq + std::fmt::Display + 'a>(
+pub(crate) fn check_unique<'a, T: PartialEq + std::fmt::Display + 'a>(
     values: impl Iterator<Item = &'a Located<T>>,
     what: &str,
     errs: &mut Errors,
@@ -195,10 +197,14 @@ struct DecodedListener {
     config: Option<ListenerConfig>,
     name: Option<Located<String>>,
     bind: Option<Located<std::net::SocketAddr>>,
-    action: Option<(Action, String, Option<Pos>)>,
 }
 
-fn decode_listener(node: &Node, path: &str, errs: &mut Errors) -> DecodedListener {
+fn decode_listener(
+    node: &Node,
+    path: &str,
+    refs: &mut Vec<Located<String>>,
+    errs: &mut Errors,
+) -> DecodedListener {
     let Some(mut f) = Fields::new(node, path, errs) else {
         return DecodedListener::default();
     };
@@ -236,9 +242,9 @@ fn decode_listener(node: &Node, path: &str, errs: &mut Errors) -> DecodedListene
             }
         }
     };
-    let action_path = f.path("default_action");
-    let action_node = f.required("default_action", errs);
-    let action = action_node.and_then(|n| decode_action(n, &action_path, errs));
+    let action = f
+        .required("default_action", errs)
+        .and_then(|n| decode_action(n, &f.path("default_action"), refs, errs));
     let header_read_timeout = optional_duration(
         &mut f,
         "header_read_timeout",
@@ -253,6 +259,10 @@ fn decode_listener(node: &Node, path: &str, errs: &mut Errors) -> DecodedListene
         (Duration::from_millis(1), Duration::from_secs(4000)),
         errs,
     );
+    let rules = match f.optional("rules") {
+        None => Some(Vec::new()),
+        Some(n) => decode_rules(n, &f.path("rules"), refs, errs),
+    };
     f.finish(errs);
     let config = (|| {
         Some(ListenerConfig {
@@ -262,14 +272,10 @@ fn decode_listener(node: &Node, path: &str, errs: &mut Errors) -> DecodedListene
             default_action: action.clone()?,
             header_read_timeout: header_read_timeout?,
             idle_timeout: idle_timeout?,
+            rules: rules?,
         })
     })();
-    DecodedListener {
-        config,
-        name,
-        bind,
-        action: action.map(|a| (a, action_path, action_node.and_then(|n| n.pos))),
-    }
+    DecodedListener { config, name, bind }
 }
 
 fn optional_duration(
@@ -283,21 +289,6 @@ fn optional_duration(
         None => Some(default),
         Some(n) => d::duration_in(n, &f.path(key), lo, hi, errs),
     }
-}
-
-fn decode_action(node: &Node, path: &str, errs: &mut Errors) -> Option<Action> {
-    let mut f = Fields::new(node, path, errs)?;
-    let kind = f
-        .required("type", errs)
-        .and_then(|n| d::one_of(n, &f.path("type"), &[("forward", ())], errs));
-    let group = f
-        .required("target_group", errs)
-        .and_then(|n| d::name(n, &f.path("target_group"), errs));
-    f.finish(errs);
-    kind?;
-    Some(Action::Forward {
-        target_group: group?,
-    })
 }
 
 /// A target group as decoded: its config when it had no error, and its name even

@@ -56,12 +56,8 @@ fn valid_config_reads_every_field() {
         l.header_read_timeout,
         ListenerConfig::DEFAULT_HEADER_READ_TIMEOUT
     );
-    assert_eq!(
-        l.default_action,
-        Action::Forward {
-            target_group: "web".into()
-        }
-    );
+    assert_eq!(l.default_action, Action::forward_to("web"));
+    assert!(l.rules.is_empty());
     let g = &c.target_groups[0];
     assert_eq!(g.algorithm, Algorithm::LeastOutstandingRequests);
     assert_eq!(g.targets[1].weight, 2);

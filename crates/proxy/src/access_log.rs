@@ -59,6 +59,8 @@ pub struct AccessRecord {
     pub request_id: Option<String>,
     /// Why ballast answered itself (`no_healthy_target`, `target_connect_failed`...).
     pub error_reason: Option<&'static str>,
+    /// Priority of the listener rule that matched; absent for the default action.
+    pub rule_priority: Option<u32>,
     /// Whether the response body was sent to its end (false: the client or the
     /// target went away mid-body).
     pub complete: bool,

@@ -10,6 +10,13 @@ use http::StatusCode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
+    /// A redirect uses `#{host}` and the request's host is missing or not a plain
+    /// host name.
+    #[error("invalid host for a redirect")]
+    InvalidHost,
+    /// A redirect's expansion failed its final safety check (not expected).
+    #[error("redirect expansion failed its safety check")]
+    UnsafeRedirect,
     /// The listener was removed by a reload while this connection was open.
     #[error("listener is shutting down")]
     ListenerGone,
@@ -44,7 +51,10 @@ pub enum ErrorSource {
 impl ProxyError {
     pub fn source_side(&self) -> ErrorSource {
         match self {
-            ProxyError::ListenerGone | ProxyError::NoTarget(_) => ErrorSource::Ballast,
+            ProxyError::InvalidHost => ErrorSource::Client,
+            ProxyError::ListenerGone | ProxyError::NoTarget(_) | ProxyError::UnsafeRedirect => {
+                ErrorSource::Ballast
+            }
             ProxyError::Connect { .. }
             | ProxyError::ResponseTimeout(_)
             | ProxyError::Target { .. } => ErrorSource::Target,
@@ -53,6 +63,8 @@ impl ProxyError {
 
     pub fn status(&self) -> StatusCode {
         match self {
+            ProxyError::InvalidHost => StatusCode::BAD_REQUEST,
+            ProxyError::UnsafeRedirect => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::ListenerGone | ProxyError::NoTarget(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect { .. } | ProxyError::Target { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::ResponseTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -72,6 +84,8 @@ impl ProxyError {
     /// A short, stable reason for the body and the access log.
     pub fn reason(&self) -> &'static str {
         match self {
+            ProxyError::InvalidHost => "invalid_host",
+            ProxyError::UnsafeRedirect => "unsafe_redirect",
             ProxyError::ListenerGone => "listener_draining",
             ProxyError::NoTarget(_) => "no_healthy_target",
             ProxyError::Connect { .. } => "target_connect_failed",

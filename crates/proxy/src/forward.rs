@@ -1,9 +1,10 @@
 //! The request handler: one client request, start to finish.
 //!
-//! Data path. Reads top to bottom: load the snapshot once → find the listener's
-//! target group → rewrite the head → pick a target → take or open a connection →
-//! send with the response timeout → stream the response back. Retries are limited
-//! to what is always safe:
+//! Data path. Reads top to bottom: load the snapshot once → match the listener's
+//! rules (`rule/`) → answer a redirect or fixed response at once, or pick the
+//! target group of a forward (`action.rs`) → rewrite the head → pick a target →
+//! take or open a connection → send with the response timeout → stream the
+//! response back. Retries are limited to what is always safe:
 //! - a connect failure never reached the target: the target is marked down at once
 //!   and another one is tried;
 //! - a pooled connection that turned out closed before the request was written
@@ -21,18 +22,24 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body as _;
 use hyper::body::Incoming;
 
 use crate::access_log::{self, AccessRecord};
+use crate::action::RouteAction;
 use crate::body::{PendingLog, ResponseBody, UpstreamBody};
 use crate::connection::ConnState;
 use crate::error::ProxyError;
 use crate::headers::{self, ForwardedInfo};
 use crate::metrics::ListenerMetrics;
 use crate::pool::Lease;
+use crate::rule::redirect::{self, Origin, RedirectError};
+use crate::rule::RequestView;
 use crate::server::Shared;
+use crate::snapshot::ListenerRoute;
 use crate::target::Target;
 use crate::target_group::{TargetGroup, Tried};
 
@@ -66,19 +73,34 @@ struct Trace {
 pub async fn handle(req: Request<Incoming>, conn: &ConnCtx) -> Response<ResponseBody> {
     let received = Instant::now();
     let activity = conn.state.begin(req.version() == http::Version::HTTP_2);
-    let (group, log) = {
+    let (decision, rule_priority, log) = {
         let snapshot = conn.shared.snapshot.load();
-        let group = snapshot
-            .listener(&conn.listener)
-            .map(|l| l.default_group.clone());
-        (group, snapshot.access_log.clone())
+        let (decision, priority) = match snapshot.listener(&conn.listener) {
+            Some(route) => decide(route, &req, conn),
+            None => (Decision::Fail(ProxyError::ListenerGone), None),
+        };
+        (decision, priority, snapshot.access_log.clone())
     };
     let mut trace = Trace::default();
     let mut record = log.as_ref().map(|_| begin_record(&req, conn));
     let bytes_in = log.as_ref().map(|_| Arc::new(AtomicU64::new(0)));
-    let result = match &group {
-        Some(group) => forward(req, group, conn, &mut trace, &bytes_in, record.is_some()).await,
-        None => Err(ProxyError::ListenerGone),
+    let mut group = None;
+    let result = match decision {
+        Decision::Forward {
+            group: g,
+            set_cookie,
+        } => {
+            let result = forward(req, &g, conn, &mut trace, &bytes_in, record.is_some()).await;
+            group = Some(g);
+            result.map(|mut response| {
+                if let Some(cookie) = set_cookie {
+                    response.headers_mut().append(SET_COOKIE, cookie);
+                }
+                response
+            })
+        }
+        Decision::Respond(response) => Ok(response),
+        Decision::Fail(e) => Err(e),
     };
     let mut error_reason = None;
     let response = result.unwrap_or_else(|e| {
@@ -94,6 +116,7 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnCtx) -> Response<Response
     let mut response = response.map(|b| b.with_activity(activity));
     if let (Some(sink), Some(mut record)) = (log, record.take()) {
         record.target_group = group.map(|g| g.name().to_string());
+        record.rule_priority = rule_priority;
         record.target = trace.target;
         record.status = status;
         record.target_status = trace.target_status;
@@ -139,8 +162,68 @@ fn empty_record(conn: &ConnCtx) -> AccessRecord {
         user_agent: None,
         request_id: None,
         error_reason: None,
+        rule_priority: None,
         complete: false,
     }
+}
+
+/// What the listener's rules decided, owned, so no snapshot is held across awaits.
+enum Decision {
+    Forward {
+        group: Arc<TargetGroup>,
+        set_cookie: Option<HeaderValue>,
+    },
+    Respond(Response<ResponseBody>),
+    Fail(ProxyError),
+}
+
+/// Match the listener's rules and carry out an action that needs no target; also
+/// returns the priority of the rule that matched (`None`: the default action).
+fn decide(
+    route: &ListenerRoute,
+    req: &Request<Incoming>,
+    conn: &ConnCtx,
+) -> (Decision, Option<u32>) {
+    let view = RequestView::new(req, conn.client.ip());
+    let (priority, action) = route.route(&view);
+    let decision = match action {
+        RouteAction::Forward(f) => match f.pick(req.headers()) {
+            Some((group, cookie)) => Decision::Forward {
+                group: group.clone(),
+                set_cookie: cookie.cloned(),
+            },
+            None => Decision::Fail(ProxyError::NoTarget(String::new())),
+        },
+        RouteAction::Redirect { status, template } => {
+            let origin = Origin {
+                protocol: conn.forwarded.protocol,
+                port: conn.forwarded.port_number,
+            };
+            match redirect::location(template, &view, &origin) {
+                Ok(location) => {
+                    let mut response = Response::new(ResponseBody::full(Bytes::new()));
+                    *response.status_mut() = *status;
+                    response.headers_mut().insert(LOCATION, location);
+                    Decision::Respond(response)
+                }
+                Err(RedirectError::InvalidHost) => Decision::Fail(ProxyError::InvalidHost),
+                Err(RedirectError::Unsafe) => Decision::Fail(ProxyError::UnsafeRedirect),
+            }
+        }
+        RouteAction::Fixed {
+            status,
+            content_type,
+            body,
+        } => {
+            let mut response = Response::new(ResponseBody::full(body.clone()));
+            *response.status_mut() = *status;
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, content_type.clone());
+            Decision::Respond(response)
+        }
+    };
+    (decision, priority)
 }
 
 async fn forward(

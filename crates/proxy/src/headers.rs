@@ -55,6 +55,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 pub struct ForwardedInfo {
     pub proto: HeaderValue,
     pub port: HeaderValue,
+    /// The same, unformatted, for redirects (`#{protocol}`, `#{port}`).
+    pub protocol: &'static str,
+    pub port_number: u16,
 }
 
 impl ForwardedInfo {
@@ -62,6 +65,8 @@ impl ForwardedInfo {
         ForwardedInfo {
             proto: HeaderValue::from_static(proto),
             port: HeaderValue::from(port),
+            protocol: proto,
+            port_number: port,
         }
     }
 }

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod access_log;
+mod action;
 mod balance;
 mod body;
 mod connection;
@@ -21,6 +22,7 @@ mod health;
 mod listener;
 mod metrics;
 mod pool;
+pub mod rule;
 mod server;
 mod snapshot;
 mod target;

@@ -18,10 +18,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ballast_config::{Action, Config, ListenerConfig};
+use ballast_config::{Config, ListenerConfig};
 
 use crate::access_log::AccessLog;
+use crate::action::RouteAction;
 use crate::metrics::ListenerMetrics;
+use crate::rule::{RequestView, Router};
 use crate::target::{HealthState, Target};
 use crate::target_group::TargetGroup;
 
@@ -38,11 +40,46 @@ pub struct Snapshot {
     pub access_log: Option<Arc<AccessLog>>,
 }
 
-/// What a listener does with a request.
+/// What a listener does with a request: its rules, compiled, and the actions.
 pub struct ListenerRoute {
     pub config: ListenerConfig,
-    pub default_group: Arc<TargetGroup>,
     pub metrics: Arc<ListenerMetrics>,
+    router: Router,
+    /// One per rule, in the router's (priority) order.
+    actions: Vec<RouteAction>,
+    default_action: RouteAction,
+}
+
+impl ListenerRoute {
+    fn build(
+        l: &ListenerConfig,
+        groups: &HashMap<String, Arc<TargetGroup>>,
+        metrics: Arc<ListenerMetrics>,
+    ) -> Option<Self> {
+        Some(ListenerRoute {
+            config: l.clone(),
+            metrics,
+            router: Router::new(&l.rules),
+            actions: l
+                .rules
+                .iter()
+                .map(|r| RouteAction::build(&r.action, groups))
+                .collect::<Option<_>>()?,
+            default_action: RouteAction::build(&l.default_action, groups)?,
+        })
+    }
+
+    /// The action for a request, and the priority of the rule that chose it (`None`
+    /// for the default action).
+    pub fn route(&self, req: &RequestView<'_>) -> (Option<u32>, &RouteAction) {
+        match self.router.route(req) {
+            Some(m) => match self.actions.get(m.index) {
+                Some(action) => (Some(m.priority), action),
+                None => (None, &self.default_action),
+            },
+            None => (None, &self.default_action),
+        }
+    }
 }
 
 impl Snapshot {
@@ -96,21 +133,13 @@ impl Snapshot {
             .listeners
             .iter()
             .filter_map(|l| {
-                let Action::Forward { target_group } = &l.default_action;
-                // Validation guarantees the group exists.
-                let group = groups.get(target_group)?.clone();
                 let metrics = previous
                     .and_then(|p| p.listeners.get(l.name.as_str()))
                     .map(|r| r.metrics.clone())
                     .unwrap_or_default();
-                Some((
-                    Arc::from(l.name.as_str()),
-                    ListenerRoute {
-                        config: l.clone(),
-                        default_group: group,
-                        metrics,
-                    },
-                ))
+                // Validation guarantees every group an action names exists.
+                let route = ListenerRoute::build(l, &groups, metrics)?;
+                Some((Arc::from(l.name.as_str()), route))
             })
             .collect();
         Snapshot {

@@ -66,6 +66,8 @@ pub struct Setup {
     pub top_extra: String,
     /// `[access_log] path`; "off" by default.
     pub access_log: String,
+    /// Extra TOML appended at the end (more target groups, see [`group_toml`]).
+    pub extra: String,
 }
 
 impl Setup {
@@ -84,6 +86,7 @@ impl Setup {
             bind: "127.0.0.1:0".to_string(),
             top_extra: String::new(),
             access_log: "off".to_string(),
+            extra: String::new(),
         }
     }
 
@@ -137,6 +140,8 @@ unhealthy_threshold = {ut}
 
 [target_groups.unhealthy_state_routing]
 minimum_healthy_targets = {min}
+
+{extra}
 "#,
             top_extra = self.top_extra,
             access_log = self.access_log,
@@ -151,6 +156,7 @@ minimum_healthy_targets = {min}
             ht = self.healthy_threshold,
             ut = self.unhealthy_threshold,
             min = self.minimum_healthy_targets,
+            extra = self.extra,
         )
     }
 
@@ -158,6 +164,19 @@ minimum_healthy_targets = {min}
         let text = self.toml();
         Config::from_toml(&text).unwrap_or_else(|e| panic!("test config is invalid:\n{e}\n{text}"))
     }
+}
+
+/// A `[[target_groups]]` table for `Setup::extra`: a round-robin group over
+/// `backends` with the same quick health checks as the main group.
+pub fn group_toml(name: &str, backends: &[BackendHandle]) -> String {
+    let targets: Vec<String> = backends
+        .iter()
+        .map(|b| format!("{{ address = \"{}\" }}", b.addr()))
+        .collect();
+    format!(
+        "[[target_groups]]\nname = \"{name}\"\ntargets = [{}]\n[target_groups.health_check]\ninterval = \"200ms\"\ntimeout = \"150ms\"\nhealthy_threshold = 2\n\n",
+        targets.join(", ")
+    )
 }
 
 /// An in-process ballast.

@@ -41,7 +41,8 @@ async fn invalid_config_is_400_with_every_error_and_nothing_applied() {
     let mut config = before["config"].clone();
     config["target_groups"][0]["algorithm"] = json!("fastest");
     config["target_groups"][0]["targets"][0]["weight"] = json!(5000);
-    config["listeners"][0]["default_action"]["target_group"] = json!("nope");
+    // Forward actions read back in their normal form, `target_groups = [{ name, weight }]`.
+    config["listeners"][0]["default_action"]["target_groups"][0]["name"] = json!("nope");
     config["listeners"][0]["bogus"] = json!(1);
     let (status, body) = admin
         .call(Method::PUT, "/api/v1/config", Some(config))
@@ -52,7 +53,7 @@ async fn invalid_config_is_400_with_every_error_and_nothing_applied() {
     for expected in [
         "target_groups[0].algorithm",
         "target_groups[0].targets[0].weight",
-        "listeners[0].default_action",
+        "listeners[0].default_action.target_groups[0].name",
         "listeners[0].bogus",
     ] {
         assert!(

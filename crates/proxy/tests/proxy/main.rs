@@ -6,6 +6,7 @@ mod errors;
 mod failover;
 mod forwarding;
 mod reload;
+mod rules;
 mod timeouts;
 
 use std::time::Duration;
