@@ -172,6 +172,13 @@ async fn access_log_lines_are_json_with_every_field() {
     let _ = std::fs::remove_file(&path);
     let mut setup = Setup::new(&bs);
     setup.access_log = path.display().to_string();
+    setup.listener_extra = r#"
+[[listeners.rules]]
+priority = 7
+conditions = [{ path = "/upload" }]
+action = { type = "forward", target_group = "web" }
+"#
+    .to_string();
     let admin = Admin::start(&setup).await;
     admin.ballast.all_healthy().await;
     let client = Client::http1();
@@ -219,6 +226,7 @@ async fn access_log_lines_are_json_with_every_field() {
             "user_agent",
             "request_id",
             "error_reason",
+            "rule_priority",
         ] {
             assert!(r.get(field).is_some(), "{field} missing in {r}");
         }
@@ -240,6 +248,12 @@ async fn access_log_lines_are_json_with_every_field() {
         .find(|r| r["method"] == "POST")
         .expect("POST line");
     assert_eq!(post["path"], "/upload", "no query in the log");
+    assert_eq!(post["rule_priority"], 7, "the rule that matched");
+    let get = records
+        .iter()
+        .find(|r| r["method"] == "GET")
+        .expect("GET line");
+    assert!(get["rule_priority"].is_null(), "the default action: {get}");
     assert_eq!(post["bytes_in"], 1000);
     assert_eq!(post["user_agent"], "access-log-test");
     assert_eq!(post["request_id"], "req-42");
