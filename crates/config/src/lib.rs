@@ -64,6 +64,8 @@ impl Config {
 }
 
 #[cfg(test)]
+mod test_fixture;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_rules;

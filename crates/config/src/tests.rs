@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::test_fixture::{assert_error, Fixture};
 
 const VALID: &str = r#"
 [server]
@@ -42,6 +43,8 @@ matcher = "200,204"
 [target_groups.unhealthy_state_routing]
 minimum_healthy_targets = 2
 "#;
+
+const F: Fixture = Fixture(VALID);
 
 #[test]
 fn valid_config_reads_every_field() {
@@ -103,7 +106,7 @@ fn deregistration_delay_is_read_and_bounded() {
     ))
     .expect("valid");
     assert_eq!(c.target_groups[0].deregistration_delay, Duration::ZERO);
-    let errs = broken(
+    let errs = F.broken(
         "[target_groups.health_check]",
         "deregistration_delay = \"2h\"\n[target_groups.health_check]",
     );
@@ -122,44 +125,21 @@ fn json_round_trips() {
     }
 }
 
-/// A config that is valid except for one text replacement.
-fn broken(from: &str, to: &str) -> ConfigErrors {
-    assert!(VALID.contains(from), "test patch {from:?} not in VALID");
-    let text = VALID.replacen(from, to, 1);
-    Config::from_toml(&text).expect_err("config must be rejected")
-}
-
-/// The 1-based line of VALID on which `text` first stands.
-fn line_of(text: &str) -> u32 {
-    let at = VALID.find(text).expect("text in VALID");
-    VALID[..at].matches('\n').count() as u32 + 1
-}
-
-fn assert_error(errs: &ConfigErrors, path: &str, line: u32, needle: &str) {
-    let found = errs
-        .iter()
-        .any(|e| e.path == path && e.line == Some(line) && e.message.contains(needle));
-    assert!(
-        found,
-        "expected error at {path} line {line} containing {needle:?}; got:\n{errs}"
-    );
-}
-
 #[test]
 fn syntax_error_has_line_and_column() {
-    let errs = broken("name = \"public\"", "name = \"public");
+    let errs = F.broken("name = \"public\"", "name = \"public");
     let e = &errs.0[0];
-    assert_eq!(e.line, Some(line_of("name = \"public\"")));
+    assert_eq!(e.line, Some(F.line_of("name = \"public\"")));
     assert!(e.column.is_some());
 }
 
 #[test]
 fn unknown_key_is_an_error_with_suggestion() {
-    let errs = broken("interval = \"1s\"", "intreval = \"1s\"");
+    let errs = F.broken("interval = \"1s\"", "intreval = \"1s\"");
     assert_error(
         &errs,
         "target_groups[0].health_check.intreval",
-        line_of("interval = \"1s\""),
+        F.line_of("interval = \"1s\""),
         "unknown field `intreval` (did you mean `interval`?)",
     );
     assert!(errs.0[0]
@@ -169,132 +149,132 @@ fn unknown_key_is_an_error_with_suggestion() {
 
 #[test]
 fn unknown_top_level_table() {
-    let errs = broken("[server]", "[sever]");
+    let errs = F.broken("[server]", "[sever]");
     assert_error(
         &errs,
         "sever",
-        line_of("[server]"),
+        F.line_of("[server]"),
         "did you mean `server`?",
     );
 }
 
 #[test]
 fn wrong_type_names_what_was_found() {
-    let errs = broken("healthy_threshold = 2", "healthy_threshold = \"2\"");
+    let errs = F.broken("healthy_threshold = 2", "healthy_threshold = \"2\"");
     assert_error(
         &errs,
         "target_groups[0].health_check.healthy_threshold",
-        line_of("healthy_threshold = 2"),
+        F.line_of("healthy_threshold = 2"),
         "expected an integer from 1 to 10, found a string",
     );
 }
 
 #[test]
 fn missing_required_field() {
-    let errs = broken("name = \"public\"\n", "");
+    let errs = F.broken("name = \"public\"\n", "");
     assert_error(
         &errs,
         "listeners[0].name",
-        line_of("[[listeners]]"),
+        F.line_of("[[listeners]]"),
         "missing required field `name`",
     );
 }
 
 #[test]
 fn bad_bind_address() {
-    let errs = broken("bind = \"127.0.0.1:8080\"", "bind = \"127.0.0.1:99999\"");
+    let errs = F.broken("bind = \"127.0.0.1:8080\"", "bind = \"127.0.0.1:99999\"");
     assert_error(
         &errs,
         "listeners[0].bind",
-        line_of("bind = \"127.0.0.1:8080\""),
+        F.line_of("bind = \"127.0.0.1:8080\""),
         "expected IP:PORT",
     );
 }
 
 #[test]
 fn bad_duration() {
-    let errs = broken("idle_timeout = \"2m\"", "idle_timeout = \"2 minutes\"");
+    let errs = F.broken("idle_timeout = \"2m\"", "idle_timeout = \"2 minutes\"");
     assert_error(
         &errs,
         "listeners[0].idle_timeout",
-        line_of("idle_timeout"),
+        F.line_of("idle_timeout"),
         "invalid duration \"2 minutes\"",
     );
 }
 
 #[test]
 fn unknown_algorithm_lists_choices() {
-    let errs = broken("least_outstanding_requests", "fastest");
+    let errs = F.broken("least_outstanding_requests", "fastest");
     assert_error(
         &errs,
         "target_groups[0].algorithm",
-        line_of("least_outstanding_requests"),
+        F.line_of("least_outstanding_requests"),
         "allowed: \"round_robin\", \"least_outstanding_requests\", \"weighted_random\"",
     );
 }
 
 #[test]
 fn unknown_target_group_reference() {
-    let errs = broken("target_group = \"web\"", "target_group = \"wbe\"");
+    let errs = F.broken("target_group = \"web\"", "target_group = \"wbe\"");
     assert_error(
         &errs,
         "listeners[0].default_action",
-        line_of("default_action"),
+        F.line_of("default_action"),
         "unknown target group \"wbe\"; defined target groups: \"web\"",
     );
 }
 
 #[test]
 fn weight_out_of_range() {
-    let errs = broken("weight = 2", "weight = 1000");
+    let errs = F.broken("weight = 2", "weight = 1000");
     assert_error(
         &errs,
         "target_groups[0].targets[1].weight",
-        line_of("weight = 2"),
+        F.line_of("weight = 2"),
         "1000 is out of range; allowed: 0 to 999",
     );
 }
 
 #[test]
 fn duplicate_target_address() {
-    let errs = broken("[::1]:9002", "127.0.0.1:9001");
+    let errs = F.broken("[::1]:9002", "127.0.0.1:9001");
     assert_error(
         &errs,
         "target_groups[0].targets[1].address",
-        line_of("[::1]:9002"),
+        F.line_of("[::1]:9002"),
         "duplicate target 127.0.0.1:9001",
     );
 }
 
 #[test]
 fn timeout_not_shorter_than_interval() {
-    let errs = broken("\ntimeout = \"500ms\"", "\ntimeout = \"1s\"");
+    let errs = F.broken("\ntimeout = \"500ms\"", "\ntimeout = \"1s\"");
     assert_error(
         &errs,
         "target_groups[0].health_check.timeout",
-        line_of("[target_groups.health_check]"),
+        F.line_of("[target_groups.health_check]"),
         "must be shorter than interval",
     );
 }
 
 #[test]
 fn bad_matcher() {
-    let errs = broken("matcher = \"200,204\"", "matcher = \"299-200\"");
+    let errs = F.broken("matcher = \"200,204\"", "matcher = \"299-200\"");
     assert_error(
         &errs,
         "target_groups[0].health_check.matcher",
-        line_of("matcher"),
+        F.line_of("matcher"),
         "invalid matcher \"299-200\"",
     );
 }
 
 #[test]
 fn bad_health_check_path() {
-    let errs = broken("path = \"/health\"", "path = \"health\"");
+    let errs = F.broken("path = \"/health\"", "path = \"health\"");
     assert_error(
         &errs,
         "target_groups[0].health_check.path",
-        line_of("path = \"/health\""),
+        F.line_of("path = \"/health\""),
         "expected an absolute path",
     );
 }
@@ -321,11 +301,11 @@ fn duplicate_names_and_binds() {
 
 #[test]
 fn https_is_refused_until_tls_exists() {
-    let errs = broken("protocol = \"http\"", "protocol = \"https\"");
+    let errs = F.broken("protocol = \"http\"", "protocol = \"https\"");
     assert_error(
         &errs,
         "listeners[0].protocol",
-        line_of("protocol = \"http\""),
+        F.line_of("protocol = \"http\""),
         "not available in this build",
     );
 }
