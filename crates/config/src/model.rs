@@ -94,6 +94,9 @@ pub struct ListenerConfig {
     /// A keep-alive client connection with no request in flight is closed after this.
     #[serde(serialize_with = "duration::serialize")]
     pub idle_timeout: Duration,
+    /// Certificates, policy and mutual TLS of an `https` listener.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::ListenerTls>,
 }
 
 impl ListenerConfig {
@@ -106,6 +109,8 @@ impl ListenerConfig {
 pub enum ListenerProtocol {
     /// HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same port.
     Http,
+    /// TLS, then HTTP/1.1 or HTTP/2 as negotiated by ALPN.
+    Https,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -127,6 +132,9 @@ pub struct TargetGroupConfig {
     /// Time from sending a request to receiving the response head.
     #[serde(serialize_with = "duration::serialize")]
     pub response_timeout: Duration,
+    /// TLS towards the targets (and their health checks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::TargetTls>,
 }
 
 impl TargetGroupConfig {

@@ -5,14 +5,15 @@
 //! every error it finds and returns `None` for a part it could not build; the caller
 //! returns the model only when no error was recorded at all.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::decode::{self as d, Errors, Fields};
 use crate::model::*;
 use crate::source::{Node, Pos};
 
-pub fn decode(root: &Node, errs: &mut Errors) -> Option<Config> {
+/// `base` is the directory relative file paths (TLS files) are resolved against.
+pub fn decode(root: &Node, base: &Path, errs: &mut Errors) -> Option<Config> {
     let mut f = Fields::new(root, "", errs)?;
     let server = f.optional("server").and_then(|n| decode_server(n, errs));
     let admin = f.optional("admin").and_then(|n| decode_admin(n, errs));
@@ -28,13 +29,13 @@ pub fn decode(root: &Node, errs: &mut Errors) -> Option<Config> {
             errs.at("listeners", n.pos, "at least one listener is required");
         }
         for (path, item) in items {
-            listeners.push(decode_listener(item, &path, errs));
+            listeners.push(decode_listener(item, &path, base, errs));
         }
     }
     let mut groups = Vec::new();
     if let Some(n) = f.optional("target_groups") {
         for (path, item) in d::array(n, "target_groups", errs) {
-            groups.push(decode_group(item, &path, errs));
+            groups.push(decode_group(item, &path, base, errs));
         }
     }
     f.finish(errs);
@@ -198,7 +199,7 @@ struct DecodedListener {
     action: Option<(Action, String, Option<Pos>)>,
 }
 
-fn decode_listener(node: &Node, path: &str, errs: &mut Errors) -> DecodedListener {
+fn decode_listener(node: &Node, path: &str, base: &Path, errs: &mut Errors) -> DecodedListener {
     let Some(mut f) = Fields::new(node, path, errs) else {
         return DecodedListener::default();
     };
@@ -216,19 +217,12 @@ fn decode_listener(node: &Node, path: &str, errs: &mut Errors) -> DecodedListene
             let p = f.path("protocol");
             match d::string(n, &p, errs).as_deref() {
                 Some("http") => Some(ListenerProtocol::Http),
-                Some("https") => {
-                    errs.at(
-                        &p,
-                        n.pos,
-                        "protocol \"https\" is not available in this build yet; allowed: \"http\"",
-                    );
-                    None
-                }
+                Some("https") => Some(ListenerProtocol::Https),
                 Some(other) => {
                     errs.at(
                         &p,
                         n.pos,
-                        format!("unknown value {other:?}; allowed: \"http\""),
+                        format!("unknown value {other:?}; allowed: \"http\", \"https\""),
                     );
                     None
                 }
@@ -253,6 +247,8 @@ fn decode_listener(node: &Node, path: &str, errs: &mut Errors) -> DecodedListene
         (Duration::from_millis(1), Duration::from_secs(4000)),
         errs,
     );
+    let https = protocol.map(|p| p == ListenerProtocol::Https);
+    let tls = crate::tls::decode_listener_tls(&mut f, https, base, errs);
     f.finish(errs);
     let config = (|| {
         Some(ListenerConfig {
@@ -262,6 +258,7 @@ fn decode_listener(node: &Node, path: &str, errs: &mut Errors) -> DecodedListene
             default_action: action.clone()?,
             header_read_timeout: header_read_timeout?,
             idle_timeout: idle_timeout?,
+            tls: tls?,
         })
     })();
     DecodedListener {
@@ -307,7 +304,7 @@ struct DecodedGroup {
     name: Option<Located<String>>,
 }
 
-fn decode_group(node: &Node, path: &str, errs: &mut Errors) -> DecodedGroup {
+fn decode_group(node: &Node, path: &str, base: &Path, errs: &mut Errors) -> DecodedGroup {
     let Some(mut f) = Fields::new(node, path, errs) else {
         return DecodedGroup {
             config: None,
@@ -369,6 +366,7 @@ fn decode_group(node: &Node, path: &str, errs: &mut Errors) -> DecodedGroup {
         (Duration::from_millis(1), Duration::from_secs(4000)),
         errs,
     );
+    let tls = crate::tls::decode_group_tls(&mut f, base, errs);
     f.finish(errs);
     let config = (|| {
         Some(TargetGroupConfig {
@@ -380,6 +378,7 @@ fn decode_group(node: &Node, path: &str, errs: &mut Errors) -> DecodedGroup {
             unhealthy_state_routing: routing?,
             connect_timeout: connect_timeout?,
             response_timeout: response_timeout?,
+            tls: tls?,
         })
     })();
     DecodedGroup { config, name }

@@ -37,10 +37,10 @@ pub struct Node {
 pub enum Value {
     String(String),
     Integer(i64),
-    // No field takes a float, boolean or datetime yet: they exist to be reported as
-    // the wrong type with their position, rather than rejected by the parser.
+    // No field takes a float or datetime yet: they exist to be reported as the wrong
+    // type with their position, rather than rejected by the parser.
     Float,
-    Bool,
+    Bool(bool),
     Datetime,
     Array(Vec<Node>),
     /// Entries keep their source order, so errors come out in file order.
@@ -60,7 +60,7 @@ impl Value {
             Value::String(_) => "a string",
             Value::Integer(_) => "an integer",
             Value::Float => "a float",
-            Value::Bool => "a boolean",
+            Value::Bool(_) => "a boolean",
             Value::Datetime => "a datetime",
             Value::Array(_) => "an array",
             Value::Table(_) => "a table",
@@ -140,7 +140,7 @@ fn convert(value: Spanned<DeValue<'_>>, lines: &Lines, text: &str) -> Node {
             Err(_) => Value::String(i.as_str().to_string()),
         },
         DeValue::Float(_) => Value::Float,
-        DeValue::Boolean(_) => Value::Bool,
+        DeValue::Boolean(b) => Value::Bool(b),
         DeValue::Datetime(_) => Value::Datetime,
         DeValue::Array(items) => {
             Value::Array(items.into_iter().map(|v| convert(v, lines, text)).collect())
@@ -154,7 +154,7 @@ fn convert(value: Spanned<DeValue<'_>>, lines: &Lines, text: &str) -> Node {
 pub fn from_json(value: &serde_json::Value) -> Node {
     let value = match value {
         serde_json::Value::Null => Value::Table(Vec::new()),
-        serde_json::Value::Bool(_) => Value::Bool,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
         serde_json::Value::Number(n) => match n.as_i64() {
             Some(i) => Value::Integer(i),
             None => Value::Float,

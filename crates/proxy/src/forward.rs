@@ -40,6 +40,8 @@ pub struct ConnCtx {
     pub forwarded: Arc<ForwardedInfo>,
     pub client: SocketAddr,
     pub state: Arc<ConnState>,
+    /// The TLS session on `https` listeners (version, cipher, client certificate).
+    pub tls: Option<Arc<crate::tls::TlsConnInfo>>,
 }
 
 pub async fn handle(req: Request<Incoming>, conn: &ConnCtx) -> Response<ResponseBody> {
@@ -65,6 +67,7 @@ async fn forward(
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let (mut parts, body) = req.into_parts();
     headers::prepare_request(&mut parts, conn.client.ip(), &conn.forwarded);
+    crate::tls::client_cert::apply(&mut parts.headers, conn.tls.as_deref().map(|t| &t.cert));
     let body = if body.is_end_stream() {
         UpstreamBody::Empty
     } else {
@@ -114,7 +117,11 @@ async fn send(
     loop {
         let sender = match target.pool.take().await {
             Some(s) => s,
-            None => match target.pool.connect(cfg.connect_timeout).await {
+            None => match target
+                .pool
+                .connect(cfg.connect_timeout, group.tls.as_deref())
+                .await
+            {
                 Ok(s) => s,
                 Err(e) => {
                     if let Some(state) = target.mark_connect_failed() {

@@ -19,6 +19,7 @@ mod server;
 mod snapshot;
 mod target;
 mod target_group;
+mod tls;
 
 pub use error::{ErrorSource, ProxyError};
 pub use server::{ApplyError, Server};

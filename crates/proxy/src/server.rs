@@ -33,11 +33,14 @@ pub enum ApplyError {
         address: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{what}: TLS: {message}")]
+    Tls { what: String, message: String },
 }
 
 pub struct Server {
     shared: Arc<Shared>,
     inner: Mutex<Inner>,
+    tls: crate::tls::Registry,
 }
 
 struct Inner {
@@ -58,7 +61,12 @@ impl Server {
         };
         let server = Arc::new(Server {
             shared: Arc::new(Shared {
-                snapshot: ArcSwap::from_pointee(Snapshot::build(Arc::new(empty), 0, None)),
+                snapshot: ArcSwap::from_pointee(Snapshot::build(
+                    Arc::new(empty),
+                    0,
+                    None,
+                    &Default::default(),
+                )),
             }),
             inner: Mutex::new(Inner {
                 listeners: HashMap::new(),
@@ -66,8 +74,10 @@ impl Server {
                 draining: Vec::new(),
                 stopped: false,
             }),
+            tls: crate::tls::Registry::default(),
         });
         server.apply(config).await?;
+        tokio::spawn(watch_tls_files(Arc::downgrade(&server)));
         Ok(server)
     }
 
@@ -81,6 +91,11 @@ impl Server {
     pub async fn apply(&self, config: Config) -> Result<u64, ApplyError> {
         let mut inner = self.inner.lock().await;
         let old = self.shared.snapshot.load_full();
+        // Certificates, keys, CAs and CRLs are read anew at every apply.
+        let tls = self.tls.prepare(&config).map_err(|e| ApplyError::Tls {
+            what: e.what,
+            message: e.message,
+        })?;
 
         // Bind every new or changed listener first: a failure here changes nothing.
         let mut bound = Vec::new();
@@ -99,13 +114,20 @@ impl Server {
         }
 
         let version = old.version + 1;
-        let snapshot = Arc::new(Snapshot::build(Arc::new(config), version, Some(&old)));
+        let snapshot = Arc::new(Snapshot::build(
+            Arc::new(config),
+            version,
+            Some(&old),
+            &tls.groups,
+        ));
         self.shared.snapshot.store(snapshot.clone());
+        self.tls.commit(tls);
 
         // Start what is new, stop what was replaced or removed.
         let mut replaced = Vec::new();
         for (l, socket) in bound {
-            match ListenerHandle::start(&l.name, l.bind, socket, self.shared.clone()) {
+            let tls = self.tls.terminator(&l.name);
+            match ListenerHandle::start(&l.name, l.bind, socket, self.shared.clone(), tls) {
                 Ok(handle) => {
                     if let Some(old) = inner.listeners.insert(handle.name.clone(), handle) {
                         replaced.push(old);
@@ -146,6 +168,27 @@ impl Server {
             .collect();
         tracing::info!(version, listeners = inner.listeners.len(), "config applied");
         Ok(version)
+    }
+
+    /// Reload TLS files that changed on disk now, instead of at the next poll.
+    /// Returns how many listeners and groups were reloaded.
+    pub async fn reload_tls_files(&self) -> usize {
+        let _applying = self.inner.lock().await;
+        let snapshot = self.shared.snapshot.load_full();
+        self.tls.reload_changed(&snapshot).await
+    }
+
+    /// `ballast_tls_handshake_errors_total{listener}`.
+    pub fn tls_handshake_errors(&self, listener: &str) -> u64 {
+        self.tls
+            .terminator(listener)
+            .map_or(0, |t| t.handshake_errors())
+    }
+
+    /// `ballast_tls_reload_errors_total`: TLS files that failed to load at an apply
+    /// or after a change on disk.
+    pub fn tls_reload_errors(&self) -> u64 {
+        self.tls.reload_errors()
     }
 
     /// The bound address of a listener (useful with port 0).
@@ -192,4 +235,21 @@ fn same_listener(
     // A port-0 listener pinned to the port it got is no change either.
     let same_address = handle.bind == new.bind || handle.local_addr == new.bind;
     old.is_some_and(|old| same_address && old.protocol == new.protocol)
+}
+
+/// Poll the TLS files of the running config for changes, while the server lives.
+async fn watch_tls_files(server: std::sync::Weak<Server>) {
+    let mut tick = tokio::time::interval(crate::tls::watch::INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(server) = server.upgrade() else {
+            return;
+        };
+        if server.inner.lock().await.stopped {
+            return;
+        }
+        server.reload_tls_files().await;
+    }
 }

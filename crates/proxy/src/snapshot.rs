@@ -36,10 +36,19 @@ pub struct ListenerRoute {
 
 impl Snapshot {
     /// Build a snapshot from a validated config, reusing the targets of `previous`.
-    pub fn build(config: Arc<Config>, version: u64, previous: Option<&Snapshot>) -> Snapshot {
+    /// `tls` holds the TLS connectors of the groups that have `tls`.
+    pub fn build(
+        config: Arc<Config>,
+        version: u64,
+        previous: Option<&Snapshot>,
+        tls: &HashMap<String, Arc<crate::tls::Connector>>,
+    ) -> Snapshot {
         let mut groups = HashMap::new();
         for g in &config.target_groups {
-            let old = previous.and_then(|p| p.groups.get(&g.name));
+            // Pooled connections of a group whose TLS settings changed are not reused.
+            let old = previous
+                .and_then(|p| p.groups.get(&g.name))
+                .filter(|old| old.config.tls == g.tls);
             let targets = g
                 .targets
                 .iter()
@@ -59,7 +68,7 @@ impl Snapshot {
                 .collect();
             groups.insert(
                 g.name.clone(),
-                Arc::new(TargetGroup::new(g.clone(), targets)),
+                Arc::new(TargetGroup::new(g.clone(), targets).with_tls(tls.get(&g.name).cloned())),
             );
         }
         let listeners = config
