@@ -5,8 +5,11 @@ mod balancing;
 mod errors;
 mod failover;
 mod forwarding;
+mod mtls;
 mod reload;
 mod timeouts;
+mod tls;
+mod tls_reload;
 
 use std::time::Duration;
 
