@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # TLS handshakes per second per core: ballast against HAProxy, same certificate.
 #
-#   bench/tls.sh [SECONDS_PER_RUN]      (default 6; four runs plus warm-ups)
+#   bench/tls.sh [SECONDS_PER_RUN]      (default 5; six runs, each after a 1 s warm-up)
 #
 # Both servers terminate TLS with one ECDSA P-256 certificate (generated here with
 # openssl), run one thread pinned to CPU 0 (taskset; HAProxy `nbthread 1`, ballast
 # `TOKIO_WORKER_THREADS=1`), and are driven by `openssl s_time` pinned to CPU 1:
-# full TLS 1.3 handshakes (`-new`) and resumed ones (`-reuse`). The client is
+#   new      full TLS 1.3 handshakes (X25519 + ECDSA P-256 signature), no request;
+#   reuse13  resumed TLS 1.3 handshakes; s_time only gets the session ticket when it
+#            reads, so each connection also sends `GET /` (proxied to a backend);
+#   reuse12  resumed TLS 1.2 handshakes (abbreviated, no request).
+# The share of connections that were really resumed is printed too. The client is
 # single-threaded and may be the bottleneck, so next to the raw rate the script
 # reports handshakes per second of *server* CPU (utime+stime from /proc), which is
 # the per-core figure; the ratio is ballast / HAProxy. Installs haproxy with
 # apt-get when missing; builds ballast in release mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-secs=${1:-6}
+secs=${1:-5}
 for tool in haproxy:haproxy openssl:openssl taskset:util-linux; do
   command -v "${tool%%:*}" >/dev/null || {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${tool#*:}" >/dev/null
@@ -81,34 +85,42 @@ done
 tck=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-# run NAME PID PORT MODE -> prints "rate cpu_rate", all handshakes / seconds
+# run PID PORT MODE -> "rate per_cpu cpu% resumed%"
 run() {
-  local pid=$1 port=$2 mode=$3
+  local pid=$1 port=$2 args
+  case $3 in
+    new) args=(-tls1_3 -new) ;;
+    reuse13) args=(-tls1_3 -reuse -www /) ;;
+    reuse12) args=(-tls1_2 -reuse) ;;
+  esac
   # A short warm-up (first connections, session cache), not counted.
-  taskset -c 1 openssl s_time -connect 127.0.0.1:$port -tls1_3 "$mode" -time 1 >/dev/null 2>&1 || true
-  local c0 t0 out c1 t1 n
+  taskset -c 1 openssl s_time -connect 127.0.0.1:$port "${args[@]}" -time 1 >/dev/null 2>&1 || true
+  local c0 t0 out c1 t1 n resumed
   c0=$(cpu_ticks "$pid"); t0=$(date +%s.%N)
-  out=$(taskset -c 1 openssl s_time -connect 127.0.0.1:$port -tls1_3 "$mode" -time "$secs" 2>&1)
+  out=$(taskset -c 1 openssl s_time -connect 127.0.0.1:$port "${args[@]}" -time "$secs" 2>&1)
   t1=$(date +%s.%N); c1=$(cpu_ticks "$pid")
   n=$(echo "$out" | awk '/connections in [0-9]+ real seconds/ {print $1; exit}')
-  awk -v n="$n" -v t0="$t0" -v t1="$t1" -v c0="$c0" -v c1="$c1" -v tck="$tck" 'BEGIN {
+  # s_time prints `r` for a resumed connection and `*` for a full handshake.
+  resumed=$(echo "$out" | awk '/^[r*]+$/ { t += length($0); r += gsub(/r/, "") }
+    END { printf "%.0f", t ? 100 * r / t : 0 }')
+  awk -v n="$n" -v t0="$t0" -v t1="$t1" -v c0="$c0" -v c1="$c1" -v tck="$tck" -v res="$resumed" 'BEGIN {
     cpu = (c1 - c0) / tck; if (cpu <= 0) cpu = 1 / tck;
-    printf "%.0f %.0f %.0f", n / (t1 - t0), n / cpu, 100 * cpu / (t1 - t0) }'
+    printf "%.0f %.0f %.0f %s", n / (t1 - t0), n / cpu, 100 * cpu / (t1 - t0), res }'
 }
 
 loaded=$(awk '{print $1}' /proc/loadavg)
-printf '# TLS 1.3 handshakes, ECDSA P-256, server pinned to CPU 0, s_time on CPU 1; %ss a run; load average before: %s\n' "$secs" "$loaded"
-printf '%-10s %-8s %12s %16s %10s\n' server mode "handshakes/s" "per server CPU-s" "server CPU%"
+printf '# ECDSA P-256 certificate, server pinned to CPU 0, s_time on CPU 1; %ss a run; load average before: %s\n' "$secs" "$loaded"
+printf '%-10s %-8s %12s %16s %11s %8s\n' server mode "handshakes/s" "per server CPU-s" "server CPU" resumed
 declare -A result
-for mode in -new -reuse; do
+for mode in new reuse13 reuse12; do
   for name in ballast haproxy; do
     if [ $name = ballast ]; then pid=$ballast_pid port=$ballast_port; else pid=$haproxy_pid port=$haproxy_port; fi
-    read -r rate per_cpu cpu <<<"$(run "$pid" "$port" "$mode")"
+    read -r rate per_cpu cpu resumed <<<"$(run "$pid" "$port" "$mode")"
     result[$name$mode]=$per_cpu
-    printf '%-10s %-8s %12s %16s %9s%%\n' "$name" "${mode#-}" "$rate" "$per_cpu" "$cpu"
+    printf '%-10s %-8s %12s %16s %10s%% %7s%%\n' "$name" "$mode" "$rate" "$per_cpu" "$cpu" "$resumed"
   done
 done
-for mode in -new -reuse; do
-  awk -v b="${result[ballast$mode]}" -v h="${result[haproxy$mode]}" -v m="${mode#-}" \
+for mode in new reuse13 reuse12; do
+  awk -v b="${result[ballast$mode]}" -v h="${result[haproxy$mode]}" -v m="$mode" \
     'BEGIN { printf "ratio ballast/haproxy (%s, per server CPU-s): %.2f\n", m, b / h }'
 done
