@@ -16,6 +16,7 @@ mod pattern;
 mod rule;
 mod source;
 mod template;
+pub mod tls;
 
 use std::path::Path;
 
@@ -24,17 +25,27 @@ pub use model::*;
 pub use pattern::{check_glob, Cidr, GlobKind};
 pub use source::Pos;
 pub use template::{RedirectTemplate, TemplatePart};
+pub use tls::{
+    CertificateFiles, ClientCertHeaders, ListenerTls, Mtls, MtlsMode, TargetTls, TlsPolicy,
+};
 
 impl Config {
-    /// Parse and validate a TOML config.
+    /// Parse and validate a TOML config. Relative file paths (TLS certificates and
+    /// keys) are taken relative to the working directory.
     pub fn from_toml(text: &str) -> Result<Config, ConfigErrors> {
+        Self::from_toml_in(text, Path::new(""))
+    }
+
+    /// Parse and validate a TOML config whose relative file paths are relative to
+    /// `base` (the config file's directory).
+    pub fn from_toml_in(text: &str, base: &Path) -> Result<Config, ConfigErrors> {
         let root = source::from_toml(text)?;
-        Self::from_node(&root)
+        Self::from_node(&root, base)
     }
 
     /// Parse and validate a config given as JSON (the admin API's form).
     pub fn from_json(value: &serde_json::Value) -> Result<Config, ConfigErrors> {
-        Self::from_node(&source::from_json(value))
+        Self::from_node(&source::from_json(value), Path::new(""))
     }
 
     /// Read, parse and validate a config file.
@@ -46,12 +57,12 @@ impl Config {
                 format!("cannot read {}: {e}", path.display()),
             ))
         })?;
-        Self::from_toml(&text)
+        Self::from_toml_in(&text, path.parent().unwrap_or(Path::new("")))
     }
 
-    fn from_node(root: &source::Node) -> Result<Config, ConfigErrors> {
+    fn from_node(root: &source::Node, base: &Path) -> Result<Config, ConfigErrors> {
         let mut errs = decode::Errors::default();
-        match parse::decode(root, &mut errs) {
+        match parse::decode(root, base, &mut errs) {
             Some(config) if errs.0.is_empty() => Ok(config),
             _ => {
                 // File order reads best; errors without a position (JSON) keep theirs.

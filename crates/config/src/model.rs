@@ -113,6 +113,9 @@ pub struct ListenerConfig {
     /// In priority order, lowest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<RuleConfig>,
+    /// Certificates, policy and mutual TLS of an `https` listener.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::ListenerTls>,
 }
 
 impl ListenerConfig {
@@ -125,6 +128,8 @@ impl ListenerConfig {
 pub enum ListenerProtocol {
     /// HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same port.
     Http,
+    /// TLS, then HTTP/1.1 or HTTP/2 as negotiated by ALPN.
+    Https,
 }
 
 /// What a listener does with a request: its default action, or a rule's.
@@ -259,6 +264,9 @@ pub struct TargetGroupConfig {
     /// finish) before it is removed.
     #[serde(serialize_with = "duration::serialize")]
     pub deregistration_delay: Duration,
+    /// TLS towards the targets (and their health checks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::TargetTls>,
 }
 
 impl TargetGroupConfig {

@@ -5,7 +5,7 @@
 //! every error it finds and returns `None` for a part it could not build; the caller
 //! returns the model only when no error was recorded at all.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::action::decode_action;
@@ -14,7 +14,8 @@ use crate::model::*;
 use crate::rule::decode_rules;
 use crate::source::{Node, Pos};
 
-pub fn decode(root: &Node, errs: &mut Errors) -> Option<Config> {
+/// `base` is the directory relative file paths (TLS files) are resolved against.
+pub fn decode(root: &Node, base: &Path, errs: &mut Errors) -> Option<Config> {
     let mut f = Fields::new(root, "", errs)?;
     let server = f.optional("server").and_then(|n| decode_server(n, errs));
     let admin = f.optional("admin").and_then(|n| decode_admin(n, errs));
@@ -32,13 +33,13 @@ pub fn decode(root: &Node, errs: &mut Errors) -> Option<Config> {
             errs.at("listeners", n.pos, "at least one listener is required");
         }
         for (path, item) in items {
-            listeners.push(decode_listener(item, &path, &mut refs, errs));
+            listeners.push(decode_listener(item, &path, base, &mut refs, errs));
         }
     }
     let mut groups = Vec::new();
     if let Some(n) = f.optional("target_groups") {
         for (path, item) in d::array(n, "target_groups", errs) {
-            groups.push(decode_group(item, &path, errs));
+            groups.push(decode_group(item, &path, base, errs));
         }
     }
     f.finish(errs);
@@ -202,6 +203,7 @@ struct DecodedListener {
 fn decode_listener(
     node: &Node,
     path: &str,
+    base: &Path,
     refs: &mut Vec<Located<String>>,
     errs: &mut Errors,
 ) -> DecodedListener {
@@ -222,19 +224,12 @@ fn decode_listener(
             let p = f.path("protocol");
             match d::string(n, &p, errs).as_deref() {
                 Some("http") => Some(ListenerProtocol::Http),
-                Some("https") => {
-                    errs.at(
-                        &p,
-                        n.pos,
-                        "protocol \"https\" is not available in this build yet; allowed: \"http\"",
-                    );
-                    None
-                }
+                Some("https") => Some(ListenerProtocol::Https),
                 Some(other) => {
                     errs.at(
                         &p,
                         n.pos,
-                        format!("unknown value {other:?}; allowed: \"http\""),
+                        format!("unknown value {other:?}; allowed: \"http\", \"https\""),
                     );
                     None
                 }
@@ -263,6 +258,8 @@ fn decode_listener(
         None => Some(Vec::new()),
         Some(n) => decode_rules(n, &f.path("rules"), refs, errs),
     };
+    let https = protocol.map(|p| p == ListenerProtocol::Https);
+    let tls = crate::tls::decode_listener_tls(&mut f, https, base, errs);
     f.finish(errs);
     let config = (|| {
         Some(ListenerConfig {
@@ -273,6 +270,7 @@ fn decode_listener(
             header_read_timeout: header_read_timeout?,
             idle_timeout: idle_timeout?,
             rules: rules?,
+            tls: tls?,
         })
     })();
     DecodedListener { config, name, bind }
@@ -298,7 +296,7 @@ struct DecodedGroup {
     name: Option<Located<String>>,
 }
 
-fn decode_group(node: &Node, path: &str, errs: &mut Errors) -> DecodedGroup {
+fn decode_group(node: &Node, path: &str, base: &Path, errs: &mut Errors) -> DecodedGroup {
     let Some(mut f) = Fields::new(node, path, errs) else {
         return DecodedGroup {
             config: None,
@@ -367,6 +365,7 @@ fn decode_group(node: &Node, path: &str, errs: &mut Errors) -> DecodedGroup {
         (Duration::ZERO, Duration::from_secs(3600)),
         errs,
     );
+    let tls = crate::tls::decode_group_tls(&mut f, base, errs);
     f.finish(errs);
     let config = (|| {
         Some(TargetGroupConfig {
@@ -379,6 +378,7 @@ fn decode_group(node: &Node, path: &str, errs: &mut Errors) -> DecodedGroup {
             connect_timeout: connect_timeout?,
             response_timeout: response_timeout?,
             deregistration_delay: deregistration_delay?,
+            tls: tls?,
         })
     })();
     DecodedGroup { config, name }

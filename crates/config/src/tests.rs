@@ -300,13 +300,13 @@ fn duplicate_names_and_binds() {
 }
 
 #[test]
-fn https_is_refused_until_tls_exists() {
+fn https_needs_certificates() {
     let errs = F.broken("protocol = \"http\"", "protocol = \"https\"");
     assert_error(
         &errs,
-        "listeners[0].protocol",
-        F.line_of("protocol = \"http\""),
-        "not available in this build",
+        "listeners[0].certificates",
+        F.line_of("[[listeners]]"),
+        "missing required field `certificates`",
     );
 }
 

@@ -93,13 +93,14 @@ impl Drop for Activity {
     }
 }
 
-/// The client's socket, noting when a request head starts to arrive.
-pub struct TrackedIo {
-    inner: TcpStream,
+/// The client's socket (or the TLS stream over it), noting when a request head
+/// starts to arrive.
+pub struct TrackedIo<T = TcpStream> {
+    inner: T,
     state: Arc<ConnState>,
 }
 
-impl AsyncRead for TrackedIo {
+impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -115,7 +116,7 @@ impl AsyncRead for TrackedIo {
     }
 }
 
-impl AsyncWrite for TrackedIo {
+impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -153,7 +154,7 @@ pub struct Timeouts {
 }
 
 /// Wrap an accepted socket for serving, returning the state its requests report to.
-pub fn track(stream: TcpStream) -> (TokioIo<TrackedIo>, Arc<ConnState>) {
+pub fn track<T>(stream: T) -> (TokioIo<TrackedIo<T>>, Arc<ConnState>) {
     let state = ConnState::new();
     let io = TokioIo::new(TrackedIo {
         inner: stream,

@@ -57,6 +57,8 @@ pub struct ConnCtx {
     pub state: Arc<ConnState>,
     /// The listener's metric cells (the same across reloads).
     pub metrics: Arc<ListenerMetrics>,
+    /// The TLS session on `https` listeners (version, cipher, client certificate).
+    pub tls: Option<Arc<crate::tls::TlsConnInfo>>,
 }
 
 /// What happened to one request, for its metrics and its access-log line.
@@ -243,6 +245,7 @@ async fn forward(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
     }
+    crate::tls::client_cert::apply(&mut parts.headers, conn.tls.as_deref().map(|t| &t.cert));
     let body = if body.is_end_stream() {
         UpstreamBody::Empty
     } else {
@@ -294,7 +297,11 @@ async fn send(
     loop {
         let sender = match target.pool.take().await {
             Some(s) => s,
-            None => match target.pool.connect(cfg.connect_timeout).await {
+            None => match target
+                .pool
+                .connect(cfg.connect_timeout, group.tls.as_deref())
+                .await
+            {
                 Ok(s) => s,
                 Err(e) => {
                     target

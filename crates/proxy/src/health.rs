@@ -7,7 +7,8 @@
 //! outcome is a status in `matcher` (healthy), another status
 //! (`Target.ResponseCodeMismatch`), no answer in time (`Target.Timeout`), or a
 //! refused or broken connection (`Target.FailedHealthChecks`). State changes are
-//! logged, and so is the group starting or stopping to fail open.
+//! logged, and so is the group starting or stopping to fail open. Groups with `tls`
+//! are probed over TLS, with the same connector as the data path.
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::target::{HealthReason, Probe, Target};
 use crate::target_group::TargetGroup;
+use crate::tls::Connector;
 
 const USER_AGENT: &str = concat!("ballast-health-checker/", env!("CARGO_PKG_VERSION"));
 
@@ -32,7 +34,8 @@ pub fn spawn(group: Arc<TargetGroup>) -> JoinHandle<()> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let probes = group.targets.iter().map(|t| probe(t, &hc));
+            let tls = group.tls.as_deref();
+            let probes = group.targets.iter().map(|t| probe(t, &hc, tls));
             let results = join_all(probes).await;
             for (target, result) in group.targets.iter().zip(results) {
                 if let Some(state) =
@@ -51,8 +54,8 @@ pub fn spawn(group: Arc<TargetGroup>) -> JoinHandle<()> {
 }
 
 /// One health probe of one target.
-pub async fn probe(target: &Target, hc: &HealthCheckConfig) -> Probe {
-    match tokio::time::timeout(hc.timeout, request(target, &hc.path)).await {
+pub async fn probe(target: &Target, hc: &HealthCheckConfig, tls: Option<&Connector>) -> Probe {
+    match tokio::time::timeout(hc.timeout, request(target, &hc.path, tls)).await {
         Err(_) => Probe::Failed(HealthReason::Timeout),
         Ok(Err(_)) => Probe::Failed(HealthReason::FailedHealthChecks),
         Ok(Ok(status)) if hc.matcher.matches(status) => Probe::Ok,
@@ -63,10 +66,32 @@ pub async fn probe(target: &Target, hc: &HealthCheckConfig) -> Probe {
 async fn request(
     target: &Target,
     path: &str,
+    tls: Option<&Connector>,
 ) -> Result<u16, Box<dyn std::error::Error + Send + Sync>> {
     let stream = TcpStream::connect(target.addr).await?;
     stream.set_nodelay(true)?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    match tls {
+        None => send(TokioIo::new(stream), target, path).await,
+        Some(tls) => {
+            send(
+                TokioIo::new(tls.connect(stream, target.addr).await?),
+                target,
+                path,
+            )
+            .await
+        }
+    }
+}
+
+async fn send<I>(
+    io: I,
+    target: &Target,
+    path: &str,
+) -> Result<u16, Box<dyn std::error::Error + Send + Sync>>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
     let conn = tokio::spawn(conn);
     let req = Request::get(path)
         .header(header::HOST, target.addr.to_string())

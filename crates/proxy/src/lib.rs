@@ -27,6 +27,7 @@ mod server;
 mod snapshot;
 mod target;
 mod target_group;
+mod tls;
 
 pub use access_log::AccessRecord;
 pub use error::{ErrorSource, ProxyError};

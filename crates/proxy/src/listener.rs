@@ -2,7 +2,11 @@
 //!
 //! Data path. Each accepted connection runs in its own task, served by hyper's
 //! auto builder (HTTP/1.1 and HTTP/2 with prior knowledge on one port) and
-//! supervised by `connection::supervise` for timeouts and drain. A listener that
+//! supervised by `connection::supervise` for timeouts and drain. On an `https`
+//! listener the connection task first runs the TLS handshake (`tls::Terminator`,
+//! bounded by the header-read timeout) and then serves the TLS stream the same
+//! way; hyper's auto builder serves h2 when ALPN chose it (the client then sends
+//! the HTTP/2 preface), HTTP/1.1 otherwise. A listener that
 //! is stopped (SIGTERM, or removed by a reload) closes its socket at once, asks its
 //! connections to finish their in-flight requests, and after the drain timeout
 //! closes what is left.
@@ -28,6 +32,7 @@ use crate::forward::{self, ConnCtx};
 use crate::headers::ForwardedInfo;
 use crate::metrics::ListenerMetrics;
 use crate::server::Shared;
+use crate::tls::{Terminator, TlsConnInfo};
 
 /// Bind a listening socket the way a server should: address reuse for quick
 /// restarts, a deep accept backlog for bursts of new connections.
@@ -62,6 +67,7 @@ impl ListenerHandle {
         bind: SocketAddr,
         socket: TcpListener,
         shared: Arc<Shared>,
+        tls: Option<Arc<Terminator>>,
     ) -> io::Result<Self> {
         let local_addr = socket.local_addr()?;
         let name: Arc<str> = Arc::from(name);
@@ -69,9 +75,13 @@ impl ListenerHandle {
         let connections = TaskTracker::new();
         let ctx = AcceptCtx {
             name: name.clone(),
-            forwarded: Arc::new(ForwardedInfo::new("http", local_addr.port())),
+            forwarded: Arc::new(ForwardedInfo::new(
+                if tls.is_some() { "https" } else { "http" },
+                local_addr.port(),
+            )),
             shared,
             builder: server_builder(),
+            tls,
         };
         let accept = tokio::spawn(accept_loop(socket, ctx, drain_rx, connections.clone()));
         tracing::info!(listener = %name, address = %local_addr, "listening");
@@ -111,6 +121,7 @@ struct AcceptCtx {
     forwarded: Arc<ForwardedInfo>,
     shared: Arc<Shared>,
     builder: auto::Builder<TokioExecutor>,
+    tls: Option<Arc<Terminator>>,
 }
 
 impl AcceptCtx {
@@ -183,6 +194,33 @@ async fn serve(
 ) {
     let (timeouts, metrics) = ctx.settings();
     let _open = metrics.connection();
+    match &ctx.tls {
+        None => serve_io(stream, client, None, &ctx, timeouts, metrics, drain).await,
+        Some(terminator) => {
+            let Some((tls, info)) = terminator
+                .accept(stream, client, timeouts.header_read)
+                .await
+            else {
+                return; // counted and logged by the terminator
+            };
+            let info = Some(Arc::new(info));
+            serve_io(tls, client, info, &ctx, timeouts, metrics, drain).await;
+        }
+    }
+}
+
+/// Serve HTTP on an accepted connection, plain or TLS.
+async fn serve_io<I>(
+    stream: I,
+    client: SocketAddr,
+    tls: Option<Arc<TlsConnInfo>>,
+    ctx: &Arc<AcceptCtx>,
+    timeouts: Timeouts,
+    metrics: Arc<ListenerMetrics>,
+    drain: watch::Receiver<Drain>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (io, state) = connection::track(stream);
     let conn_ctx = Arc::new(ConnCtx {
         shared: ctx.shared.clone(),
@@ -191,6 +229,7 @@ async fn serve(
         client,
         state: state.clone(),
         metrics,
+        tls,
     });
     let service = service_fn(move |req| {
         let conn_ctx = conn_ctx.clone();

@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 
 use crate::body::UpstreamBody;
 use crate::target::InFlight;
+use crate::tls::Connector;
 
 pub type Sender = http1::SendRequest<UpstreamBody>;
 
@@ -71,32 +72,44 @@ impl Pool {
         }
     }
 
-    /// Open a new connection within `timeout`.
-    pub async fn connect(&self, timeout: Duration) -> io::Result<Sender> {
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(self.addr)).await {
-            Ok(stream) => stream?,
-            Err(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("connect timed out after {timeout:?}"),
-                ))
+    /// Open a new connection within `timeout` (TCP, and the TLS handshake when the
+    /// group has `tls`).
+    pub async fn connect(&self, timeout: Duration, tls: Option<&Connector>) -> io::Result<Sender> {
+        let connect = async {
+            let stream = TcpStream::connect(self.addr).await?;
+            stream.set_nodelay(true)?;
+            match tls {
+                None => handshake(stream).await,
+                Some(tls) => handshake(tls.connect(stream, self.addr).await?).await,
             }
         };
-        stream.set_nodelay(true)?;
-        let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(io::Error::other)?;
-        tokio::spawn(async move {
-            // Ends when the target closes or the last sender is dropped.
-            let _ = conn.await;
-        });
-        Ok(sender)
+        match tokio::time::timeout(timeout, connect).await {
+            Ok(sender) => sender,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connect timed out after {timeout:?}"),
+            )),
+        }
     }
 
     pub fn idle_count(&self) -> usize {
         self.idle.len()
     }
+}
+
+async fn handshake<I>(io: I) -> io::Result<Sender>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(io::Error::other)?;
+    tokio::spawn(async move {
+        // Ends when the target closes or the last sender is dropped.
+        let _ = conn.await;
+    });
+    Ok(sender)
 }
 
 /// A connection checked out for one request, with the target's in-flight count.

@@ -41,6 +41,8 @@ pub enum ApplyError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("{what}: TLS: {message}")]
+    Tls { what: String, message: String },
 }
 
 pub struct Server {
@@ -48,6 +50,7 @@ pub struct Server {
     inner: Mutex<Inner>,
     /// Bumped on every new snapshot, so the drain task looks again.
     published: watch::Sender<()>,
+    tls: crate::tls::Registry,
 }
 
 struct Inner {
@@ -74,7 +77,13 @@ impl Server {
             access_log: ballast_config::AccessLogConfig::Off,
             ..config.clone()
         };
-        let empty = Snapshot::build(Arc::new(empty), version.saturating_sub(1), None, None);
+        let empty = Snapshot::build(
+            Arc::new(empty),
+            version.saturating_sub(1),
+            None,
+            None,
+            &HashMap::new(),
+        );
         let server = Arc::new(Server {
             shared: Arc::new(Shared {
                 snapshot: ArcSwap::from_pointee(empty),
@@ -87,10 +96,12 @@ impl Server {
                 stopped: false,
             }),
             published: watch::channel(()).0,
+            tls: crate::tls::Registry::default(),
         });
         server.apply(config).await?;
         let task = crate::drain::spawn(Arc::downgrade(&server), server.published.subscribe());
         server.inner.lock().await.drain_task = Some(task);
+        tokio::spawn(watch_tls_files(Arc::downgrade(&server)));
         Ok(server)
     }
 
@@ -104,6 +115,11 @@ impl Server {
     pub async fn apply(&self, config: Config) -> Result<u64, ApplyError> {
         let mut inner = self.inner.lock().await;
         let old = self.shared.snapshot.load_full();
+        // Certificates, keys, CAs and CRLs are read anew at every apply.
+        let tls = self.tls.prepare(&config).map_err(|e| ApplyError::Tls {
+            what: e.what,
+            message: e.message,
+        })?;
 
         // Bind every new or changed listener first: a failure here changes nothing.
         let mut bound = Vec::new();
@@ -141,13 +157,16 @@ impl Server {
             version,
             Some(&old),
             access_log,
+            &tls.groups,
         ));
         self.publish(&mut inner, snapshot.clone());
+        self.tls.commit(tls);
 
         // Start what is new, stop what was replaced or removed.
         let mut replaced = Vec::new();
         for (l, socket) in bound {
-            match ListenerHandle::start(&l.name, l.bind, socket, self.shared.clone()) {
+            let tls = self.tls.terminator(&l.name);
+            match ListenerHandle::start(&l.name, l.bind, socket, self.shared.clone(), tls) {
                 Ok(handle) => {
                     if let Some(old) = inner.listeners.insert(handle.name.clone(), handle) {
                         replaced.push(old);
@@ -204,11 +223,16 @@ impl Server {
         if inner.stopped || !old.drain_done() {
             return;
         }
+        let connectors = old
+            .groups()
+            .filter_map(|g| Some((g.name().to_string(), g.tls.clone()?)))
+            .collect();
         let snapshot = Snapshot::build(
             old.config.clone(),
             old.version,
             Some(&old),
             old.access_log.clone(),
+            &connectors,
         );
         self.publish(&mut inner, Arc::new(snapshot));
     }
@@ -216,6 +240,27 @@ impl Server {
     /// The Prometheus text of every metric (`GET /metrics`).
     pub fn metrics_text(&self) -> String {
         crate::exposition::render(&self.shared.snapshot.load())
+    }
+
+    /// Reload TLS files that changed on disk now, instead of at the next poll.
+    /// Returns how many listeners and groups were reloaded.
+    pub async fn reload_tls_files(&self) -> usize {
+        let _applying = self.inner.lock().await;
+        let snapshot = self.shared.snapshot.load_full();
+        self.tls.reload_changed(&snapshot).await
+    }
+
+    /// `ballast_tls_handshake_errors_total{listener}`.
+    pub fn tls_handshake_errors(&self, listener: &str) -> u64 {
+        self.tls
+            .terminator(listener)
+            .map_or(0, |t| t.handshake_errors())
+    }
+
+    /// `ballast_tls_reload_errors_total`: TLS files that failed to load at an apply
+    /// or after a change on disk.
+    pub fn tls_reload_errors(&self) -> u64 {
+        self.tls.reload_errors()
     }
 
     /// The bound address of a listener (useful with port 0).
@@ -265,4 +310,21 @@ fn same_listener(
     // A port-0 listener pinned to the port it got is no change either.
     let same_address = handle.bind == new.bind || handle.local_addr == new.bind;
     old.is_some_and(|old| same_address && old.protocol == new.protocol)
+}
+
+/// Poll the TLS files of the running config for changes, while the server lives.
+async fn watch_tls_files(server: std::sync::Weak<Server>) {
+    let mut tick = tokio::time::interval(crate::tls::watch::INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(server) = server.upgrade() else {
+            return;
+        };
+        if server.inner.lock().await.stopped {
+            return;
+        }
+        server.reload_tls_files().await;
+    }
 }

@@ -85,15 +85,19 @@ impl ListenerRoute {
 impl Snapshot {
     /// Build a snapshot from a validated config, reusing the targets and metric
     /// cells of `previous` and keeping its draining targets until they are done.
+    /// `tls` holds the TLS connectors of the groups that have `tls`.
     pub fn build(
         config: Arc<Config>,
         version: u64,
         previous: Option<&Snapshot>,
         access_log: Option<Arc<AccessLog>>,
+        tls: &HashMap<String, Arc<crate::tls::Connector>>,
     ) -> Snapshot {
         let mut groups = HashMap::new();
         for g in &config.target_groups {
-            let old = previous.and_then(|p| p.groups.get(&g.name));
+            let previous_group = previous.and_then(|p| p.groups.get(&g.name));
+            // Pooled connections of a group whose TLS settings changed are not reused.
+            let old = previous_group.filter(|old| old.config.tls == g.tls);
             let mut targets: Vec<Arc<Target>> = g
                 .targets
                 .iter()
@@ -112,7 +116,7 @@ impl Snapshot {
                     }
                 })
                 .collect();
-            for gone in old
+            for gone in previous_group
                 .iter()
                 .flat_map(|old| old.targets.iter())
                 .filter(|o| g.target(o.addr).is_none())
@@ -126,7 +130,7 @@ impl Snapshot {
             }
             groups.insert(
                 g.name.clone(),
-                Arc::new(TargetGroup::new(g.clone(), targets)),
+                Arc::new(TargetGroup::new(g.clone(), targets).with_tls(tls.get(&g.name).cloned())),
             );
         }
         let listeners = config

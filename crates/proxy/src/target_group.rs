@@ -19,6 +19,8 @@ pub struct TargetGroup {
     pub targets: Vec<Arc<Target>>,
     balancer: Balancer,
     fail_open: AtomicBool,
+    /// TLS towards the targets, when the group has `tls`.
+    pub tls: Option<Arc<crate::tls::Connector>>,
 }
 
 /// The targets already tried for one request; attempts are few, so a short array.
@@ -59,11 +61,17 @@ impl TargetGroup {
             targets,
             balancer,
             fail_open: AtomicBool::new(false),
+            tls: None,
         };
         group
             .fail_open
             .store(group.should_fail_open(), Ordering::Relaxed);
         group
+    }
+
+    pub fn with_tls(mut self, tls: Option<Arc<crate::tls::Connector>>) -> Self {
+        self.tls = tls;
+        self
     }
 
     pub fn name(&self) -> &str {

@@ -9,7 +9,9 @@
 #![forbid(unsafe_code)]
 
 mod client;
+pub mod pki;
 mod process;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;

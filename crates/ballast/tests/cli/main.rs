@@ -73,6 +73,36 @@ targets = [{ address = "127.0.0.1:9001", wieght = 2 }]
 }
 
 #[test]
+fn check_reports_a_missing_certificate_file_with_its_position() {
+    let text = r#"
+[[listeners]]
+name = "secure"
+bind = "127.0.0.1:8443"
+protocol = "https"
+certificates = [{ cert = "certs/missing.pem", key = "certs/missing.key" }]
+default_action = { type = "forward", target_group = "web" }
+
+[[target_groups]]
+name = "web"
+targets = []
+"#;
+    let path = temp_file("tls-missing", text);
+    let (code, _, err) = check(&path);
+    assert_eq!(code, 1, "{err}");
+    // Relative paths are read from the config file's directory.
+    let expected = path.with_file_name("certs/missing.pem");
+    assert!(
+        err.contains("listeners[0].certificates[0].cert (line 6, column 26)")
+            && err.contains(&format!("cannot read {}", expected.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains("listeners[0].certificates[0].key (line 6, column 53)"),
+        "{err}"
+    );
+}
+
+#[test]
 fn check_of_a_missing_file_exits_1() {
     let (code, _, err) = check(Path::new("/nonexistent/ballast.toml"));
     assert_eq!(code, 1);

@@ -5,9 +5,12 @@ mod balancing;
 mod errors;
 mod failover;
 mod forwarding;
+mod mtls;
 mod reload;
 mod rules;
 mod timeouts;
+mod tls;
+mod tls_reload;
 
 use std::time::Duration;
 
