@@ -61,6 +61,9 @@ pub struct AccessRecord {
     pub error_reason: Option<&'static str>,
     /// Priority of the listener rule that matched; absent for the default action.
     pub rule_priority: Option<u32>,
+    /// The TLS protocol version and cipher suite on `https` listeners.
+    pub tls_protocol: Option<&'static str>,
+    pub tls_cipher: Option<&'static str>,
     /// Whether the response body was sent to its end (false: the client or the
     /// target went away mid-body).
     pub complete: bool,

@@ -220,6 +220,32 @@ pub fn render(snapshot: &Snapshot) -> String {
     out
 }
 
+/// The TLS counters, which live in the TLS registry rather than the snapshot:
+/// handshake failures per `https` listener, and TLS files that failed to load.
+pub fn render_tls(out: &mut String, handshake_errors: &[(&str, u64)], reload_errors: u64) {
+    family(
+        out,
+        "ballast_tls_handshake_errors_total",
+        "counter",
+        "TLS handshakes that failed (bad client certificate, protocol, timeout), by listener.",
+    );
+    for (listener, n) in handshake_errors {
+        sample(
+            out,
+            "ballast_tls_handshake_errors_total",
+            &[("listener", listener)],
+            n,
+        );
+    }
+    family(
+        out,
+        "ballast_tls_reload_errors_total",
+        "counter",
+        "TLS files (certificates, keys, CAs, CRLs) that failed to load; the last good ones stay.",
+    );
+    sample(out, "ballast_tls_reload_errors_total", &[], reload_errors);
+}
+
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }

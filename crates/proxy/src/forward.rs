@@ -165,6 +165,8 @@ fn empty_record(conn: &ConnCtx) -> AccessRecord {
         request_id: None,
         error_reason: None,
         rule_priority: None,
+        tls_protocol: conn.tls.as_ref().map(|t| t.version),
+        tls_cipher: conn.tls.as_ref().map(|t| t.cipher),
         complete: false,
     }
 }

@@ -239,7 +239,17 @@ impl Server {
 
     /// The Prometheus text of every metric (`GET /metrics`).
     pub fn metrics_text(&self) -> String {
-        crate::exposition::render(&self.shared.snapshot.load())
+        let snapshot = self.shared.snapshot.load();
+        let mut text = crate::exposition::render(&snapshot);
+        let https: Vec<(&str, u64)> = snapshot
+            .config
+            .listeners
+            .iter()
+            .filter(|l| l.tls.is_some())
+            .map(|l| (l.name.as_str(), self.tls_handshake_errors(&l.name)))
+            .collect();
+        crate::exposition::render_tls(&mut text, &https, self.tls_reload_errors());
+        text
     }
 
     /// Reload TLS files that changed on disk now, instead of at the next poll.

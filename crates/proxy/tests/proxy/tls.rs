@@ -204,3 +204,58 @@ async fn tls_to_targets_verifies_them_sends_sni_and_a_client_certificate() {
     let reply = Client::http1().get(&bad.url("/")).await.expect("response");
     assert_eq!(reply.status, 502, "{}", reply.text());
 }
+
+#[tokio::test]
+async fn handshake_failures_are_a_metric_and_sessions_are_in_the_access_log() {
+    let bs = backends(1).await;
+    let (dir, ca) = (TempDir::new("observe"), Ca::new("Test CA"));
+    let cert = ca.server(&["localhost"]).toml(&dir, "site");
+    let log = std::env::temp_dir().join(format!("ballast-tls-log-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let mut setup = Setup::new(&bs);
+    setup.listener_extra = format!("protocol = \"https\"\ncertificates = [{cert}]");
+    setup.access_log = log.display().to_string();
+    let ballast = Ballast::start(&setup).await;
+
+    // A plain-text request on the TLS port is a failed handshake.
+    let mut plain = tokio::net::TcpStream::connect(ballast.addr)
+        .await
+        .expect("connect");
+    tokio::io::AsyncWriteExt::write_all(&mut plain, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    ballast_testkit::eventually("failed handshake counted", crate::SOON, || async {
+        ballast.server.tls_handshake_errors("public") >= 1
+    })
+    .await;
+    let text = ballast.server.metrics_text();
+    assert!(
+        text.contains("ballast_tls_handshake_errors_total{listener=\"public\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ballast_tls_reload_errors_total 0\n"),
+        "{text}"
+    );
+
+    let tls = TlsClient::new(&ca)
+        .connect(ballast.addr, "localhost")
+        .await
+        .expect("handshake");
+    let mut conn = HttpsConn::new(tls).await;
+    assert_eq!(conn.get("/", &[]).await.expect("request").status, 200);
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    ballast_testkit::eventually("an access-log line", crate::SOON, || async {
+        !read().is_empty()
+    })
+    .await;
+    let line: serde_json::Value =
+        serde_json::from_str(read().lines().next().expect("line")).expect("JSON line");
+    assert_eq!(line["tls_protocol"], "TLSv1.3", "{line}");
+    assert!(
+        line["tls_cipher"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("TLS13_")),
+        "{line}"
+    );
+}
