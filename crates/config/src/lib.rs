@@ -12,6 +12,7 @@ pub mod duration;
 mod error;
 mod model;
 mod parse;
+mod parse_grpc;
 mod pattern;
 mod rule;
 mod source;
@@ -67,3 +68,5 @@ impl Config {
 mod tests;
 #[cfg(test)]
 mod tests_rules;
+#[cfg(test)]
+mod tests_streams;

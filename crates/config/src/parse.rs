@@ -259,6 +259,13 @@ fn decode_listener(
         (Duration::from_millis(1), Duration::from_secs(4000)),
         errs,
     );
+    let upgrade_idle_timeout = optional_duration(
+        &mut f,
+        "upgrade_idle_timeout",
+        ListenerConfig::DEFAULT_UPGRADE_IDLE_TIMEOUT,
+        (Duration::from_millis(1), Duration::from_secs(24 * 3600)),
+        errs,
+    );
     let rules = match f.optional("rules") {
         None => Some(Vec::new()),
         Some(n) => decode_rules(n, &f.path("rules"), refs, errs),
@@ -266,6 +273,7 @@ fn decode_listener(
     f.finish(errs);
     let config = (|| {
         Some(ListenerConfig {
+            upgrade_idle_timeout: upgrade_idle_timeout?,
             name: name.as_ref()?.value.clone(),
             bind: bind.as_ref()?.value,
             protocol: protocol?,
@@ -330,7 +338,10 @@ fn decode_group(node: &Node, path: &str, errs: &mut Errors) -> DecodedGroup {
         Some(n) => d::one_of(
             n,
             &f.path("protocol"),
-            &[("http1", TargetProtocol::Http1)],
+            &[
+                ("http1", TargetProtocol::Http1),
+                ("http2", TargetProtocol::Http2),
+            ],
             errs,
         ),
     };
@@ -340,7 +351,7 @@ fn decode_group(node: &Node, path: &str, errs: &mut Errors) -> DecodedGroup {
     };
     let health_check = match f.optional("health_check") {
         None => Some(HealthCheckConfig::default()),
-        Some(n) => decode_health_check(n, &f.path("health_check"), errs),
+        Some(n) => decode_health_check(n, &f.path("health_check"), protocol, errs),
     };
     let routing = match f.optional("unhealthy_state_routing") {
         None => Some(UnhealthyStateRouting::default()),
@@ -421,7 +432,12 @@ fn decode_targets(node: &Node, path: &str, errs: &mut Errors) -> Option<Vec<Targ
     ok.then_some(targets)
 }
 
-fn decode_health_check(node: &Node, path: &str, errs: &mut Errors) -> Option<HealthCheckConfig> {
+fn decode_health_check(
+    node: &Node,
+    path: &str,
+    protocol: Option<TargetProtocol>,
+    errs: &mut Errors,
+) -> Option<HealthCheckConfig> {
     let mut f = Fields::new(node, path, errs)?;
     let def = HealthCheckConfig::default();
     let hc_path = match f.optional("path") {
@@ -492,6 +508,7 @@ fn decode_health_check(node: &Node, path: &str, errs: &mut Errors) -> Option<Hea
             );
         }
     }
+    let grpc = crate::parse_grpc::decode_grpc_check(&mut f, protocol, errs);
     f.finish(errs);
     Some(HealthCheckConfig {
         path: hc_path?,
@@ -500,6 +517,7 @@ fn decode_health_check(node: &Node, path: &str, errs: &mut Errors) -> Option<Hea
         healthy_threshold: healthy_threshold?,
         unhealthy_threshold: unhealthy_threshold?,
         matcher: matcher?,
+        grpc: grpc?,
     })
 }
 

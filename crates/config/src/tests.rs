@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::*;
 
-const VALID: &str = r#"
+pub(crate) const VALID: &str = r#"
 [server]
 drain_timeout = "10s"
 
@@ -123,19 +123,19 @@ fn json_round_trips() {
 }
 
 /// A config that is valid except for one text replacement.
-fn broken(from: &str, to: &str) -> ConfigErrors {
+pub(crate) fn broken(from: &str, to: &str) -> ConfigErrors {
     assert!(VALID.contains(from), "test patch {from:?} not in VALID");
     let text = VALID.replacen(from, to, 1);
     Config::from_toml(&text).expect_err("config must be rejected")
 }
 
 /// The 1-based line of VALID on which `text` first stands.
-fn line_of(text: &str) -> u32 {
+pub(crate) fn line_of(text: &str) -> u32 {
     let at = VALID.find(text).expect("text in VALID");
     VALID[..at].matches('\n').count() as u32 + 1
 }
 
-fn assert_error(errs: &ConfigErrors, path: &str, line: u32, needle: &str) {
+pub(crate) fn assert_error(errs: &ConfigErrors, path: &str, line: u32, needle: &str) {
     let found = errs
         .iter()
         .any(|e| e.path == path && e.line == Some(line) && e.message.contains(needle));
