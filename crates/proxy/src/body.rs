@@ -24,7 +24,9 @@ use hyper::body::Incoming;
 
 use crate::access_log::{self, AccessLog, AccessRecord};
 use crate::connection::Activity;
+use crate::h2pool::StreamGuard;
 use crate::pool::Lease;
+use crate::target::InFlight;
 
 /// The body of a request on its way to a target.
 pub enum UpstreamBody {
@@ -132,6 +134,19 @@ enum Kind {
         body: Incoming,
         lease: Option<Lease>,
     },
+    /// A target's body on a connection that is not pooled: an HTTP/2 stream, or
+    /// a dedicated upgrade connection the target declined to upgrade.
+    Held { body: Incoming, _hold: Hold },
+}
+
+/// What a response on an unpooled connection keeps alive until it ends (held
+/// for its `Drop` only, never read).
+#[allow(dead_code)]
+pub enum Hold {
+    /// The HTTP/2 stream's place on its connection, and the target's count.
+    Stream(StreamGuard),
+    /// The target's in-flight count only.
+    Request(InFlight),
 }
 
 impl ResponseBody {
@@ -150,6 +165,14 @@ impl ResponseBody {
                 body,
                 lease: Some(lease),
             },
+            _activity: None,
+            log: None,
+        }
+    }
+
+    pub fn held(body: Incoming, hold: Hold) -> Self {
+        ResponseBody {
+            kind: Kind::Held { body, _hold: hold },
             _activity: None,
             log: None,
         }
@@ -187,6 +210,7 @@ impl Body for ResponseBody {
                 }
                 polled
             }
+            Kind::Held { body, .. } => Pin::new(body).poll_frame(cx),
         };
         if let Some(log) = &mut this.log {
             match &polled {
@@ -205,7 +229,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full(data) => data.is_none(),
-            Kind::Upstream { body, .. } => body.is_end_stream(),
+            Kind::Upstream { body, .. } | Kind::Held { body, .. } => body.is_end_stream(),
         }
     }
 
@@ -213,7 +237,7 @@ impl Body for ResponseBody {
         match &self.kind {
             Kind::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
-            Kind::Upstream { body, .. } => body.size_hint(),
+            Kind::Upstream { body, .. } | Kind::Held { body, .. } => body.size_hint(),
         }
     }
 }

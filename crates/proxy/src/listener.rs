@@ -28,6 +28,7 @@ use crate::forward::{self, ConnCtx};
 use crate::headers::ForwardedInfo;
 use crate::metrics::ListenerMetrics;
 use crate::server::Shared;
+use crate::upgrade::Tunnels;
 
 /// Bind a listening socket the way a server should: address reuse for quick
 /// restarts, a deep accept backlog for bursts of new connections.
@@ -171,7 +172,11 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        connections.spawn(serve(stream, client, ctx.clone(), drain.clone()));
+        let tunnels = Tunnels {
+            tracker: connections.clone(),
+            drain: drain.clone(),
+        };
+        connections.spawn(serve(stream, client, ctx.clone(), tunnels));
     }
 }
 
@@ -179,8 +184,9 @@ async fn serve(
     stream: tokio::net::TcpStream,
     client: SocketAddr,
     ctx: Arc<AcceptCtx>,
-    drain: watch::Receiver<Drain>,
+    tunnels: Tunnels,
 ) {
+    let drain = tunnels.drain.clone();
     let (timeouts, metrics) = ctx.settings();
     let _open = metrics.connection();
     let (io, state) = connection::track(stream);
@@ -191,12 +197,14 @@ async fn serve(
         client,
         state: state.clone(),
         metrics,
+        tunnels,
     });
     let service = service_fn(move |req| {
         let conn_ctx = conn_ctx.clone();
         async move { Ok::<_, Infallible>(forward::handle(req, &conn_ctx).await) }
     });
-    let conn = ctx.builder.serve_connection(io, service);
+    // With upgrades: a WebSocket upgrade hands the socket over to `tunnel.rs`.
+    let conn = ctx.builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     connection::supervise(
         conn.as_mut(),

@@ -5,9 +5,11 @@ mod balancing;
 mod errors;
 mod failover;
 mod forwarding;
+mod grpc;
 mod reload;
 mod rules;
 mod timeouts;
+mod websocket;
 
 use std::time::Duration;
 
