@@ -4,8 +4,10 @@
 //! allocation. Bodies stream frame by frame with the peers' backpressure, so memory
 //! stays bounded whatever their size. The response body also carries the guards that
 //! must live exactly as long as the response: the target's in-flight count, the
-//! pooled connection (returned to the pool only once the response ended cleanly) and
-//! the client connection's activity count (for its idle timeout).
+//! pooled connection (returned to the pool only once the response ended cleanly) or
+//! the HTTP/2 stream's place on its shared connection (`Hold`), and the client
+//! connection's activity count (for its idle timeout). Frames pass as they are, so
+//! trailers (gRPC's `grpc-status`) cross in both directions.
 //!
 //! With the access log on, both bodies count the bytes that pass (a plain add per
 //! frame) and the response body carries the request's log record: it is completed

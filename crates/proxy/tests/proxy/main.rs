@@ -6,6 +6,7 @@ mod errors;
 mod failover;
 mod forwarding;
 mod grpc;
+mod http2;
 mod reload;
 mod rules;
 mod timeouts;
