@@ -75,6 +75,14 @@ impl<'a> Fields<'a> {
             .map(|(_, v)| v)
     }
 
+    /// A field's node without asking for it (for checks across fields).
+    pub fn peek(&self, key: &str) -> Option<&'a Node> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k.name == key)
+            .map(|(_, v)| v)
+    }
+
     pub fn required(&mut self, key: &'static str, errs: &mut Errors) -> Option<&'a Node> {
         let node = self.optional(key);
         if node.is_none() {

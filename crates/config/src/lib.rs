@@ -12,6 +12,7 @@ pub mod duration;
 mod error;
 mod model;
 mod parse;
+mod parse_grpc;
 mod pattern;
 mod rule;
 mod source;
@@ -80,3 +81,5 @@ mod test_fixture;
 mod tests;
 #[cfg(test)]
 mod tests_rules;
+#[cfg(test)]
+mod tests_streams;

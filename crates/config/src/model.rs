@@ -110,6 +110,10 @@ pub struct ListenerConfig {
     /// A keep-alive client connection with no request in flight is closed after this.
     #[serde(serialize_with = "duration::serialize")]
     pub idle_timeout: Duration,
+    /// An upgraded (WebSocket) connection with no byte in either direction for this
+    /// long is closed.
+    #[serde(serialize_with = "duration::serialize")]
+    pub upgrade_idle_timeout: Duration,
     /// In priority order, lowest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<RuleConfig>,
@@ -121,6 +125,7 @@ pub struct ListenerConfig {
 impl ListenerConfig {
     pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
     pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const DEFAULT_UPGRADE_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -290,7 +295,10 @@ pub enum Algorithm {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TargetProtocol {
+    /// HTTP/1.1 with pooled keep-alive connections.
     Http1,
+    /// HTTP/2 with prior knowledge (cleartext), requests multiplexed as streams.
+    Http2,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -304,16 +312,52 @@ impl TargetConfig {
     pub const MAX_WEIGHT: u32 = 999;
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// Serialized by hand: a gRPC check writes `grpc_service`/`grpc_matcher` instead of
+/// `path`/`matcher`, so that what the admin API serves reads back unchanged.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HealthCheckConfig {
+    /// HTTP checks only.
     pub path: String,
-    #[serde(serialize_with = "duration::serialize")]
     pub interval: Duration,
-    #[serde(serialize_with = "duration::serialize")]
     pub timeout: Duration,
     pub healthy_threshold: u32,
     pub unhealthy_threshold: u32,
+    /// HTTP checks only.
     pub matcher: StatusMatcher,
+    /// Set for a gRPC check (`grpc.health.v1.Health/Check`), `http2` groups only.
+    pub grpc: Option<GrpcCheck>,
+}
+
+/// A gRPC health check: the service asked about ("" is the server as a whole) and
+/// the `grpc-status` codes that count as a pass (with a `SERVING` answer).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrpcCheck {
+    pub service: String,
+    pub matcher: StatusMatcher,
+}
+
+impl GrpcCheck {
+    pub const MAX_SERVICE_LEN: usize = 256;
+}
+
+impl Serialize for HealthCheckConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        match &self.grpc {
+            None => m.serialize_entry("path", &self.path)?,
+            Some(g) => m.serialize_entry("grpc_service", &g.service)?,
+        }
+        m.serialize_entry("interval", &duration::format(self.interval))?;
+        m.serialize_entry("timeout", &duration::format(self.timeout))?;
+        m.serialize_entry("healthy_threshold", &self.healthy_threshold)?;
+        m.serialize_entry("unhealthy_threshold", &self.unhealthy_threshold)?;
+        match &self.grpc {
+            None => m.serialize_entry("matcher", &self.matcher)?,
+            Some(g) => m.serialize_entry("grpc_matcher", &g.matcher)?,
+        }
+        m.end()
+    }
 }
 
 impl Default for HealthCheckConfig {
@@ -325,6 +369,7 @@ impl Default for HealthCheckConfig {
             healthy_threshold: 3,
             unhealthy_threshold: 2,
             matcher: StatusMatcher(vec![(200, 399)]),
+            grpc: None,
         }
     }
 }
@@ -337,7 +382,19 @@ impl StatusMatcher {
     pub const ALLOWED: &'static str =
         "status codes 100-599 as a code, a range or a comma list (e.g. \"200\", \"200-399\", \"200,204,300-308\")";
 
+    pub const GRPC_ALLOWED: &'static str =
+        "gRPC status codes 0-99 as a code, a range or a comma list (e.g. \"0\", \"0-2\", \"0,5\")";
+
     pub fn parse(text: &str) -> Option<Self> {
+        Self::parse_in(text, 100, 599)
+    }
+
+    /// gRPC status codes (`grpc_matcher`): 0 to 99.
+    pub fn parse_grpc(text: &str) -> Option<Self> {
+        Self::parse_in(text, 0, 99)
+    }
+
+    fn parse_in(text: &str, min: u16, max: u16) -> Option<Self> {
         let mut ranges = Vec::new();
         for part in text.split(',') {
             let part = part.trim();
@@ -348,7 +405,7 @@ impl StatusMatcher {
                     (code, code)
                 }
             };
-            if !(100..=599).contains(&lo) || !(100..=599).contains(&hi) || lo > hi {
+            if !(min..=max).contains(&lo) || !(min..=max).contains(&hi) || lo > hi {
                 return None;
             }
             ranges.push((lo, hi));

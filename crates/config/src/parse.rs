@@ -254,6 +254,13 @@ fn decode_listener(
         (Duration::from_millis(1), Duration::from_secs(4000)),
         errs,
     );
+    let upgrade_idle_timeout = optional_duration(
+        &mut f,
+        "upgrade_idle_timeout",
+        ListenerConfig::DEFAULT_UPGRADE_IDLE_TIMEOUT,
+        (Duration::from_millis(1), Duration::from_secs(24 * 3600)),
+        errs,
+    );
     let rules = match f.optional("rules") {
         None => Some(Vec::new()),
         Some(n) => decode_rules(n, &f.path("rules"), refs, errs),
@@ -263,6 +270,7 @@ fn decode_listener(
     f.finish(errs);
     let config = (|| {
         Some(ListenerConfig {
+            upgrade_idle_timeout: upgrade_idle_timeout?,
             name: name.as_ref()?.value.clone(),
             bind: bind.as_ref()?.value,
             protocol: protocol?,
@@ -328,7 +336,10 @@ fn decode_group(node: &Node, path: &str, base: &Path, errs: &mut Errors) -> Deco
         Some(n) => d::one_of(
             n,
             &f.path("protocol"),
-            &[("http1", TargetProtocol::Http1)],
+            &[
+                ("http1", TargetProtocol::Http1),
+                ("http2", TargetProtocol::Http2),
+            ],
             errs,
         ),
     };
@@ -338,7 +349,7 @@ fn decode_group(node: &Node, path: &str, base: &Path, errs: &mut Errors) -> Deco
     };
     let health_check = match f.optional("health_check") {
         None => Some(HealthCheckConfig::default()),
-        Some(n) => decode_health_check(n, &f.path("health_check"), errs),
+        Some(n) => decode_health_check(n, &f.path("health_check"), protocol, errs),
     };
     let routing = match f.optional("unhealthy_state_routing") {
         None => Some(UnhealthyStateRouting::default()),
@@ -365,7 +376,18 @@ fn decode_group(node: &Node, path: &str, base: &Path, errs: &mut Errors) -> Deco
         (Duration::ZERO, Duration::from_secs(3600)),
         errs,
     );
+    let tls_node = f.peek("tls");
     let tls = crate::tls::decode_group_tls(&mut f, base, errs);
+    if let (Some(TargetProtocol::Http2), Some(Some(_)), Some(node)) = (protocol, &tls, tls_node) {
+        // HTTP/2 towards targets is cleartext (prior knowledge) for now; sending it to
+        // a TLS target would fail every request, so the combination is refused.
+        errs.at(
+            &f.path("tls"),
+            node.pos,
+            "TLS towards protocol = \"http2\" targets is not supported yet; \
+             use protocol = \"http1\" with tls, or http2 without tls",
+        );
+    }
     f.finish(errs);
     let config = (|| {
         Some(TargetGroupConfig {
@@ -421,7 +443,12 @@ fn decode_targets(node: &Node, path: &str, errs: &mut Errors) -> Option<Vec<Targ
     ok.then_some(targets)
 }
 
-fn decode_health_check(node: &Node, path: &str, errs: &mut Errors) -> Option<HealthCheckConfig> {
+fn decode_health_check(
+    node: &Node,
+    path: &str,
+    protocol: Option<TargetProtocol>,
+    errs: &mut Errors,
+) -> Option<HealthCheckConfig> {
     let mut f = Fields::new(node, path, errs)?;
     let def = HealthCheckConfig::default();
     let hc_path = match f.optional("path") {
@@ -492,6 +519,7 @@ fn decode_health_check(node: &Node, path: &str, errs: &mut Errors) -> Option<Hea
             );
         }
     }
+    let grpc = crate::parse_grpc::decode_grpc_check(&mut f, protocol, errs);
     f.finish(errs);
     Some(HealthCheckConfig {
         path: hc_path?,
@@ -500,6 +528,7 @@ fn decode_health_check(node: &Node, path: &str, errs: &mut Errors) -> Option<Hea
         healthy_threshold: healthy_threshold?,
         unhealthy_threshold: unhealthy_threshold?,
         matcher: matcher?,
+        grpc: grpc?,
     })
 }
 

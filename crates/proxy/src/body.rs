@@ -4,8 +4,10 @@
 //! allocation. Bodies stream frame by frame with the peers' backpressure, so memory
 //! stays bounded whatever their size. The response body also carries the guards that
 //! must live exactly as long as the response: the target's in-flight count, the
-//! pooled connection (returned to the pool only once the response ended cleanly) and
-//! the client connection's activity count (for its idle timeout).
+//! pooled connection (returned to the pool only once the response ended cleanly) or
+//! the HTTP/2 stream's place on its shared connection (`Hold`), and the client
+//! connection's activity count (for its idle timeout). Frames pass as they are, so
+//! trailers (gRPC's `grpc-status`) cross in both directions.
 //!
 //! With the access log on, both bodies count the bytes that pass (a plain add per
 //! frame) and the response body carries the request's log record: it is completed
@@ -24,7 +26,9 @@ use hyper::body::Incoming;
 
 use crate::access_log::{self, AccessLog, AccessRecord};
 use crate::connection::Activity;
+use crate::h2pool::StreamGuard;
 use crate::pool::Lease;
+use crate::target::InFlight;
 
 /// The body of a request on its way to a target.
 pub enum UpstreamBody {
@@ -132,6 +136,19 @@ enum Kind {
         body: Incoming,
         lease: Option<Lease>,
     },
+    /// A target's body on a connection that is not pooled: an HTTP/2 stream, or
+    /// a dedicated upgrade connection the target declined to upgrade.
+    Held { body: Incoming, _hold: Hold },
+}
+
+/// What a response on an unpooled connection keeps alive until it ends (held
+/// for its `Drop` only, never read).
+#[allow(dead_code)]
+pub enum Hold {
+    /// The HTTP/2 stream's place on its connection, and the target's count.
+    Stream(StreamGuard),
+    /// The target's in-flight count only.
+    Request(InFlight),
 }
 
 impl ResponseBody {
@@ -150,6 +167,14 @@ impl ResponseBody {
                 body,
                 lease: Some(lease),
             },
+            _activity: None,
+            log: None,
+        }
+    }
+
+    pub fn held(body: Incoming, hold: Hold) -> Self {
+        ResponseBody {
+            kind: Kind::Held { body, _hold: hold },
             _activity: None,
             log: None,
         }
@@ -187,6 +212,7 @@ impl Body for ResponseBody {
                 }
                 polled
             }
+            Kind::Held { body, .. } => Pin::new(body).poll_frame(cx),
         };
         if let Some(log) = &mut this.log {
             match &polled {
@@ -205,7 +231,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full(data) => data.is_none(),
-            Kind::Upstream { body, .. } => body.is_end_stream(),
+            Kind::Upstream { body, .. } | Kind::Held { body, .. } => body.is_end_stream(),
         }
     }
 
@@ -213,7 +239,7 @@ impl Body for ResponseBody {
         match &self.kind {
             Kind::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
-            Kind::Upstream { body, .. } => body.size_hint(),
+            Kind::Upstream { body, .. } | Kind::Held { body, .. } => body.size_hint(),
         }
     }
 }

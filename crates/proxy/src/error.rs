@@ -4,7 +4,9 @@
 //! Data path. Each error records which side failed (pingora's `ErrorSource`): the
 //! client, a target, or ballast itself. `status()` is the single mapping to
 //! 400/502/503/504 (linkerd2-proxy's `ServerRescue`), and `reason()` is the short
-//! machine-readable cause that goes into the body and the logs.
+//! machine-readable cause that goes into the body and the logs. `grpc_status()`
+//! is the same mapping for gRPC requests, which are answered with a trailers-only
+//! gRPC response instead of an HTTP error page (`grpc.rs`).
 
 use http::StatusCode;
 
@@ -38,6 +40,9 @@ pub enum ProxyError {
         target: std::net::SocketAddr,
         source: hyper::Error,
     },
+    /// A gRPC request routed to a target group that speaks HTTP/1.1.
+    #[error("target group {0} has protocol \"http1\"; gRPC needs protocol = \"http2\"")]
+    GrpcNeedsHttp2(String),
 }
 
 /// Which side of the proxy an error came from.
@@ -52,6 +57,7 @@ impl ProxyError {
     pub fn source_side(&self) -> ErrorSource {
         match self {
             ProxyError::InvalidHost => ErrorSource::Client,
+            ProxyError::GrpcNeedsHttp2(_) => ErrorSource::Ballast,
             ProxyError::ListenerGone | ProxyError::NoTarget(_) | ProxyError::UnsafeRedirect => {
                 ErrorSource::Ballast
             }
@@ -68,6 +74,32 @@ impl ProxyError {
             ProxyError::ListenerGone | ProxyError::NoTarget(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect { .. } | ProxyError::Target { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::ResponseTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::GrpcNeedsHttp2(_) => StatusCode::NOT_IMPLEMENTED,
+        }
+    }
+
+    /// The gRPC status code for the same error: UNAVAILABLE (14) where another try
+    /// may succeed, DEADLINE_EXCEEDED (4) for a timeout, INTERNAL (13) for a target
+    /// that broke the protocol, UNIMPLEMENTED (12) for gRPC to an HTTP/1.1 group
+    /// (a config problem that retrying cannot fix).
+    pub fn grpc_status(&self) -> crate::grpc::Code {
+        use crate::grpc::Code;
+        match self {
+            ProxyError::InvalidHost => Code::InvalidArgument,
+            ProxyError::UnsafeRedirect => Code::Internal,
+            ProxyError::ListenerGone | ProxyError::NoTarget(_) | ProxyError::Connect { .. } => {
+                Code::Unavailable
+            }
+            ProxyError::ResponseTimeout(_) => Code::DeadlineExceeded,
+            // A connection the target closed or reset is worth another try; a
+            // response that is not valid HTTP is not.
+            ProxyError::Target { source, .. }
+                if source.is_closed() || source.is_incomplete_message() || source.is_canceled() =>
+            {
+                Code::Unavailable
+            }
+            ProxyError::Target { .. } => Code::Internal,
+            ProxyError::GrpcNeedsHttp2(_) => Code::Unimplemented,
         }
     }
 
@@ -91,6 +123,7 @@ impl ProxyError {
             ProxyError::Connect { .. } => "target_connect_failed",
             ProxyError::ResponseTimeout(_) => "target_response_timeout",
             ProxyError::Target { .. } => "target_failed",
+            ProxyError::GrpcNeedsHttp2(_) => "grpc_needs_http2",
         }
     }
 }

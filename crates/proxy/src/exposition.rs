@@ -68,6 +68,42 @@ pub fn render(snapshot: &Snapshot) -> String {
     }
     family(
         &mut out,
+        "ballast_upgraded_connections",
+        "gauge",
+        "Upgraded (WebSocket) connections being relayed, by listener.",
+    );
+    for (name, route) in &listeners {
+        let n = route
+            .metrics
+            .upgraded
+            .load(std::sync::atomic::Ordering::Relaxed);
+        sample(
+            &mut out,
+            "ballast_upgraded_connections",
+            &[("listener", name)],
+            n.max(0),
+        );
+    }
+    family(
+        &mut out,
+        "ballast_upgraded_connections_total",
+        "counter",
+        "Connections upgraded (WebSocket) since start, by listener.",
+    );
+    for (name, route) in &listeners {
+        let n = route
+            .metrics
+            .upgrades_total
+            .load(std::sync::atomic::Ordering::Relaxed);
+        sample(
+            &mut out,
+            "ballast_upgraded_connections_total",
+            &[("listener", name)],
+            n,
+        );
+    }
+    family(
+        &mut out,
         "ballast_rejected_requests_total",
         "counter",
         "Requests ballast answered itself without trying a target, by listener and reason.",

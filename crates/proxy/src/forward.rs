@@ -13,6 +13,13 @@
 //!   (the target died under it): another target is tried.
 //!   A request that timed out is never retried: the target may still be working on it.
 //!
+//! The protocol towards the target is the group's: `send` here for HTTP/1.1
+//! (pooled connections), `multiplex::send` for HTTP/2 (shared connections, one
+//! stream per request), `upgrade::forward` for an HTTP/1.1 upgrade (WebSocket) on
+//! a dedicated connection. gRPC requests need an HTTP/2 group, have their
+//! `grpc-timeout` honoured, and get ballast's own errors the gRPC way
+//! (`error_response`).
+//!
 //! Recording the outcome costs atomics only: the listener's and the target's
 //! metric cells are already in hand (`ConnCtx`, `Target`), and with the access log
 //! on, the record rides on the response body and is sent when the body ends.
@@ -28,13 +35,17 @@ use http::{Method, Request, Response, StatusCode};
 use http_body::Body as _;
 use hyper::body::Incoming;
 
+use ballast_config::TargetProtocol;
+
 use crate::access_log::{self, AccessRecord};
 use crate::action::RouteAction;
 use crate::body::{PendingLog, ResponseBody, UpstreamBody};
 use crate::connection::ConnState;
 use crate::error::ProxyError;
+use crate::grpc;
 use crate::headers::{self, ForwardedInfo};
 use crate::metrics::ListenerMetrics;
+use crate::multiplex;
 use crate::pool::Lease;
 use crate::rule::redirect::{self, Origin, RedirectError};
 use crate::rule::RequestView;
@@ -42,11 +53,12 @@ use crate::server::Shared;
 use crate::snapshot::ListenerRoute;
 use crate::target::Target;
 use crate::target_group::{TargetGroup, Tried};
+use crate::upgrade::{self, Tunnels};
 
 /// Attempts on distinct targets for one request.
-const MAX_ATTEMPTS: usize = 3;
+pub const MAX_ATTEMPTS: usize = 3;
 /// Connections tried on one target when pooled ones turn out to be closed.
-const MAX_STALE: usize = 3;
+pub const MAX_STALE: usize = 3;
 
 /// What every request on one client connection shares.
 pub struct ConnCtx {
@@ -59,22 +71,25 @@ pub struct ConnCtx {
     pub metrics: Arc<ListenerMetrics>,
     /// The TLS session on `https` listeners (version, cipher, client certificate).
     pub tls: Option<Arc<crate::tls::TlsConnInfo>>,
+    /// Where upgraded connections (WebSocket) run once they leave hyper.
+    pub tunnels: Tunnels,
 }
 
 /// What happened to one request, for its metrics and its access-log line.
 #[derive(Default)]
-struct Trace {
+pub struct Trace {
     /// Filled only when the access log is on (it costs an allocation).
-    request_id: Option<String>,
-    target: Option<SocketAddr>,
-    sent_at: Option<Instant>,
-    head_at: Option<Instant>,
-    target_status: Option<u16>,
+    pub request_id: Option<String>,
+    pub target: Option<SocketAddr>,
+    pub sent_at: Option<Instant>,
+    pub head_at: Option<Instant>,
+    pub target_status: Option<u16>,
 }
 
 pub async fn handle(req: Request<Incoming>, conn: &ConnCtx) -> Response<ResponseBody> {
     let received = Instant::now();
     let activity = conn.state.begin(req.version() == http::Version::HTTP_2);
+    let is_grpc = grpc::is_grpc(req.headers());
     let (decision, rule_priority, log) = {
         let snapshot = conn.shared.snapshot.load();
         let (decision, priority) = match snapshot.listener(&conn.listener) {
@@ -110,7 +125,7 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnCtx) -> Response<Response
             conn.metrics.reject(why);
         }
         error_reason = Some(e.reason());
-        error_response(&e, conn)
+        error_response(&e, conn, is_grpc)
     });
     let status = response.status().as_u16();
     conn.metrics.requests.inc(status);
@@ -238,8 +253,24 @@ async fn forward(
     bytes_in: &Option<Arc<AtomicU64>>,
     logging: bool,
 ) -> Result<Response<ResponseBody>, ProxyError> {
+    let http2 = group.config.protocol == TargetProtocol::Http2;
+    let is_grpc = grpc::is_grpc(req.headers());
+    if is_grpc && !http2 {
+        return Err(ProxyError::GrpcNeedsHttp2(group.name().to_string()));
+    }
+    if !http2 && upgrade::requested(&req).is_some() {
+        return upgrade::forward(req, group, conn, trace).await;
+    }
+    let mut timeout = group.config.response_timeout;
+    if let Some(deadline) = is_grpc.then(|| grpc::timeout(req.headers())).flatten() {
+        timeout = timeout.min(deadline);
+    }
+    let te_trailers = multiplex::wants_trailers(req.headers());
     let (mut parts, body) = req.into_parts();
     headers::prepare_request(&mut parts, conn.client.ip(), &conn.forwarded);
+    if http2 {
+        multiplex::to_http2(&mut parts, te_trailers);
+    }
     if logging {
         trace.request_id = parts
             .headers
@@ -265,7 +296,12 @@ async fn forward(
         let Some(req) = pending.take() else { break };
         // Keep a copy of a replayable request's head for a retry after a failure.
         let copy = replayable.then(|| clone_head(&req));
-        match send(target, group, req, trace).await {
+        let sent = if http2 {
+            multiplex::send(target, group, req, trace, timeout).await
+        } else {
+            send(target, group, req, trace, timeout).await
+        };
+        match sent {
             Ok(response) => return Ok(response),
             Err(Failure { error, unsent }) => {
                 pending = unsent.or(copy);
@@ -280,9 +316,29 @@ async fn forward(
 }
 
 /// A failed attempt, with the request when it can be sent again.
-struct Failure {
-    error: ProxyError,
-    unsent: Option<Request<UpstreamBody>>,
+pub struct Failure {
+    pub error: ProxyError,
+    pub unsent: Option<Request<UpstreamBody>>,
+}
+
+/// A connection to a target failed on the data path: count it, mark the target
+/// down at once, and say so.
+pub fn connect_failed(target: &Target, group: &TargetGroup, e: std::io::Error) -> ProxyError {
+    target
+        .metrics
+        .connection_errors
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if let Some(state) = target.mark_connect_failed() {
+        tracing::warn!(
+            target_group = %group.name(), target = %target.addr, %state, error = %e,
+            "connect failed on the data path: target marked down"
+        );
+        group.refresh_routing();
+    }
+    ProxyError::Connect {
+        target: target.addr,
+        source: e,
+    }
 }
 
 /// One attempt on one target.
@@ -291,6 +347,7 @@ async fn send(
     group: &TargetGroup,
     mut req: Request<UpstreamBody>,
     trace: &mut Trace,
+    timeout: std::time::Duration,
 ) -> Result<Response<ResponseBody>, Failure> {
     let cfg = &group.config;
     trace.target = Some(target.addr);
@@ -306,23 +363,8 @@ async fn send(
             {
                 Ok(s) => s,
                 Err(e) => {
-                    target
-                        .metrics
-                        .connection_errors
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if let Some(state) = target.mark_connect_failed() {
-                        tracing::warn!(
-                            target_group = %group.name(), target = %target.addr, %state, error = %e,
-                            "connect failed on the data path: target marked down"
-                        );
-                        group.refresh_routing();
-                    }
-                    let error = ProxyError::Connect {
-                        target: target.addr,
-                        source: e,
-                    };
                     return Err(Failure {
-                        error,
+                        error: connect_failed(target, group, e),
                         unsent: Some(req),
                     });
                 }
@@ -331,8 +373,7 @@ async fn send(
         let mut lease = Lease::new(sender, in_flight);
         let sent_at = Instant::now();
         trace.sent_at = Some(sent_at);
-        let sent =
-            tokio::time::timeout(cfg.response_timeout, lease.sender().try_send_request(req)).await;
+        let sent = tokio::time::timeout(timeout, lease.sender().try_send_request(req)).await;
         let mut e = match sent {
             Ok(Ok(mut response)) => {
                 let head_at = Instant::now();
@@ -381,7 +422,7 @@ fn is_idempotent(method: &Method) -> bool {
 }
 
 /// A copy of a body-less request, for sending it again.
-fn clone_head(req: &Request<UpstreamBody>) -> Request<UpstreamBody> {
+pub fn clone_head(req: &Request<UpstreamBody>) -> Request<UpstreamBody> {
     let mut copy = Request::new(UpstreamBody::Empty);
     *copy.method_mut() = req.method().clone();
     *copy.uri_mut() = req.uri().clone();
@@ -390,10 +431,14 @@ fn clone_head(req: &Request<UpstreamBody>) -> Request<UpstreamBody> {
     copy
 }
 
-/// ballast's own answer to a request it could not forward.
-pub fn error_response(error: &ProxyError, conn: &ConnCtx) -> Response<ResponseBody> {
+/// ballast's own answer to a request it could not forward: a short text page, or
+/// for a gRPC request a trailers-only gRPC response with the matching status.
+pub fn error_response(error: &ProxyError, conn: &ConnCtx, is_grpc: bool) -> Response<ResponseBody> {
     let status = error.status();
-    tracing::debug!(listener = %conn.listener, client = %conn.client, %status, reason = error.reason(), %error, "request failed");
+    tracing::debug!(listener = %conn.listener, client = %conn.client, %status, reason = error.reason(), grpc = is_grpc, %error, "request failed");
+    if is_grpc {
+        return grpc::error_response(error);
+    }
     let text = format!(
         "{} {}: {}\n",
         status.as_u16(),

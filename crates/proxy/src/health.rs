@@ -8,11 +8,13 @@
 //! (`Target.ResponseCodeMismatch`), no answer in time (`Target.Timeout`), or a
 //! refused or broken connection (`Target.FailedHealthChecks`). State changes are
 //! logged, and so is the group starting or stopping to fail open. Groups with `tls`
-//! are probed over TLS, with the same connector as the data path.
+//! are probed over TLS, with the same connector as the data path. Groups with
+//! `protocol = "http2"` are probed over HTTP/2, by `GET` or by the gRPC health
+//! protocol (`health_h2.rs`).
 
 use std::sync::Arc;
 
-use ballast_config::HealthCheckConfig;
+use ballast_config::{HealthCheckConfig, TargetProtocol};
 use futures_util::future::join_all;
 use http::{header, Request};
 use http_body_util::Empty;
@@ -20,6 +22,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
+use crate::health_h2;
 use crate::target::{HealthReason, Probe, Target};
 use crate::target_group::TargetGroup;
 use crate::tls::Connector;
@@ -35,7 +38,8 @@ pub fn spawn(group: Arc<TargetGroup>) -> JoinHandle<()> {
         loop {
             tick.tick().await;
             let tls = group.tls.as_deref();
-            let probes = group.targets.iter().map(|t| probe(t, &hc, tls));
+            let http2 = group.config.protocol == TargetProtocol::Http2;
+            let probes = group.targets.iter().map(|t| probe(t, &hc, http2, tls));
             let results = join_all(probes).await;
             for (target, result) in group.targets.iter().zip(results) {
                 if let Some(state) =
@@ -53,9 +57,24 @@ pub fn spawn(group: Arc<TargetGroup>) -> JoinHandle<()> {
     })
 }
 
-/// One health probe of one target.
-pub async fn probe(target: &Target, hc: &HealthCheckConfig, tls: Option<&Connector>) -> Probe {
-    match tokio::time::timeout(hc.timeout, request(target, &hc.path, tls)).await {
+/// One health probe of one target. `http2` groups are probed over HTTP/2 (a gRPC
+/// `Check` when `grpc_service` is set, else a `GET`; see `health_h2.rs`); others
+/// with an HTTP/1.1 `GET`, over TLS when the group has `tls`.
+pub async fn probe(
+    target: &Target,
+    hc: &HealthCheckConfig,
+    http2: bool,
+    tls: Option<&Connector>,
+) -> Probe {
+    if let Some(grpc) = &hc.grpc {
+        return health_h2::probe_grpc(target, grpc, hc.timeout).await;
+    }
+    let status = if http2 {
+        tokio::time::timeout(hc.timeout, health_h2::get(target, &hc.path, hc.timeout)).await
+    } else {
+        tokio::time::timeout(hc.timeout, request(target, &hc.path, tls)).await
+    };
+    match status {
         Err(_) => Probe::Failed(HealthReason::Timeout),
         Ok(Err(_)) => Probe::Failed(HealthReason::FailedHealthChecks),
         Ok(Ok(status)) if hc.matcher.matches(status) => Probe::Ok,

@@ -33,6 +33,7 @@ use crate::headers::ForwardedInfo;
 use crate::metrics::ListenerMetrics;
 use crate::server::Shared;
 use crate::tls::{Terminator, TlsConnInfo};
+use crate::upgrade::Tunnels;
 
 /// Bind a listening socket the way a server should: address reuse for quick
 /// restarts, a deep accept backlog for bursts of new connections.
@@ -182,7 +183,11 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        connections.spawn(serve(stream, client, ctx.clone(), drain.clone()));
+        let tunnels = Tunnels {
+            tracker: connections.clone(),
+            drain: drain.clone(),
+        };
+        connections.spawn(serve(stream, client, ctx.clone(), tunnels));
     }
 }
 
@@ -190,12 +195,12 @@ async fn serve(
     stream: tokio::net::TcpStream,
     client: SocketAddr,
     ctx: Arc<AcceptCtx>,
-    drain: watch::Receiver<Drain>,
+    tunnels: Tunnels,
 ) {
     let (timeouts, metrics) = ctx.settings();
     let _open = metrics.connection();
     match &ctx.tls {
-        None => serve_io(stream, client, None, &ctx, timeouts, metrics, drain).await,
+        None => serve_io(stream, client, None, &ctx, timeouts, metrics, tunnels).await,
         Some(terminator) => {
             let Some((tls, info)) = terminator
                 .accept(stream, client, timeouts.header_read)
@@ -204,7 +209,7 @@ async fn serve(
                 return; // counted and logged by the terminator
             };
             let info = Some(Arc::new(info));
-            serve_io(tls, client, info, &ctx, timeouts, metrics, drain).await;
+            serve_io(tls, client, info, &ctx, timeouts, metrics, tunnels).await;
         }
     }
 }
@@ -217,10 +222,11 @@ async fn serve_io<I>(
     ctx: &Arc<AcceptCtx>,
     timeouts: Timeouts,
     metrics: Arc<ListenerMetrics>,
-    drain: watch::Receiver<Drain>,
+    tunnels: Tunnels,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let drain = tunnels.drain.clone();
     let (io, state) = connection::track(stream);
     let conn_ctx = Arc::new(ConnCtx {
         shared: ctx.shared.clone(),
@@ -230,12 +236,14 @@ async fn serve_io<I>(
         state: state.clone(),
         metrics,
         tls,
+        tunnels,
     });
     let service = service_fn(move |req| {
         let conn_ctx = conn_ctx.clone();
         async move { Ok::<_, Infallible>(forward::handle(req, &conn_ctx).await) }
     });
-    let conn = ctx.builder.serve_connection(io, service);
+    // With upgrades: a WebSocket upgrade hands the socket over to `tunnel.rs`.
+    let conn = ctx.builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     connection::supervise(
         conn.as_mut(),

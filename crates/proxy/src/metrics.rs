@@ -113,6 +113,9 @@ pub struct ListenerMetrics {
     pub requests: CodeCounts,
     pub duration: Histogram,
     pub active_connections: AtomicI64,
+    /// Upgraded connections being relayed now, and since start.
+    pub upgraded: AtomicI64,
+    pub upgrades_total: AtomicU64,
     rejected: [AtomicU64; Rejection::ALL.len()],
 }
 
@@ -129,6 +132,23 @@ impl ListenerMetrics {
     pub fn connection(self: &std::sync::Arc<Self>) -> ConnectionGuard {
         self.active_connections.fetch_add(1, Ordering::Relaxed);
         ConnectionGuard(self.clone())
+    }
+}
+
+/// Counts an upgraded connection as open until dropped.
+pub struct UpgradedGuard(std::sync::Arc<ListenerMetrics>);
+
+impl ListenerMetrics {
+    pub fn upgraded(self: &std::sync::Arc<Self>) -> UpgradedGuard {
+        self.upgraded.fetch_add(1, Ordering::Relaxed);
+        self.upgrades_total.fetch_add(1, Ordering::Relaxed);
+        UpgradedGuard(self.clone())
+    }
+}
+
+impl Drop for UpgradedGuard {
+    fn drop(&mut self) {
+        self.0.upgraded.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use crate::h2pool::H2Pool;
 use crate::metrics::TargetMetrics;
 use crate::pool::Pool;
 
@@ -114,6 +115,8 @@ pub struct Target {
     consecutive_failed: AtomicU32,
     in_flight: AtomicU32,
     pub pool: Pool,
+    /// HTTP/2 connections, used by `protocol = "http2"` groups only.
+    pub h2: H2Pool,
     pub metrics: TargetMetrics,
     /// While draining: when it must be gone, in ms on `clock_ms`; 0 otherwise.
     drain_deadline: AtomicU64,
@@ -145,6 +148,7 @@ impl Target {
             consecutive_failed: AtomicU32::new(0),
             in_flight: AtomicU32::new(0),
             pool: Pool::new(addr, pool_idle),
+            h2: H2Pool::new(addr),
             metrics: TargetMetrics::default(),
             drain_deadline: AtomicU64::new(0),
             drained: Notify::new(),

@@ -9,9 +9,11 @@
 #![forbid(unsafe_code)]
 
 mod client;
+pub mod grpc;
 pub mod pki;
 mod process;
 pub mod tls;
+pub mod ws;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -70,6 +72,8 @@ pub struct Setup {
     pub access_log: String,
     /// Extra TOML appended at the end (more target groups, see [`group_toml`]).
     pub extra: String,
+    /// Extra lines appended to the `[target_groups.health_check]` table.
+    pub health_extra: String,
 }
 
 impl Setup {
@@ -89,7 +93,24 @@ impl Setup {
             top_extra: String::new(),
             access_log: "off".to_string(),
             extra: String::new(),
+            health_extra: String::new(),
         }
+    }
+
+    /// A setup whose targets are these addresses (gRPC or WebSocket servers).
+    pub fn with_targets(addrs: &[SocketAddr]) -> Self {
+        let mut setup = Setup::new(&[]);
+        setup.targets = addrs.iter().map(|a| (*a, 1)).collect();
+        setup
+    }
+
+    /// Group `web` speaks HTTP/2 to its targets and checks them with the gRPC
+    /// health protocol.
+    pub fn grpc(mut self) -> Self {
+        self.group_extra.push_str("protocol = \"http2\"\n");
+        self.health_extra
+            .push_str(&format!("grpc_service = \"{}\"\n", grpc::SERVICE));
+        self
     }
 
     pub fn algorithm(mut self, a: &'static str) -> Self {
@@ -139,7 +160,7 @@ interval = "{interval}"
 timeout = "{hc_timeout}"
 healthy_threshold = {ht}
 unhealthy_threshold = {ut}
-
+{health_extra}
 [target_groups.unhealthy_state_routing]
 minimum_healthy_targets = {min}
 
@@ -159,6 +180,7 @@ minimum_healthy_targets = {min}
             ut = self.unhealthy_threshold,
             min = self.minimum_healthy_targets,
             extra = self.extra,
+            health_extra = self.health_extra,
         )
     }
 

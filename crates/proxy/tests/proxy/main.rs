@@ -5,12 +5,15 @@ mod balancing;
 mod errors;
 mod failover;
 mod forwarding;
+mod grpc;
+mod http2;
 mod mtls;
 mod reload;
 mod rules;
 mod timeouts;
 mod tls;
 mod tls_reload;
+mod websocket;
 
 use std::time::Duration;
 
