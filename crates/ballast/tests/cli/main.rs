@@ -10,6 +10,7 @@ use http_body_util::Full;
 use ballast_testkit::{backends, eventually, BallastProcess, Client, Setup};
 
 mod control;
+mod tls;
 mod websocket;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ballast");

@@ -13,6 +13,7 @@
 //! that fails to load is logged and counted, and the last good config stays.
 
 pub mod client_cert;
+mod expected;
 mod server_config;
 mod terminator;
 mod upstream;

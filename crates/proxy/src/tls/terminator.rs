@@ -15,12 +15,14 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use ballast_config::{ListenerTls, MtlsMode};
+use rustls::server::Acceptor;
 use rustls::ServerConfig;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
 
 use super::client_cert::{self, CertHeaders, HeaderNames};
+use super::expected::negotiation;
 use super::server_config::{self, Sessions};
 use super::watch::Fingerprint;
 
@@ -105,8 +107,15 @@ impl Terminator {
     ) -> Option<(TlsStream<TcpStream>, TlsConnInfo)> {
         let started = Instant::now();
         let state = self.current.load_full();
-        let accept = TlsAcceptor::from(state.config.clone()).accept(stream);
-        let reason = match tokio::time::timeout(timeout, accept).await {
+        // The hello is read first, so that a failure can still be logged with the
+        // version and cipher the handshake was settling on (`expected.rs`).
+        let mut expected = None;
+        let handshake = async {
+            let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
+            expected = negotiation(&start.client_hello(), &state.config);
+            start.into_stream(state.config.clone()).await
+        };
+        let reason = match tokio::time::timeout(timeout, handshake).await {
             Ok(Ok(tls)) => {
                 let info = conn_info(&tls, &state);
                 let verify = match state.settings.mtls.mode {
@@ -131,8 +140,9 @@ impl Terminator {
             MtlsMode::Verify => "failed",
             _ => "none",
         };
+        let (tls_version, cipher) = expected.unwrap_or(("unknown", "unknown"));
         tracing::info!(
-            listener = %self.listener, client = %client,
+            listener = %self.listener, client = %client, tls_version, cipher,
             handshake_ms = started.elapsed().as_secs_f64() * 1e3, verify, reason = %reason,
             "TLS handshake failed"
         );
