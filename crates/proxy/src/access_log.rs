@@ -137,31 +137,7 @@ async fn write_lines(
 }
 
 fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format_rfc3339(*t))
-}
-
-/// `2026-11-21T21:30:05.123Z`. Days to a civil date by Howard Hinnant's algorithm
-/// (<https://howardhinnant.github.io/date_algorithms.html#civil_from_days>).
-pub fn format_rfc3339(t: SystemTime) -> String {
-    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since.subsec_millis()
-    )
+    s.serialize_str(&crate::rfc3339::millis(*t))
 }
 
 #[cfg(test)]
@@ -171,8 +147,8 @@ mod tests {
     #[test]
     fn rfc3339_dates() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
-        assert_eq!(format_rfc3339(t), "2023-11-14T22:13:20.123Z");
+        assert_eq!(crate::rfc3339::millis(t), "2023-11-14T22:13:20.123Z");
         let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
-        assert_eq!(format_rfc3339(leap), "2000-02-29T00:00:00.000Z");
+        assert_eq!(crate::rfc3339::millis(leap), "2000-02-29T00:00:00.000Z");
     }
 }

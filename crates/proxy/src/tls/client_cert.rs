@@ -101,8 +101,8 @@ pub fn verified(names: &HeaderNames, chain: &[CertificateDer<'_>]) -> CertHeader
                 &names.validity,
                 format!(
                     "NotBefore={};NotAfter={}",
-                    rfc3339(validity.not_before.timestamp()),
-                    rfc3339(validity.not_after.timestamp())
+                    crate::rfc3339::seconds(validity.not_before.timestamp()),
+                    crate::rfc3339::seconds(validity.not_after.timestamp())
                 ),
             ),
         ];
@@ -186,27 +186,6 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (Howard Hinnant's civil-from-days).
-fn rfc3339(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
 /// A certificate as PEM, lines of 64 base64 characters.
 pub fn pem(der: &[u8]) -> String {
     const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -252,9 +231,12 @@ mod tests {
 
     #[test]
     fn dates_are_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(crate::rfc3339::seconds(0), "1970-01-01T00:00:00Z");
+        assert_eq!(crate::rfc3339::seconds(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            crate::rfc3339::seconds(1_700_000_000),
+            "2023-11-14T22:13:20Z"
+        );
     }
 
     #[test]
