@@ -1,8 +1,9 @@
 //! Where the load goes and how one connection to it is opened: resolve the host once,
-//! then TCP (+ TLS) + the hyper handshake for each connection.
+//! then TCP (+ TLS) for each connection, + the hyper handshake for HTTP/2. HTTP/1.1
+//! connections are handed over as bare streams to [`crate::raw`].
 //!
-//! Uses hyper's connection-level client (`hyper::client::conn::http1` / `http2`)
-//! rather than the pooled legacy client: a load generator wants exactly `-c`
+//! HTTP/2 uses hyper's connection-level client (`hyper::client::conn::http2`) rather
+//! than the pooled legacy client: a load generator wants exactly `-c`
 //! connections, each owned by one task, with no pool deciding behind its back when to
 //! open or reuse one. The host is resolved once before the run so DNS never appears in
 //! the measurements, and the first connection is opened before the clock starts so an
@@ -18,7 +19,7 @@ use anyhow::{anyhow, Context as _};
 use bytes::Bytes;
 use http::Uri;
 use http_body_util::Full;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -32,15 +33,12 @@ pub enum Stream {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-/// A freshly handshaken connection: the request handle and the connection future that
-/// must be polled for anything to move. Built once per connection and destructured at
+/// A freshly opened connection: the bare stream for HTTP/1.1, or for HTTP/2 the request
+/// handle and the connection future that must be polled for anything to move. Built once per connection and destructured at
 /// once, so the size difference between the variants costs nothing worth a box.
 #[allow(clippy::large_enum_variant)]
 pub enum Handshake {
-    Http1(
-        http1::SendRequest<Full<Bytes>>,
-        http1::Connection<TokioIo<Stream>, Full<Bytes>>,
-    ),
+    Http1(Stream),
     Http2(
         http2::SendRequest<Full<Bytes>>,
         http2::Connection<TokioIo<Stream>, Full<Bytes>, TokioExecutor>,
@@ -87,7 +85,7 @@ impl Endpoint {
         })
     }
 
-    /// Opens one connection: TCP, TLS when https, then the HTTP handshake.
+    /// Opens one connection: TCP, TLS when https, then the HTTP/2 handshake if asked.
     pub async fn connect(&self) -> anyhow::Result<Handshake> {
         let tcp = TcpStream::connect(self.addr).await?;
         tcp.set_nodelay(true)?;
@@ -101,16 +99,13 @@ impl Endpoint {
                 Stream::Tls(Box::new(tls))
             }
         };
-        let io = TokioIo::new(stream);
-        Ok(if self.http2 {
-            let (send, conn) = http2::Builder::new(TokioExecutor::new())
-                .handshake(io)
-                .await?;
-            Handshake::Http2(send, conn)
-        } else {
-            let (send, conn) = http1::Builder::new().handshake(io).await?;
-            Handshake::Http1(send, conn)
-        })
+        if !self.http2 {
+            return Ok(Handshake::Http1(stream));
+        }
+        let (send, conn) = http2::Builder::new(TokioExecutor::new())
+            .handshake(TokioIo::new(stream))
+            .await?;
+        Ok(Handshake::Http2(send, conn))
     }
 }
 

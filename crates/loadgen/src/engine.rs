@@ -85,6 +85,8 @@ async fn drive(
     let job = Arc::new(Job {
         endpoint,
         template: plan.template.clone(),
+        raw: plan.raw.clone(),
+        head: plan.template.method() == http::Method::HEAD,
         timeout: plan.timeout,
         window,
     });

@@ -10,8 +10,9 @@
 //!
 //! The pieces, in the order a run uses them: [`args`] (the CLI) → [`plan`] (validated,
 //! files read, [`request`] template and [`tls`] config built) → [`engine`] (runtime,
-//! [`endpoint`] check, one [`worker`] task per connection paced by [`schedule`],
-//! recording into [`stats`], with [`progress`]) → [`summary`] → [`report`] and [`plot`].
+//! [`endpoint`] check, one [`worker`] task per connection paced by [`schedule`], HTTP/1.1
+//! spoken by [`raw`], recording into [`stats`], with [`progress`]) → [`summary`] →
+//! [`report`] and [`plot`].
 #![forbid(unsafe_code)]
 
 pub mod args;
@@ -21,6 +22,7 @@ pub mod outcome;
 pub mod plan;
 pub mod plot;
 pub mod progress;
+pub mod raw;
 pub mod report;
 pub mod request;
 pub mod schedule;

@@ -41,6 +41,19 @@ impl ErrorKind {
         self as usize
     }
 
+    /// Classifies an I/O error met while sending a request or reading its answer.
+    pub fn of_io(kind: io::ErrorKind) -> Self {
+        match kind {
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::NotConnected => ErrorKind::Reset,
+            io::ErrorKind::TimedOut => ErrorKind::Timeout,
+            _ => ErrorKind::Read,
+        }
+    }
+
     /// Classifies an error from sending a request or reading its answer.
     pub fn of_hyper(err: &hyper::Error) -> Self {
         if err.is_timeout() {
@@ -49,15 +62,7 @@ impl ErrorKind {
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
         while let Some(e) = source {
             if let Some(io) = e.downcast_ref::<io::Error>() {
-                return match io.kind() {
-                    io::ErrorKind::ConnectionReset
-                    | io::ErrorKind::ConnectionAborted
-                    | io::ErrorKind::BrokenPipe
-                    | io::ErrorKind::UnexpectedEof
-                    | io::ErrorKind::NotConnected => ErrorKind::Reset,
-                    io::ErrorKind::TimedOut => ErrorKind::Timeout,
-                    _ => ErrorKind::Read,
-                };
+                return Self::of_io(io.kind());
             }
             source = e.source();
         }

@@ -37,6 +37,8 @@ pub struct Plan {
     pub rate: Option<f64>,
     pub timeout: Duration,
     pub template: Template,
+    /// The encoded HTTP/1.1 request (empty with `--http2`).
+    pub raw: Bytes,
     pub tls: Option<Arc<rustls::ClientConfig>>,
     pub json: bool,
     pub plot: Option<PathBuf>,
@@ -51,8 +53,20 @@ impl Plan {
                     .with_context(|| format!("cannot read --body {}", path.display()))?,
             ),
         };
-        let template = request::template(&args.url, &args.method, &args.headers, body, args.http2)
-            .context("cannot build the request")?;
+        let template = request::template(
+            &args.url,
+            &args.method,
+            &args.headers,
+            body.clone(),
+            args.http2,
+        )
+        .context("cannot build the request")?;
+        let raw = if args.http2 {
+            Bytes::new()
+        } else {
+            request::raw(&args.url, &args.method, &args.headers, body)
+                .context("cannot build the request")?
+        };
         let tls = match args.url.scheme_str() {
             Some("https") => Some(tls::client_config(
                 args.insecure,
@@ -81,6 +95,7 @@ impl Plan {
             rate: args.rate,
             timeout: args.timeout,
             template,
+            raw,
             tls,
             json: args.json,
             plot: args.plot.clone(),

@@ -6,7 +6,8 @@
 //! for the body. HTTP/1.1 gets an origin-form URI and an explicit `Host` header (hyper's
 //! connection-level client adds neither); HTTP/2 gets the absolute URI, from which hyper
 //! derives `:scheme` and `:authority`. `Content-Length` is set here rather than by hyper
-//! on every request.
+//! on every request. HTTP/1.1 runs do not use the template per request: [`raw`] encodes
+//! it once into the bytes that [`crate::raw`] writes for every send.
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, HOST};
@@ -68,6 +69,32 @@ pub fn template(
     Ok(request)
 }
 
+/// Encodes the HTTP/1.1 request for `url` as the bytes sent on the wire (head and
+/// body), for the raw path in [`crate::raw`]: the same request line and headers as the
+/// template, header names lower-case as hyper writes them.
+pub fn raw(
+    url: &Uri,
+    method: &Method,
+    headers: &[(HeaderName, HeaderValue)],
+    body: Bytes,
+) -> anyhow::Result<Bytes> {
+    let request = template(url, method, headers, body.clone(), false)?;
+    let mut out = Vec::with_capacity(256 + body.len());
+    out.extend_from_slice(request.method().as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(request.uri().to_string().as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in request.headers() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&body);
+    Ok(Bytes::from(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +106,20 @@ mod tests {
         assert_eq!(t.uri(), "/a?b=1");
         assert_eq!(t.headers()[HOST], "example.test:8080");
         assert!(!t.headers().contains_key(CONTENT_LENGTH));
+    }
+
+    #[test]
+    fn raw_encodes_head_and_body() {
+        let url: Uri = "http://example.test:8080/a?b=1".parse().expect("uri");
+        let extra = [(
+            HeaderName::from_static("x-k"),
+            HeaderValue::from_static("v"),
+        )];
+        let raw = raw(&url, &Method::PUT, &extra, Bytes::from_static(b"hi")).expect("raw");
+        assert_eq!(
+            &raw[..],
+            b"PUT /a?b=1 HTTP/1.1\r\nhost: example.test:8080\r\nx-k: v\r\ncontent-length: 2\r\n\r\nhi"
+        );
     }
 
     #[test]

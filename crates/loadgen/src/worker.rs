@@ -1,26 +1,29 @@
 //! One connection's task: connect, send requests on its lanes, reconnect on failure,
 //! record every measured outcome. This is the data path of the load generator.
 //!
-//! The hyper connection future is polled inside the same task as the lanes (with
-//! `select`), not spawned: a request then costs no cross-task hand-off, and the
-//! connection dies with its task. An HTTP/1.1 connection has one lane; an HTTP/2
-//! connection has `--streams` lanes sharing it, each with its own clone of the
-//! `SendRequest` handle. Per request the loop clones the prebuilt template, takes two
-//! clock readings, arms one timer (the timeout) and drains the body without collecting
-//! it; samples go to a preallocated buffer (see [`crate::stats`]).
+//! An HTTP/1.1 connection has one lane and speaks through [`crate::raw`]: one write of
+//! the prebuilt request bytes, the answer parsed from a reused buffer, no allocation.
+//! An HTTP/2 connection has `--streams` lanes sharing one hyper connection, each with
+//! its own clone of the `SendRequest` handle; the hyper connection future is polled
+//! inside the same task as the lanes (with `select`), not spawned, so a request costs
+//! no cross-task hand-off and the connection dies with its task. Per request the loop
+//! takes two clock readings and arms one timer (the timeout); bodies are counted, not
+//! collected; samples go to a preallocated buffer (see [`crate::stats`]).
 
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::future::{join_all, select, Either};
 use http_body_util::BodyExt;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use tokio::time::{sleep, sleep_until, timeout, timeout_at, Instant};
 
-use crate::endpoint::{Endpoint, Handshake};
+use crate::endpoint::{Endpoint, Handshake, Stream};
 use crate::outcome::{ErrorKind, Outcome};
+use crate::raw;
 use crate::request::Template;
 use crate::schedule::{is_late, Lane, Next, Take, Window};
 use crate::stats::{Recorder, Sample, Shard};
@@ -28,7 +31,12 @@ use crate::stats::{Recorder, Sample, Shard};
 /// What every connection task shares, read-only.
 pub struct Job {
     pub endpoint: Endpoint,
+    /// The HTTP/2 request, cloned per send.
     pub template: Template,
+    /// The encoded HTTP/1.1 request, written as is per send.
+    pub raw: Bytes,
+    /// The method is HEAD: HTTP/1.1 answers carry no body.
+    pub head: bool,
     pub timeout: Duration,
     pub window: Window,
 }
@@ -41,41 +49,52 @@ enum LaneEnd {
 
 /// A request handle of either protocol.
 enum Sender {
-    Http1(http1::SendRequest<http_body_util::Full<bytes::Bytes>>),
-    Http2(http2::SendRequest<http_body_util::Full<bytes::Bytes>>),
+    Http1(raw::Conn<Stream>),
+    Http2(http2::SendRequest<http_body_util::Full<Bytes>>),
 }
 
 impl Sender {
-    async fn ready(&mut self) -> hyper::Result<()> {
+    /// Whether a request can be sent now; waits for HTTP/2 stream capacity.
+    async fn ready(&mut self) -> bool {
         match self {
-            Sender::Http1(s) => s.ready().await,
-            Sender::Http2(s) => s.ready().await,
+            Sender::Http1(c) => c.ready(),
+            Sender::Http2(s) => s.ready().await.is_ok(),
         }
     }
 
+    /// Whether an error just seen ends the connection.
     fn is_closed(&self) -> bool {
         match self {
-            Sender::Http1(s) => s.is_closed(),
+            Sender::Http1(_) => true,
             Sender::Http2(s) => s.is_closed(),
         }
     }
 
     /// Sends one request and reads the whole answer; returns its status and body size.
-    async fn exchange(&mut self, request: Template) -> hyper::Result<(u16, u64)> {
-        let response = match self {
-            Sender::Http1(s) => s.send_request(request).await?,
-            Sender::Http2(s) => s.send_request(request).await?,
-        };
-        let status = response.status().as_u16();
-        let mut body = response.into_body();
-        let mut bytes = 0;
-        while let Some(frame) = body.frame().await {
-            if let Some(data) = frame?.data_ref() {
-                bytes += data.len() as u64;
-            }
+    async fn exchange(&mut self, job: &Job) -> Result<(u16, u64), ErrorKind> {
+        match self {
+            Sender::Http1(c) => c.exchange(&job.raw, job.head).await,
+            Sender::Http2(s) => http2_exchange(s, job.template.clone())
+                .await
+                .map_err(|e| ErrorKind::of_hyper(&e)),
         }
-        Ok((status, bytes))
     }
+}
+
+async fn http2_exchange(
+    send: &mut http2::SendRequest<http_body_util::Full<Bytes>>,
+    request: Template,
+) -> hyper::Result<(u16, u64)> {
+    let response = send.send_request(request).await?;
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    let mut bytes = 0;
+    while let Some(frame) = body.frame().await {
+        if let Some(data) = frame?.data_ref() {
+            bytes += data.len() as u64;
+        }
+    }
+    Ok((status, bytes))
 }
 
 /// Runs one connection's lanes until all of them are done. Aborting the task is also
@@ -89,17 +108,14 @@ pub async fn connection(job: Arc<Job>, mut lanes: Vec<Lane>, shard: Shard) {
             return;
         }
         match timeout(job.timeout, job.endpoint.connect()).await {
-            Ok(Ok(Handshake::Http1(send, conn))) => {
+            Ok(Ok(Handshake::Http1(stream))) => {
                 backoff = Duration::from_millis(1);
                 let (lane, rec) = match (lanes.first_mut(), recorders.first_mut()) {
                     (Some(lane), Some(rec)) => (lane, rec),
                     _ => return,
                 };
-                let mut send = Sender::Http1(send);
-                let lane = pin!(drive(&job, &mut send, lane, rec));
-                if let Some(lane) = until_either_ends(conn, lane).await {
-                    lane.await;
-                }
+                let mut send = Sender::Http1(raw::Conn::new(stream));
+                drive(&job, &mut send, lane, rec).await;
             }
             Ok(Ok(Handshake::Http2(send, conn))) => {
                 backoff = Duration::from_millis(1);
@@ -167,7 +183,7 @@ async fn drive(job: &Job, send: &mut Sender, lane: &mut Lane, rec: &mut Recorder
                 Some(at)
             }
         };
-        if send.ready().await.is_err() {
+        if !send.ready().await {
             return LaneEnd::Reconnect; // closed while idle (e.g. keep-alive ended): no error
         }
         let sent = Instant::now();
@@ -176,14 +192,11 @@ async fn drive(job: &Job, send: &mut Sender, lane: &mut Lane, rec: &mut Recorder
             Take::Measured => true,
             Take::Unmeasured => false,
         };
-        let result = timeout_at(sent + job.timeout, send.exchange(job.template.clone())).await;
+        let result = timeout_at(sent + job.timeout, send.exchange(job)).await;
         let done = Instant::now();
         let (outcome, fatal) = match result {
             Ok(Ok((status, bytes))) => (Outcome::Response { status, bytes }, false),
-            Ok(Err(e)) => (
-                Outcome::Error(ErrorKind::of_hyper(&e)),
-                !http2 || send.is_closed(),
-            ),
+            Ok(Err(kind)) => (Outcome::Error(kind), send.is_closed()),
             // An HTTP/1.1 connection with an unanswered request cannot be reused.
             Err(_) => (Outcome::Error(ErrorKind::Timeout), !http2),
         };
