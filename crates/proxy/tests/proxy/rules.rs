@@ -459,3 +459,35 @@ async fn redirects_cannot_be_turned_into_open_redirects() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn source_ip_over_ipv6() {
+    let web = backend("web0").await;
+    let (v6, v4) = (backend("v6").await, backend("v4").await);
+    let mut setup = Setup::new(std::slice::from_ref(&web));
+    setup.bind = "[::1]:0".to_string();
+    setup.listener_extra = [
+        rule(
+            1,
+            r#"{ source_ip = ["2001:db8::/32", "::1/128"] }"#,
+            &forward("v6"),
+        ),
+        rule(2, r#"{ source_ip = "127.0.0.0/8" }"#, &forward("v4")),
+    ]
+    .concat();
+    setup.extra =
+        group_toml("v6", std::slice::from_ref(&v6)) + &group_toml("v4", std::slice::from_ref(&v4));
+    let ballast = Ballast::start(&setup).await;
+    assert!(ballast.addr.is_ipv6(), "{}", ballast.addr);
+    let r = Client::http1()
+        .get(&ballast.url("/"))
+        .await
+        .expect("request over ::1");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.backend(),
+        "v6",
+        "a client on ::1 matches ::1/128, not 127.0.0.0/8"
+    );
+    assert_eq!(r.json()["headers"]["x-forwarded-for"], "::1");
+}
