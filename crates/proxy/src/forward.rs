@@ -47,16 +47,15 @@ use crate::headers::{self, ForwardedInfo};
 use crate::metrics::ListenerMetrics;
 use crate::multiplex;
 use crate::pool::Lease;
+use crate::retry::{Failure, Retry};
 use crate::rule::redirect::{self, Origin, RedirectError};
 use crate::rule::RequestView;
 use crate::server::Shared;
 use crate::snapshot::ListenerRoute;
 use crate::target::Target;
-use crate::target_group::{TargetGroup, Tried};
+use crate::target_group::TargetGroup;
 use crate::upgrade::{self, Tunnels};
 
-/// Attempts on distinct targets for one request.
-pub const MAX_ATTEMPTS: usize = 3;
 /// Connections tried on one target when pooled ones turn out to be closed.
 pub const MAX_STALE: usize = 3;
 
@@ -285,17 +284,8 @@ async fn forward(
         UpstreamBody::Client(body, bytes_in.clone())
     };
     let replayable = matches!(body, UpstreamBody::Empty) && is_idempotent(&parts.method);
-    let mut pending = Some(Request::from_parts(parts, body));
-
-    let mut tried = Tried::default();
-    let mut last_error = None;
-    while tried.len() < MAX_ATTEMPTS {
-        let Some(i) = group.pick(&tried) else { break };
-        tried.add(i);
-        let target = &group.targets[i];
-        let Some(req) = pending.take() else { break };
-        // Keep a copy of a replayable request's head for a retry after a failure.
-        let copy = replayable.then(|| clone_head(&req));
+    let mut retry = Retry::new(Request::from_parts(parts, body), replayable);
+    while let Some((target, req)) = retry.next(group) {
         let sent = if http2 {
             multiplex::send(target, group, req, trace, timeout).await
         } else {
@@ -303,22 +293,10 @@ async fn forward(
         };
         match sent {
             Ok(response) => return Ok(response),
-            Err(Failure { error, unsent }) => {
-                pending = unsent.or(copy);
-                last_error = Some(error);
-                if pending.is_none() {
-                    break;
-                }
-            }
+            Err(failure) => retry.failed(failure),
         }
     }
-    Err(last_error.unwrap_or_else(|| ProxyError::NoTarget(group.name().to_string())))
-}
-
-/// A failed attempt, with the request when it can be sent again.
-pub struct Failure {
-    pub error: ProxyError,
-    pub unsent: Option<Request<UpstreamBody>>,
+    Err(retry.into_error(group))
 }
 
 /// A connection to a target failed on the data path: count it, mark the target
@@ -419,16 +397,6 @@ fn is_idempotent(method: &Method) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     )
-}
-
-/// A copy of a body-less request, for sending it again.
-pub fn clone_head(req: &Request<UpstreamBody>) -> Request<UpstreamBody> {
-    let mut copy = Request::new(UpstreamBody::Empty);
-    *copy.method_mut() = req.method().clone();
-    *copy.uri_mut() = req.uri().clone();
-    *copy.version_mut() = req.version();
-    *copy.headers_mut() = req.headers().clone();
-    copy
 }
 
 /// ballast's own answer to a request it could not forward: a short text page, or

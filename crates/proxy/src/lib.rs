@@ -27,6 +27,7 @@ mod listener;
 mod metrics;
 mod multiplex;
 mod pool;
+mod retry;
 mod rfc3339;
 pub mod rule;
 mod server;

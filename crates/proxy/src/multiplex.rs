@@ -21,8 +21,9 @@ use http::{Request, Response, Uri, Version};
 
 use crate::body::{Hold, ResponseBody, UpstreamBody};
 use crate::error::ProxyError;
-use crate::forward::{connect_failed, Failure, Trace, MAX_STALE};
+use crate::forward::{connect_failed, Trace, MAX_STALE};
 use crate::headers;
+use crate::retry::Failure;
 use crate::target::Target;
 use crate::target_group::TargetGroup;
 

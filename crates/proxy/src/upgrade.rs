@@ -33,10 +33,11 @@ use crate::body::{Hold, ResponseBody, UpstreamBody};
 use crate::connection::Drain;
 use crate::dial;
 use crate::error::ProxyError;
-use crate::forward::{clone_head, connect_failed, ConnCtx, Failure, Trace, MAX_ATTEMPTS};
+use crate::forward::{connect_failed, ConnCtx, Trace};
 use crate::headers;
+use crate::retry::{Failure, Retry};
 use crate::target::{InFlight, Target};
-use crate::target_group::{TargetGroup, Tried};
+use crate::target_group::TargetGroup;
 use crate::tunnel::{self, TunnelCtx};
 
 /// Where a listener's upgraded connections run: its task tracker (so a drain
@@ -92,29 +93,16 @@ pub async fn forward(
         UpstreamBody::Client(body, None)
     };
     let replayable = matches!(body, UpstreamBody::Empty);
-    let mut pending = Some(Request::from_parts(parts, body));
-    let mut tried = Tried::default();
-    let mut last_error = None;
-    while tried.len() < MAX_ATTEMPTS {
-        let Some(i) = group.pick(&tried) else { break };
-        tried.add(i);
-        let target = &group.targets[i];
-        let Some(req) = pending.take() else { break };
-        let copy = replayable.then(|| clone_head(&req));
+    let mut retry = Retry::new(Request::from_parts(parts, body), replayable);
+    while let Some((target, req)) = retry.next(group) {
         match attempt(target, group, req, trace).await {
             Ok((response, in_flight)) => {
-                return Ok(respond(response, in_flight, client_side, conn));
+                return Ok(respond(response, in_flight, client_side, conn))
             }
-            Err(Failure { error, unsent }) => {
-                pending = unsent.or(copy);
-                last_error = Some(error);
-                if pending.is_none() {
-                    break;
-                }
-            }
+            Err(failure) => retry.failed(failure),
         }
     }
-    Err(last_error.unwrap_or_else(|| ProxyError::NoTarget(group.name().to_string())))
+    Err(retry.into_error(group))
 }
 
 /// Send the upgrade request to one target on a connection of its own.
