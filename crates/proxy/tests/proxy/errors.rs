@@ -35,11 +35,7 @@ async fn target_that_drops_the_connection_is_a_502() {
             let _ = s.read(&mut buf).await;
         }
     });
-    let mut setup = Setup::new(&[]);
-    setup.targets.push((addr, 1));
-    setup.interval = "60s";
-    setup.hc_timeout = "1s";
-    let ballast = Ballast::start(&setup).await;
+    let ballast = Ballast::start(&unchecked_target(addr)).await;
     let r = Client::http1()
         .get(&ballast.url("/"))
         .await
@@ -76,15 +72,21 @@ async fn unreachable_only_target_is_a_502() {
         .expect("bind")
         .local_addr()
         .expect("addr");
-    let mut setup = Setup::new(&[]);
-    setup.targets.push((dead, 1));
-    setup.interval = "60s";
-    setup.hc_timeout = "1s";
-    let ballast = Ballast::start(&setup).await;
+    let ballast = Ballast::start(&unchecked_target(dead)).await;
     let r = Client::http1()
         .get(&ballast.url("/"))
         .await
         .expect("request");
     assert_eq!(r.status, 502);
     assert_eq!(r.text(), "502 Bad Gateway: target_connect_failed\n");
+}
+
+/// One target at `addr`, with health checks too far apart to matter, so only the
+/// data path sees what the target does.
+fn unchecked_target(addr: std::net::SocketAddr) -> Setup {
+    let mut setup = Setup::new(&[]);
+    setup.targets.push((addr, 1));
+    setup.interval = "60s";
+    setup.hc_timeout = "1s";
+    setup
 }
