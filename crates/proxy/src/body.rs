@@ -26,8 +26,8 @@ use hyper::body::Incoming;
 
 use crate::access_log::{self, AccessLog, AccessRecord};
 use crate::connection::Activity;
+use crate::h1::client::BodyReader;
 use crate::h2pool::StreamGuard;
-use crate::pool::Lease;
 use crate::target::InFlight;
 
 /// The body of a request on its way to a target.
@@ -131,11 +131,9 @@ impl PendingLog {
 enum Kind {
     /// A body ballast produced itself.
     Full(Option<Bytes>),
-    /// A target's body, streamed through; `lease` goes back to the pool at its end.
-    Upstream {
-        body: Incoming,
-        lease: Option<Lease>,
-    },
+    /// An HTTP/1.1 target's body, read from its connection, which goes back to
+    /// the pool at the body's end.
+    Upstream(BodyReader),
     /// A target's body on a connection that is not pooled: an HTTP/2 stream, or
     /// a dedicated upgrade connection the target declined to upgrade.
     Held { body: Incoming, _hold: Hold },
@@ -161,12 +159,9 @@ impl ResponseBody {
         }
     }
 
-    pub fn upstream(body: Incoming, lease: Lease) -> Self {
+    pub fn upstream(reader: BodyReader) -> Self {
         ResponseBody {
-            kind: Kind::Upstream {
-                body,
-                lease: Some(lease),
-            },
+            kind: Kind::Upstream(reader),
             _activity: None,
             log: None,
         }
@@ -191,28 +186,26 @@ impl ResponseBody {
     }
 }
 
+/// Why a response body broke off: the target's HTTP/1.1 connection or HTTP/2 stream.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
-        let polled = match &mut this.kind {
+        let polled: Poll<Option<Result<Frame<Bytes>, BodyError>>> = match &mut this.kind {
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Kind::Upstream { body, lease } => {
-                let polled = Pin::new(&mut *body).poll_frame(cx);
-                if let Poll::Ready(None) = polled {
-                    // The response ended cleanly: its connection can serve another.
-                    if let Some(lease) = lease.take() {
-                        lease.release();
-                    }
-                }
-                polled
-            }
-            Kind::Held { body, .. } => Pin::new(body).poll_frame(cx),
+            Kind::Upstream(reader) => Pin::new(reader)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(Into::into))),
+            Kind::Held { body, .. } => Pin::new(body)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(Into::into))),
         };
         if let Some(log) = &mut this.log {
             match &polled {
@@ -231,7 +224,8 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full(data) => data.is_none(),
-            Kind::Upstream { body, .. } | Kind::Held { body, .. } => body.is_end_stream(),
+            Kind::Upstream(reader) => reader.is_end_stream(),
+            Kind::Held { body, .. } => body.is_end_stream(),
         }
     }
 
@@ -239,24 +233,18 @@ impl Body for ResponseBody {
         match &self.kind {
             Kind::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
-            Kind::Upstream { body, .. } | Kind::Held { body, .. } => body.size_hint(),
+            Kind::Upstream(reader) => reader.size_hint(),
+            Kind::Held { body, .. } => body.size_hint(),
         }
     }
 }
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
-        // A body that was complete from the start (no content, HEAD, 204, 304) is never
-        // polled by the server; its connection is still good to reuse. A body dropped
-        // half-read is not: its lease drops with it and the connection closes.
+        // A body complete from the start (no content, HEAD, 204, 304) is never polled;
+        // its connection went back to the pool when the head was read. A body dropped
+        // half-read takes its connection with it, and that closes.
         let end_stream = self.is_end_stream();
-        if let Kind::Upstream { lease, .. } = &mut self.kind {
-            if end_stream {
-                if let Some(lease) = lease.take() {
-                    lease.release();
-                }
-            }
-        }
         if let Some(log) = self.log.take() {
             log.finish(end_stream);
         }

@@ -40,6 +40,12 @@ pub enum ProxyError {
         target: std::net::SocketAddr,
         source: hyper::Error,
     },
+    /// An HTTP/1.1 target closed the connection or broke the protocol.
+    #[error("target {target} failed: {source}")]
+    TargetHttp1 {
+        target: std::net::SocketAddr,
+        source: crate::h1::Error,
+    },
     /// A gRPC request routed to a target group that speaks HTTP/1.1.
     #[error("target group {0} has protocol \"http1\"; gRPC needs protocol = \"http2\"")]
     GrpcNeedsHttp2(String),
@@ -63,7 +69,8 @@ impl ProxyError {
             }
             ProxyError::Connect { .. }
             | ProxyError::ResponseTimeout(_)
-            | ProxyError::Target { .. } => ErrorSource::Target,
+            | ProxyError::Target { .. }
+            | ProxyError::TargetHttp1 { .. } => ErrorSource::Target,
         }
     }
 
@@ -72,7 +79,9 @@ impl ProxyError {
             ProxyError::InvalidHost => StatusCode::BAD_REQUEST,
             ProxyError::UnsafeRedirect => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::ListenerGone | ProxyError::NoTarget(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Connect { .. } | ProxyError::Target { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Connect { .. }
+            | ProxyError::Target { .. }
+            | ProxyError::TargetHttp1 { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::ResponseTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::GrpcNeedsHttp2(_) => StatusCode::NOT_IMPLEMENTED,
         }
@@ -98,7 +107,8 @@ impl ProxyError {
             {
                 Code::Unavailable
             }
-            ProxyError::Target { .. } => Code::Internal,
+            ProxyError::TargetHttp1 { source, .. } if source.is_disconnect() => Code::Unavailable,
+            ProxyError::Target { .. } | ProxyError::TargetHttp1 { .. } => Code::Internal,
             ProxyError::GrpcNeedsHttp2(_) => Code::Unimplemented,
         }
     }
@@ -122,7 +132,7 @@ impl ProxyError {
             ProxyError::NoTarget(_) => "no_healthy_target",
             ProxyError::Connect { .. } => "target_connect_failed",
             ProxyError::ResponseTimeout(_) => "target_response_timeout",
-            ProxyError::Target { .. } => "target_failed",
+            ProxyError::Target { .. } | ProxyError::TargetHttp1 { .. } => "target_failed",
             ProxyError::GrpcNeedsHttp2(_) => "grpc_needs_http2",
         }
     }

@@ -43,6 +43,10 @@ use crate::body::{PendingLog, ResponseBody, UpstreamBody};
 use crate::connection::ConnState;
 use crate::error::ProxyError;
 use crate::grpc;
+use crate::h1::{
+    self,
+    client::{BodyReader, SendError},
+};
 use crate::headers::{self, ForwardedInfo};
 use crate::metrics::ListenerMetrics;
 use crate::multiplex;
@@ -115,7 +119,7 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnCtx) -> Response<Response
                 response
             })
         }
-        Decision::Respond(response) => Ok(response),
+        Decision::Respond(response) => Ok(*response),
         Decision::Fail(e) => Err(e),
     };
     let mut error_reason = None;
@@ -191,7 +195,7 @@ enum Decision {
         group: Arc<TargetGroup>,
         set_cookie: Option<HeaderValue>,
     },
-    Respond(Response<ResponseBody>),
+    Respond(Box<Response<ResponseBody>>),
     Fail(ProxyError),
 }
 
@@ -222,7 +226,7 @@ fn decide(
                     let mut response = Response::new(ResponseBody::full(Bytes::new()));
                     *response.status_mut() = *status;
                     response.headers_mut().insert(LOCATION, location);
-                    Decision::Respond(response)
+                    Decision::Respond(Box::new(response))
                 }
                 Err(RedirectError::InvalidHost) => Decision::Fail(ProxyError::InvalidHost),
                 Err(RedirectError::Unsafe) => Decision::Fail(ProxyError::UnsafeRedirect),
@@ -238,7 +242,7 @@ fn decide(
             response
                 .headers_mut()
                 .insert(CONTENT_TYPE, content_type.clone());
-            Decision::Respond(response)
+            Decision::Respond(Box::new(response))
         }
     };
     (decision, priority)
@@ -319,76 +323,83 @@ pub fn connect_failed(target: &Target, group: &TargetGroup, e: std::io::Error) -
     }
 }
 
-/// One attempt on one target.
+/// One attempt on one target, on a pooled connection or a new one. A pooled
+/// connection is checked before use (`pool.rs`); if it still turns out closed when
+/// the request goes out (the target closed it at that very moment), the request is
+/// sent again on a new connection to the same target when that is safe: nothing of
+/// it was written, or it is replayable and the target sent no byte of a response.
 async fn send(
     target: &Arc<Target>,
     group: &TargetGroup,
-    mut req: Request<UpstreamBody>,
+    req: Request<UpstreamBody>,
     trace: &mut Trace,
     timeout: std::time::Duration,
 ) -> Result<Response<ResponseBody>, Failure> {
     let cfg = &group.config;
     trace.target = Some(target.addr);
+    let (parts, mut body) = req.into_parts();
     let mut in_flight = target.begin_request();
     let mut stale = 0;
     loop {
-        let sender = match target.pool.take().await {
-            Some(s) => s,
+        let conn = match target.pool.take() {
+            Some(conn) => conn,
             None => match target
                 .pool
                 .connect(cfg.connect_timeout, group.tls.as_deref())
                 .await
             {
-                Ok(s) => s,
+                Ok(conn) => conn,
                 Err(e) => {
                     return Err(Failure {
                         error: connect_failed(target, group, e),
-                        unsent: Some(req),
+                        unsent: Some(Request::from_parts(parts, body)),
                     });
                 }
             },
         };
-        let mut lease = Lease::new(sender, in_flight);
+        let reused = conn.is_reused();
+        let mut lease = Lease::new(conn, in_flight);
         let sent_at = Instant::now();
         trace.sent_at = Some(sent_at);
-        let sent = tokio::time::timeout(timeout, lease.sender().try_send_request(req)).await;
-        let mut e = match sent {
-            Ok(Ok(mut response)) => {
+        let sent = tokio::time::timeout(timeout, lease.conn_mut().send(&parts, &mut body)).await;
+        let SendError { error, written } = match sent {
+            Ok(Ok(head)) => {
                 let head_at = Instant::now();
-                let status = response.status().as_u16();
+                let status = head.status.as_u16();
                 target.metrics.requests.inc(status);
                 target.metrics.duration.observe(head_at - sent_at);
                 trace.head_at = Some(head_at);
                 trace.target_status = Some(status);
+                let reader = BodyReader::new(lease, &head);
+                let mut response = Response::new(ResponseBody::upstream(reader));
+                *response.status_mut() = head.status;
+                *response.headers_mut() = head.headers;
                 headers::remove_hop_by_hop(response.headers_mut());
-                return Ok(response.map(|body| ResponseBody::upstream(body, lease)));
+                return Ok(response);
             }
             Ok(Err(e)) => e,
             Err(_) => {
-                let error = ProxyError::ResponseTimeout(target.addr);
                 return Err(Failure {
-                    error,
+                    error: ProxyError::ResponseTimeout(target.addr),
                     unsent: None,
                 });
             }
         };
-        let unsent = e.take_message();
-        match unsent {
-            // The pooled connection closed before the request was written: the
-            // request is whole, so try it on another connection to the same target.
-            Some(unsent) if stale < MAX_STALE => {
-                stale += 1;
-                req = unsent;
-                in_flight = lease.into_in_flight();
-            }
-            unsent => {
-                let error = ProxyError::Target {
-                    target: target.addr,
-                    source: e.into_error(),
-                };
-                return Err(Failure { error, unsent });
-            }
+        let again = !written
+            || (matches!(error, h1::Error::Closed)
+                && body.is_end_stream()
+                && is_idempotent(&parts.method));
+        if reused && again && stale < MAX_STALE {
+            stale += 1;
+            in_flight = lease.into_in_flight();
+            continue;
         }
+        let error = ProxyError::TargetHttp1 {
+            target: target.addr,
+            source: error,
+        };
+        let unsent = (!written).then(|| Request::from_parts(parts, body));
+        return Err(Failure { error, unsent });
     }
 }
 

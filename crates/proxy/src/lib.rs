@@ -19,6 +19,7 @@ mod error;
 mod exposition;
 mod forward;
 mod grpc;
+mod h1;
 mod h2pool;
 mod headers;
 mod health;

@@ -3,25 +3,23 @@
 //! Data path. Idle connections wait in a lock-free bounded queue (crossbeam's
 //! `ArrayQueue`, as pingora's pool uses), so taking and returning one is a CAS, not
 //! a lock. A connection goes back to the pool only when its response ended cleanly
-//! (see `body.rs`); one that erred, or whose response was abandoned half-read, is
-//! dropped and closes. Connections idle longer than `idle_timeout` are not reused,
-//! since targets close idle keep-alive connections on their own schedule and a
-//! request sent on a connection the target is closing would fail.
+//! and the target did not ask to close (see `h1/client.rs`); one that erred, or
+//! whose response was abandoned half-read, is dropped and closes. Idle connections
+//! have no task watching them: taking one checks, with one non-blocking read, that
+//! the target has not closed it meanwhile. Connections idle longer than
+//! `idle_timeout` are not reused either, since targets close idle keep-alive
+//! connections on their own schedule and a request could cross the target's close.
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::body::UpstreamBody;
+use crate::h1::client::{Conn, Stream};
 use crate::target::InFlight;
 use crate::tls::Connector;
-
-pub type Sender = http1::SendRequest<UpstreamBody>;
 
 /// How many idle connections one target keeps at most.
 const MAX_IDLE: usize = 512;
@@ -33,7 +31,7 @@ pub struct Pool {
 }
 
 struct Idle {
-    sender: Sender,
+    conn: Conn,
     since: Instant,
 }
 
@@ -46,27 +44,21 @@ impl Pool {
         }
     }
 
-    /// An idle connection that is still open and ready for a request, if any.
-    pub async fn take(&self) -> Option<Sender> {
-        while let Some(idle) = self.idle.pop() {
-            let Idle { mut sender, since } = idle;
-            if sender.is_closed() || since.elapsed() > self.idle_timeout {
-                continue;
-            }
-            // A returned connection turns ready as soon as its connection task has
-            // seen the end of the last response; this wait is normally immediate.
-            if sender.ready().await.is_ok() {
-                return Some(sender);
+    /// An idle connection that is still open and clean, if any.
+    pub fn take(&self) -> Option<Conn> {
+        while let Some(Idle { mut conn, since }) = self.idle.pop() {
+            if since.elapsed() <= self.idle_timeout && conn.is_usable() {
+                return Some(conn);
             }
         }
         None
     }
 
-    fn put(&self, sender: Sender) {
-        if !sender.is_closed() {
+    fn put(&self, conn: Conn) {
+        if let Some(conn) = conn.into_idle() {
             // A full pool drops the connection, which closes it.
             let _ = self.idle.push(Idle {
-                sender,
+                conn,
                 since: Instant::now(),
             });
         }
@@ -74,17 +66,17 @@ impl Pool {
 
     /// Open a new connection within `timeout` (TCP, and the TLS handshake when the
     /// group has `tls`).
-    pub async fn connect(&self, timeout: Duration, tls: Option<&Connector>) -> io::Result<Sender> {
+    pub async fn connect(&self, timeout: Duration, tls: Option<&Connector>) -> io::Result<Conn> {
         let connect = async {
             let stream = TcpStream::connect(self.addr).await?;
             stream.set_nodelay(true)?;
-            match tls {
-                None => handshake(stream).await,
-                Some(tls) => handshake(tls.connect(stream, self.addr).await?).await,
-            }
+            Ok(Conn::new(match tls {
+                None => Stream::Plain(stream),
+                Some(tls) => Stream::Tls(Box::new(tls.connect(stream, self.addr).await?)),
+            }))
         };
         match tokio::time::timeout(timeout, connect).await {
-            Ok(sender) => sender,
+            Ok(conn) => conn,
             Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!("connect timed out after {timeout:?}"),
@@ -97,34 +89,19 @@ impl Pool {
     }
 }
 
-async fn handshake<I>(io: I) -> io::Result<Sender>
-where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, conn) = http1::Builder::new()
-        .handshake(TokioIo::new(io))
-        .await
-        .map_err(io::Error::other)?;
-    tokio::spawn(async move {
-        // Ends when the target closes or the last sender is dropped.
-        let _ = conn.await;
-    });
-    Ok(sender)
-}
-
 /// A connection checked out for one request, with the target's in-flight count.
 pub struct Lease {
-    sender: Sender,
+    conn: Conn,
     in_flight: InFlight,
 }
 
 impl Lease {
-    pub fn new(sender: Sender, in_flight: InFlight) -> Self {
-        Lease { sender, in_flight }
+    pub fn new(conn: Conn, in_flight: InFlight) -> Self {
+        Lease { conn, in_flight }
     }
 
-    pub fn sender(&mut self) -> &mut Sender {
-        &mut self.sender
+    pub fn conn_mut(&mut self) -> &mut Conn {
+        &mut self.conn
     }
 
     /// Give up the connection (it closes) but keep the request counted in flight.
@@ -134,7 +111,7 @@ impl Lease {
 
     /// Return the connection to its target's pool; the in-flight count ends.
     pub fn release(self) {
-        let Lease { sender, in_flight } = self;
-        in_flight.target().pool.put(sender);
+        let Lease { conn, in_flight } = self;
+        in_flight.target().pool.put(conn);
     }
 }

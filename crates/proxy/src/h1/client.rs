@@ -1,0 +1,373 @@
+//! One HTTP/1.1 connection to a target, driven by the task of the client request
+//! that uses it.
+//!
+//! Data path. `Conn::send` writes the request head (and streams the body, with
+//! `Content-Length` when its size is known and chunked otherwise), then reads until
+//! it has the response head; `BodyReader` then hands the response body to hyper
+//! frame by frame straight from the socket, and puts the connection back in its
+//! pool the moment the body has ended cleanly. No task, channel or lock sits in
+//! between. Each connection keeps one read buffer and one write buffer for its
+//! whole life: a response small enough to fit is copied out of the read buffer,
+//! so the buffer stays whole and warm in the cache for the next request on it.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll, Waker};
+
+use bytes::{Bytes, BytesMut};
+use http::request::Parts;
+use http::StatusCode;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_util::io::poll_read_buf;
+
+use super::codec::{self, ChunkedDecoder, Decoded, Framing, ResponseHead};
+use super::Error;
+use crate::body::UpstreamBody;
+use crate::pool::Lease;
+
+/// Bytes reserved in a connection's read buffer before each read.
+const READ_SIZE: usize = 16 * 1024;
+/// Body data up to this size is copied into the write buffer with its chunk framing
+/// and sent in one write.
+const COALESCE: usize = 8 * 1024;
+
+/// A connected socket to a target, plain or TLS.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// An HTTP/1.1 connection to a target with its buffers.
+pub struct Conn {
+    io: Stream,
+    rbuf: BytesMut,
+    wbuf: Vec<u8>,
+    /// It has carried a request before (it came from the pool).
+    reused: bool,
+}
+
+/// A failed exchange, and whether any of the request reached the socket.
+pub struct SendError {
+    pub error: Error,
+    pub written: bool,
+}
+
+impl Conn {
+    pub fn new(io: Stream) -> Self {
+        Conn {
+            io,
+            rbuf: BytesMut::new(),
+            wbuf: Vec::new(),
+            reused: false,
+        }
+    }
+
+    pub fn is_reused(&self) -> bool {
+        self.reused
+    }
+
+    /// An idle connection is fit for another request if the target has not closed
+    /// it and has sent nothing unasked. One non-blocking read tells: it must find
+    /// nothing to read.
+    pub fn is_usable(&mut self) -> bool {
+        if !self.rbuf.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut byte = [0u8; 1];
+        let mut probe = ReadBuf::new(&mut byte);
+        Pin::new(&mut self.io)
+            .poll_read(&mut cx, &mut probe)
+            .is_pending()
+    }
+
+    /// Ready to go back to the pool: the response ended where it said it would.
+    pub fn into_idle(mut self) -> Option<Self> {
+        self.reused = true;
+        self.rbuf.is_empty().then_some(self)
+    }
+
+    /// Write the request and read the response head (informational responses are
+    /// skipped).
+    pub async fn send(
+        &mut self,
+        parts: &Parts,
+        body: &mut UpstreamBody,
+    ) -> Result<ResponseHead, SendError> {
+        let framing = if body.is_end_stream() {
+            Framing::Empty
+        } else {
+            match body.size_hint().exact() {
+                Some(n) => Framing::Length(n),
+                None => Framing::Chunked,
+            }
+        };
+        self.wbuf.clear();
+        codec::encode_request(parts, framing, &mut self.wbuf);
+        // The first write tells whether anything reached the target at all.
+        let first = self.io.write(&self.wbuf).await.map_err(|e| SendError {
+            error: e.into(),
+            written: false,
+        })?;
+        let written = |error: Error| SendError {
+            error,
+            written: true,
+        };
+        if first < self.wbuf.len() {
+            self.io
+                .write_all(&self.wbuf[first..])
+                .await
+                .map_err(|e| written(e.into()))?;
+        }
+        if framing != Framing::Empty {
+            self.send_body(body, framing).await.map_err(written)?;
+        }
+        self.io.flush().await.map_err(|e| written(e.into()))?;
+        self.read_head(&parts.method).await.map_err(written)
+    }
+
+    async fn send_body(&mut self, body: &mut UpstreamBody, framing: Framing) -> Result<(), Error> {
+        let chunked = framing == Framing::Chunked;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(Error::ClientBody)?;
+            let frame = match frame.into_data() {
+                Ok(data) => {
+                    if data.is_empty() {
+                        continue;
+                    }
+                    if !chunked {
+                        self.io.write_all(&data).await?;
+                    } else if data.len() <= COALESCE {
+                        self.wbuf.clear();
+                        codec::encode_chunk_size(data.len(), &mut self.wbuf);
+                        self.wbuf.extend_from_slice(&data);
+                        self.wbuf.extend_from_slice(b"\r\n");
+                        self.io.write_all(&self.wbuf).await?;
+                    } else {
+                        self.wbuf.clear();
+                        codec::encode_chunk_size(data.len(), &mut self.wbuf);
+                        self.io.write_all(&self.wbuf).await?;
+                        self.io.write_all(&data).await?;
+                        self.io.write_all(b"\r\n").await?;
+                    }
+                    continue;
+                }
+                Err(frame) => frame,
+            };
+            if let (true, Ok(trailers)) = (chunked, frame.into_trailers()) {
+                self.wbuf.clear();
+                self.wbuf.extend_from_slice(b"0\r\n");
+                for (name, value) in &trailers {
+                    self.wbuf.extend_from_slice(name.as_str().as_bytes());
+                    self.wbuf.extend_from_slice(b": ");
+                    self.wbuf.extend_from_slice(value.as_bytes());
+                    self.wbuf.extend_from_slice(b"\r\n");
+                }
+                self.wbuf.extend_from_slice(b"\r\n");
+                return Ok(self.io.write_all(&self.wbuf).await?);
+            }
+        }
+        if chunked {
+            self.io.write_all(b"0\r\n\r\n").await?;
+        }
+        Ok(())
+    }
+
+    async fn read_head(&mut self, method: &http::Method) -> Result<ResponseHead, Error> {
+        let mut received = false;
+        loop {
+            if !self.rbuf.is_empty() {
+                if let Some(head) = codec::parse_response(&mut self.rbuf, method)? {
+                    if head.status == StatusCode::SWITCHING_PROTOCOLS {
+                        return Err(Error::Invalid("101 to a request that did not upgrade"));
+                    }
+                    if head.status.is_informational() {
+                        continue; // 100 Continue, 103 Early Hints
+                    }
+                    return Ok(head);
+                }
+            }
+            self.rbuf.reserve(READ_SIZE);
+            if self.io.read_buf(&mut self.rbuf).await? == 0 {
+                return Err(if received || !self.rbuf.is_empty() {
+                    Error::Incomplete
+                } else {
+                    Error::Closed
+                });
+            }
+            received = true;
+        }
+    }
+}
+
+/// A response body read straight from the target's connection.
+pub struct BodyReader {
+    /// The connection, until the body has ended.
+    lease: Option<Lease>,
+    decoding: Decoding,
+    keep_alive: bool,
+}
+
+enum Decoding {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    Close,
+    Done,
+}
+
+impl BodyReader {
+    pub fn new(lease: Lease, head: &ResponseHead) -> Self {
+        let decoding = match head.framing {
+            Framing::Empty | Framing::Length(0) => Decoding::Done,
+            Framing::Length(n) => Decoding::Length(n),
+            Framing::Chunked => Decoding::Chunked(ChunkedDecoder::default()),
+            Framing::Close => Decoding::Close,
+        };
+        let mut reader = BodyReader {
+            lease: Some(lease),
+            decoding,
+            keep_alive: head.keep_alive,
+        };
+        if matches!(reader.decoding, Decoding::Done) {
+            reader.finish();
+        }
+        reader
+    }
+
+    /// The body ended: the connection goes back to the pool if it can carry
+    /// another request, and closes otherwise.
+    fn finish(&mut self) {
+        self.decoding = Decoding::Done;
+        if let Some(lease) = self.lease.take() {
+            if self.keep_alive {
+                lease.release();
+            }
+        }
+    }
+}
+
+impl Body for BodyReader {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = self.get_mut();
+        loop {
+            let Some(lease) = this.lease.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let conn = lease.conn_mut();
+            match &mut this.decoding {
+                Decoding::Done => return Poll::Ready(None),
+                Decoding::Length(left) if !conn.rbuf.is_empty() => {
+                    let take = (*left).min(conn.rbuf.len() as u64) as usize;
+                    let data = codec::take_bytes(&mut conn.rbuf, take);
+                    *left -= take as u64;
+                    if *left == 0 {
+                        this.finish();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Decoding::Chunked(decoder) if !conn.rbuf.is_empty() => {
+                    match decoder.decode(&mut conn.rbuf) {
+                        Ok(Some(Decoded::Data(data))) => {
+                            return Poll::Ready(Some(Ok(Frame::data(data))))
+                        }
+                        Ok(Some(Decoded::End(trailers))) => {
+                            this.finish();
+                            return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))));
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            this.lease = None;
+                            return Poll::Ready(Some(Err(e)));
+                        }
+                    }
+                }
+                Decoding::Close if !conn.rbuf.is_empty() => {
+                    let len = conn.rbuf.len();
+                    let data = codec::take_bytes(&mut conn.rbuf, len);
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                _ => {}
+            }
+            conn.rbuf.reserve(READ_SIZE);
+            let read = ready!(poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.rbuf));
+            match read {
+                Ok(0) if matches!(this.decoding, Decoding::Close) => {
+                    this.keep_alive = false;
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    this.lease = None;
+                    return Poll::Ready(Some(Err(Error::Incomplete)));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    this.lease = None;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.decoding, Decoding::Done)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.decoding {
+            Decoding::Length(n) => SizeHint::with_exact(n),
+            Decoding::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}

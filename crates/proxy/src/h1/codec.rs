@@ -1,0 +1,555 @@
+//! HTTP/1.1 message syntax towards targets (RFC 9112): the request head ballast
+//! writes, the response head it reads, and how a response body is delimited.
+//!
+//! Data path, no I/O here: plain functions over byte buffers, so every rule is unit
+//! tested on its own. Parsing is httparse's (the parser hyper uses); what is
+//! ballast's is the framing decision of RFC 9112 §6.3, made strictly, because two
+//! parties that disagree on where a message ends is how responses get smuggled:
+//! - `Transfer-Encoding` wins over `Content-Length`, and a response that carries
+//!   both is read as chunked and its connection is not reused;
+//! - a `Transfer-Encoding` whose last coding is not `chunked` is read until close;
+//! - `Content-Length` must be digits, and repeated values must agree;
+//! - chunk-size lines must end in CRLF, with at most 16 hex digits.
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH};
+use http::header::{TRANSFER_ENCODING, UPGRADE};
+use http::{Method, StatusCode};
+
+use super::Error;
+
+/// The largest response head (status line and headers) accepted from a target.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// The most header fields in one response head, or in a chunked body's trailers.
+const MAX_HEADERS: usize = 128;
+/// The longest chunk-size line, extensions included.
+const MAX_CHUNK_LINE: usize = 4096;
+
+/// How a message body is delimited (RFC 9112 §6.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// No body at all (a HEAD response, 1xx, 204, 304, or a bodiless request).
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    Chunked,
+    /// Until the target closes the connection (responses only).
+    Close,
+}
+
+/// Write a request head in origin form. `framing` says how its body will be sent;
+/// the client's own `Content-Length` and `Transfer-Encoding` are replaced by it.
+/// Hop-by-hop headers must already be gone (`headers::prepare_request`).
+pub fn encode_request(parts: &http::request::Parts, framing: Framing, out: &mut Vec<u8>) {
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    out.extend_from_slice(if target.is_empty() {
+        b"/"
+    } else {
+        target.as_bytes()
+    });
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &parts.headers {
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        Framing::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        // A body-carrying method without a body still says so, as hyper does.
+        Framing::Empty if expects_body(&parts.method) => {
+            out.extend_from_slice(b"content-length: 0\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::Empty | Framing::Close => {}
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn expects_body(method: &Method) -> bool {
+    matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+}
+
+fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Write a chunk-size line for `len` bytes of data.
+pub fn encode_chunk_size(len: usize, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    let mut n = len;
+    loop {
+        i -= 1;
+        digits[i] = HEX[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A target's response head, parsed.
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub framing: Framing,
+    /// Whether the connection may carry another request after this response.
+    pub keep_alive: bool,
+}
+
+/// Parse one response head from the front of `buf`, consuming it. `Ok(None)`:
+/// incomplete, read more. Informational (1xx) responses are returned like any other;
+/// the caller skips them.
+pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>, Error> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut slots);
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(Error::HeadTooLarge),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(Error::Invalid("too many headers")),
+        Err(_) => return Err(Error::Invalid("malformed response head")),
+    };
+    if len > MAX_HEAD {
+        return Err(Error::HeadTooLarge);
+    }
+    let code = parsed.code.unwrap_or(0);
+    let status = StatusCode::from_u16(code).map_err(|_| Error::Invalid("status code"))?;
+    let http11 = parsed.version == Some(1);
+    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    for h in parsed.headers.iter() {
+        let name =
+            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| Error::Invalid("header name"))?;
+        let value = HeaderValue::from_bytes(h.value).map_err(|_| Error::Invalid("header value"))?;
+        headers.append(name, value);
+    }
+    buf.advance(len);
+
+    let mut keep_alive = http11 && !has_token(&headers, &CONNECTION, "close");
+    let framing = if status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || method == Method::HEAD
+    {
+        Framing::Empty
+    } else if headers.contains_key(TRANSFER_ENCODING) {
+        if headers.contains_key(CONTENT_LENGTH) {
+            // Both: read as chunked (RFC 9112 §6.3 item 3), never reuse the connection.
+            headers.remove(CONTENT_LENGTH);
+            keep_alive = false;
+        }
+        if last_coding_is_chunked(&headers) {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        }
+    } else if headers.contains_key(CONTENT_LENGTH) {
+        Framing::Length(content_length(&headers)?)
+    } else {
+        Framing::Close
+    };
+    if framing == Framing::Close {
+        keep_alive = false;
+    }
+    if status == StatusCode::SWITCHING_PROTOCOLS || headers.contains_key(UPGRADE) {
+        // Never offered on a pooled connection; whatever follows is not HTTP.
+        keep_alive = false;
+    }
+    Ok(Some(ResponseHead {
+        status,
+        headers,
+        framing,
+        keep_alive,
+    }))
+}
+
+/// Whether a comma-separated header names `token` (case-insensitively).
+fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    })
+}
+
+fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
+    let last = headers.get_all(TRANSFER_ENCODING).iter().next_back();
+    last.and_then(|v| v.to_str().ok())
+        .and_then(|s| s.rsplit(',').next())
+        .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"))
+}
+
+/// The one length all `Content-Length` values agree on.
+fn content_length(headers: &HeaderMap) -> Result<u64, Error> {
+    let mut found = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|&b| b == b',') {
+            let part = part.trim_ascii();
+            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+                return Err(Error::Invalid("content-length"));
+            }
+            let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+            if found.is_some_and(|f| f != n) {
+                return Err(Error::Invalid("conflicting content-length"));
+            }
+            found = Some(n);
+        }
+    }
+    found.ok_or(Error::Invalid("content-length"))
+}
+
+/// What the chunked decoder produced.
+#[derive(Debug, PartialEq)]
+pub enum Decoded {
+    Data(Bytes),
+    /// The body ended; with trailers when the target sent any.
+    End(Option<HeaderMap>),
+}
+
+/// A chunked body, decoded incrementally from a read buffer.
+#[derive(Debug, Default)]
+pub struct ChunkedDecoder {
+    /// Data bytes left in the current chunk; `None` while a size line is expected.
+    remaining: Option<u64>,
+    /// The CRLF after a chunk's data is still to come.
+    crlf_due: bool,
+    /// The last chunk (size 0) was read; trailers follow.
+    last: bool,
+}
+
+impl ChunkedDecoder {
+    /// Decode what `buf` holds. `Ok(None)`: read more.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, Error> {
+        loop {
+            if self.last {
+                return self.trailers(buf);
+            }
+            if self.crlf_due {
+                if buf.len() < 2 {
+                    return Ok(None);
+                }
+                if &buf[..2] != b"\r\n" {
+                    return Err(Error::Invalid("chunk data not followed by CRLF"));
+                }
+                buf.advance(2);
+                self.crlf_due = false;
+            }
+            match self.remaining {
+                None => {
+                    let Some(size) = chunk_size(buf)? else {
+                        return Ok(None);
+                    };
+                    if size == 0 {
+                        self.last = true;
+                    } else {
+                        self.remaining = Some(size);
+                    }
+                }
+                Some(remaining) => {
+                    if buf.is_empty() {
+                        return Ok(None);
+                    }
+                    let take = remaining.min(buf.len() as u64) as usize;
+                    let data = take_bytes(buf, take);
+                    let left = remaining - take as u64;
+                    self.remaining = (left > 0).then_some(left);
+                    self.crlf_due = left == 0;
+                    return Ok(Some(Decoded::Data(data)));
+                }
+            }
+        }
+    }
+
+    fn trailers(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, Error> {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        match httparse::parse_headers(buf, &mut slots) {
+            Ok(httparse::Status::Complete((len, fields))) => {
+                let trailers = if fields.is_empty() {
+                    None
+                } else {
+                    let mut map = HeaderMap::with_capacity(fields.len());
+                    for h in fields {
+                        let name = HeaderName::from_bytes(h.name.as_bytes())
+                            .map_err(|_| Error::Invalid("trailer name"))?;
+                        let value = HeaderValue::from_bytes(h.value)
+                            .map_err(|_| Error::Invalid("trailer value"))?;
+                        map.append(name, value);
+                    }
+                    Some(map)
+                };
+                buf.advance(len);
+                Ok(Some(Decoded::End(trailers)))
+            }
+            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => Err(Error::HeadTooLarge),
+            Ok(httparse::Status::Partial) => Ok(None),
+            Err(_) => Err(Error::Invalid("malformed trailers")),
+        }
+    }
+}
+
+/// Parse and consume one chunk-size line (`1a;ext=v\r\n`). `Ok(None)`: incomplete.
+fn chunk_size(buf: &mut BytesMut) -> Result<Option<u64>, Error> {
+    let window = &buf[..buf.len().min(MAX_CHUNK_LINE)];
+    let Some(lf) = window.iter().position(|&b| b == b'\n') else {
+        if buf.len() >= MAX_CHUNK_LINE {
+            return Err(Error::Invalid("chunk-size line too long"));
+        }
+        return Ok(None);
+    };
+    if lf == 0 || window[lf - 1] != b'\r' {
+        return Err(Error::Invalid("chunk-size line not ended by CRLF"));
+    }
+    let line = &window[..lf - 1];
+    let digits_end = line
+        .iter()
+        .position(|b| !b.is_ascii_hexdigit())
+        .unwrap_or(line.len());
+    if digits_end == 0 || digits_end > 16 {
+        return Err(Error::Invalid("chunk size"));
+    }
+    let rest = &line[digits_end..];
+    // Only chunk extensions may follow the size (RFC 9112 §7.1.1), after optional
+    // whitespace; they are ignored.
+    let rest = rest.trim_ascii_start();
+    if !rest.is_empty() && rest[0] != b';' {
+        return Err(Error::Invalid("chunk size"));
+    }
+    let size = line[..digits_end].iter().fold(0u64, |n, &d| {
+        let v = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            _ => d - b'A' + 10,
+        };
+        (n << 4) | u64::from(v)
+    });
+    buf.advance(lf + 1);
+    Ok(Some(size))
+}
+
+/// Take `n` bytes off the front of `buf`. Small pieces are copied, so the read
+/// buffer stays whole and is reused for the next read; large ones are split off
+/// without a copy.
+pub fn take_bytes(buf: &mut BytesMut, n: usize) -> Bytes {
+    if n <= 4096 {
+        let data = Bytes::copy_from_slice(&buf[..n]);
+        buf.advance(n);
+        data
+    } else {
+        buf.split_to(n).freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str, method: Method) -> Result<Option<ResponseHead>, Error> {
+        let mut buf = BytesMut::from(raw);
+        parse_response(&mut buf, &method)
+    }
+
+    fn head(raw: &str) -> ResponseHead {
+        parse(raw, Method::GET).expect("valid").expect("complete")
+    }
+
+    #[test]
+    fn request_head_is_origin_form_with_our_framing() {
+        let (mut parts, ()) = http::Request::post("/a?b=1")
+            .header("host", "example")
+            .header("content-length", "999")
+            .header("transfer-encoding", "chunked")
+            .header("x-y", "z")
+            .body(())
+            .expect("request")
+            .into_parts();
+        let mut out = Vec::new();
+        encode_request(&parts, Framing::Length(12), &mut out);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "POST /a?b=1 HTTP/1.1\r\nhost: example\r\nx-y: z\r\ncontent-length: 12\r\n\r\n"
+        );
+        out.clear();
+        encode_request(&parts, Framing::Empty, &mut out);
+        assert!(String::from_utf8_lossy(&out).ends_with("content-length: 0\r\n\r\n"));
+        parts.method = Method::GET;
+        out.clear();
+        encode_request(&parts, Framing::Chunked, &mut out);
+        assert!(String::from_utf8_lossy(&out).ends_with("transfer-encoding: chunked\r\n\r\n"));
+    }
+
+    #[test]
+    fn decimal_and_hex() {
+        let mut out = Vec::new();
+        push_decimal(&mut out, 0);
+        push_decimal(&mut out, 18446744073709551615);
+        assert_eq!(out, b"018446744073709551615");
+        out.clear();
+        encode_chunk_size(0x1a2b, &mut out);
+        assert_eq!(out, b"1a2b\r\n");
+    }
+
+    #[test]
+    fn framing_follows_rfc9112() {
+        assert_eq!(
+            head("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n").framing,
+            Framing::Length(5)
+        );
+        let chunked = head("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
+        assert_eq!(chunked.framing, Framing::Chunked);
+        assert!(chunked.keep_alive);
+        let close = head("HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(close.framing, Framing::Close);
+        assert!(!close.keep_alive);
+        let gzip = head("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n");
+        assert_eq!(gzip.framing, Framing::Close);
+        for empty in [
+            "HTTP/1.1 204 No Content\r\n\r\n",
+            "HTTP/1.1 304 Not Modified\r\ncontent-length: 9\r\n\r\n",
+        ] {
+            let h = head(empty);
+            assert_eq!(h.framing, Framing::Empty);
+            assert!(h.keep_alive);
+        }
+        let to_head = parse("HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n", Method::HEAD)
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(to_head.framing, Framing::Empty);
+        assert_eq!(
+            to_head.headers["content-length"], "9",
+            "kept for the client"
+        );
+    }
+
+    #[test]
+    fn both_lengths_read_as_chunked_and_not_reused() {
+        let h = head("HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n");
+        assert_eq!(h.framing, Framing::Chunked);
+        assert!(!h.keep_alive);
+        assert!(!h.headers.contains_key("content-length"));
+    }
+
+    #[test]
+    fn content_length_must_be_digits_and_agree() {
+        assert_eq!(
+            head("HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\n").framing,
+            Framing::Length(5)
+        );
+        for bad in ["+5", "5a", "", "5, 6", "99999999999999999999"] {
+            let raw = format!("HTTP/1.1 200 OK\r\ncontent-length: {bad}\r\n\r\n");
+            assert!(parse(&raw, Method::GET).is_err(), "{bad:?} accepted");
+        }
+        let twice = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n";
+        assert!(parse(twice, Method::GET).is_err());
+    }
+
+    #[test]
+    fn connection_close_and_http10_are_not_reused() {
+        assert!(
+            !head("HTTP/1.1 200 OK\r\nconnection: Close\r\ncontent-length: 0\r\n\r\n").keep_alive
+        );
+        assert!(!head("HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n").keep_alive);
+        assert!(
+            head("HTTP/1.1 200 OK\r\nconnection: keep-alive\r\ncontent-length: 0\r\n\r\n")
+                .keep_alive
+        );
+    }
+
+    #[test]
+    fn partial_heads_wait_and_huge_ones_fail() {
+        assert!(parse("HTTP/1.1 200 OK\r\ncontent-le", Method::GET)
+            .expect("ok")
+            .is_none());
+        let huge = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD + 1));
+        assert!(matches!(
+            parse(&huge, Method::GET),
+            Err(Error::HeadTooLarge)
+        ));
+        assert!(parse("NOT HTTP\r\n\r\n", Method::GET).is_err());
+    }
+
+    #[test]
+    fn parsing_consumes_exactly_the_head() {
+        let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi");
+        parse_response(&mut buf, &Method::GET)
+            .expect("ok")
+            .expect("complete");
+        assert_eq!(&buf[..], b"hi");
+    }
+
+    fn decode_all(input: &[u8], step: usize) -> Result<(Vec<u8>, Option<HeaderMap>), Error> {
+        let mut decoder = ChunkedDecoder::default();
+        let mut buf = BytesMut::new();
+        let mut body = Vec::new();
+        let mut fed = 0;
+        loop {
+            match decoder.decode(&mut buf)? {
+                Some(Decoded::Data(d)) => body.extend_from_slice(&d),
+                Some(Decoded::End(t)) => return Ok((body, t)),
+                None => {
+                    if fed >= input.len() {
+                        return Err(Error::Incomplete);
+                    }
+                    let end = (fed + step).min(input.len());
+                    buf.extend_from_slice(&input[fed..end]);
+                    fed = end;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_decode_at_any_split() {
+        let input = b"5\r\nhello\r\n1;ext=1\r\n \r\nA \r\n0123456789\r\n0\r\nx-t: 1\r\n\r\n";
+        for step in [1, 2, 3, 7, input.len()] {
+            let (body, trailers) = decode_all(input, step).expect("valid");
+            assert_eq!(body, b"hello 0123456789");
+            assert_eq!(trailers.expect("trailers")["x-t"], "1");
+        }
+        let (body, trailers) = decode_all(b"0\r\n\r\n", 1).expect("valid");
+        assert!(body.is_empty() && trailers.is_none());
+    }
+
+    #[test]
+    fn chunked_syntax_errors_are_refused() {
+        for bad in [
+            &b"5\nhello\r\n0\r\n\r\n"[..], // bare LF
+            b"5\r\nhelloXX0\r\n\r\n",      // no CRLF after data
+            b"g\r\n",                      // not hex
+            b"\r\n",                       // no size
+            b"11111111111111111\r\n",      // 17 digits
+            b"5 x\r\nhello\r\n0\r\n\r\n",  // junk after the size
+        ] {
+            assert!(
+                matches!(decode_all(bad, 1), Err(Error::Invalid(_))),
+                "{:?} accepted",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let long = format!("1;{}\r\n", "x".repeat(MAX_CHUNK_LINE));
+        assert!(decode_all(long.as_bytes(), 64).is_err());
+    }
+}
