@@ -9,6 +9,18 @@
 //! first byte of a pending request head arrived (noted by `TrackedIo` on read). One
 //! timer per connection wakes at the nearest deadline and decides; nothing is done
 //! per byte beyond one relaxed atomic load.
+//!
+//! Parking. hyper keeps an HTTP/1 connection's read and write buffers (16 KiB and
+//! more) for as long as the connection lives, which made every idle keep-alive
+//! connection cost some 30 KiB. So a plain-TCP HTTP/1 connection that has been
+//! quiet for `PARK_AFTER` is parked: hyper's connection is ended without closing
+//! the socket (`poll_without_shutdown`), its buffers are freed, and the task waits
+//! for the socket to turn readable with nothing but the socket and this state
+//! (`park`). The next request starts a fresh hyper connection over the same socket,
+//! fed first with any bytes hyper had read but not used (`Rewind`). Busy
+//! connections never park: a request in flight or a head arriving keeps them
+//! served. TLS connections do not park (rustls may hold decrypted bytes that the
+//! socket's readiness would not announce), nor do HTTP/2 ones.
 
 use std::io;
 use std::pin::Pin;
@@ -17,10 +29,108 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::{Buf, Bytes};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+
+/// How long an HTTP/1 keep-alive connection stays quiet before it gives its
+/// buffers back (see the module docs). Long enough that a client sending request
+/// after request never pays for setting hyper's connection up again; short enough
+/// that thousands of idle connections cost little.
+pub const PARK_AFTER: Duration = Duration::from_millis(250);
+
+/// Connections parked since the process started (see `ballast::trim`, which
+/// gives their freed buffers back to the OS).
+pub static PARKED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A client connection's byte stream: plain TCP or TLS over it.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// The socket, when nothing above it buffers data of its own, so that its
+    /// readiness means the client sent something (what parking waits on).
+    fn socket(&self) -> Option<&TcpStream> {
+        None
+    }
+}
+
+impl Transport for TcpStream {
+    fn socket(&self) -> Option<&TcpStream> {
+        Some(self)
+    }
+}
+
+/// Boxed: a TLS session is large, and the connection task keeps the size of its
+/// largest state for its whole life.
+impl Transport for Box<tokio_rustls::server::TlsStream<TcpStream>> {}
+
+/// A client socket as an upgraded (WebSocket) connection takes it over.
+pub trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientIo for T {}
+
+/// A stream with bytes already read from it put back in front.
+pub struct Rewind<T> {
+    pre: Bytes,
+    inner: T,
+}
+
+impl<T> Rewind<T> {
+    pub fn new(inner: T, pre: Bytes) -> Self {
+        Rewind { pre, inner }
+    }
+
+    pub fn into_inner(self) -> (T, Bytes) {
+        (self.inner, self.pre)
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.pre.is_empty() {
+            let n = this.pre.len().min(buf.remaining());
+            buf.put_slice(&this.pre[..n]);
+            this.pre.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
 
 /// What a listener asks of its connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +210,12 @@ pub struct TrackedIo<T = TcpStream> {
     state: Arc<ConnState>,
 }
 
+impl<T> TrackedIo<T> {
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+}
+
 impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -154,13 +270,20 @@ pub struct Timeouts {
 }
 
 /// Wrap an accepted socket for serving, returning the state its requests report to.
-pub fn track<T>(stream: T) -> (TokioIo<TrackedIo<T>>, Arc<ConnState>) {
+pub fn track<T>(stream: T) -> (TrackedIo<T>, Arc<ConnState>) {
     let state = ConnState::new();
-    let io = TokioIo::new(TrackedIo {
+    let io = TrackedIo {
         inner: stream,
         state: state.clone(),
-    });
+    };
     (io, state)
+}
+
+/// The client's stream as hyper serves it: bytes already read in front.
+pub type Served<T> = TokioIo<Rewind<TrackedIo<T>>>;
+
+pub fn serve_over<T>(io: TrackedIo<T>, pre: Bytes) -> Served<T> {
+    TokioIo::new(Rewind::new(io, pre))
 }
 
 /// What the timer decided.
@@ -171,9 +294,20 @@ enum Verdict {
     Idle,
     /// A request head took too long: close now.
     HeadTimeout,
+    /// Quiet long enough to park.
+    Park,
 }
 
-fn judge(state: &ConnState, t: Timeouts) -> Verdict {
+/// How a supervised connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The connection is over (the client closed, an error, a timeout, the drain).
+    Closed,
+    /// hyper let go of a quiet connection; the socket is open and can be parked.
+    Parked,
+}
+
+fn judge(state: &ConnState, t: Timeouts, park: bool) -> Verdict {
     let now = now_ms();
     if state.in_flight.load(Ordering::Relaxed) > 0 {
         // Requests have their own limits (target timeouts); check again later.
@@ -192,34 +326,69 @@ fn judge(state: &ConnState, t: Timeouts) -> Verdict {
     let limit = t.idle.as_millis() as u64;
     let idle = now.saturating_sub(state.idle_since.load(Ordering::Relaxed));
     if idle >= limit {
-        Verdict::Idle
-    } else {
-        Verdict::Wait(Duration::from_millis(limit - idle))
+        return Verdict::Idle;
+    }
+    let park_at = PARK_AFTER.as_millis() as u64;
+    if park && limit > park_at {
+        if idle >= park_at {
+            return Verdict::Park;
+        }
+        return Verdict::Wait(Duration::from_millis(park_at - idle));
+    }
+    Verdict::Wait(Duration::from_millis(limit - idle))
+}
+
+/// Wait, holding nothing but the socket, until the client sends the next request
+/// (`true`), or the idle timeout or the drain ends the connection (`false`).
+pub async fn park(
+    socket: &TcpStream,
+    state: &ConnState,
+    timeouts: Timeouts,
+    drain: &mut watch::Receiver<Drain>,
+) -> bool {
+    if *drain.borrow() != Drain::Running {
+        return false;
+    }
+    let idle = now_ms().saturating_sub(state.idle_since.load(Ordering::Relaxed));
+    let left = (timeouts.idle.as_millis() as u64).saturating_sub(idle);
+    // A peek, not `readable()`: readiness can be left over from the last read, and
+    // waking for nothing would set hyper's buffers up again.
+    let mut byte = [0u8; 1];
+    tokio::select! {
+        peeked = socket.peek(&mut byte) => matches!(peeked, Ok(n) if n > 0),
+        _ = drain.changed() => false,
+        () = tokio::time::sleep(Duration::from_millis(left)) => false,
     }
 }
 
 /// Drive a hyper connection to its end, enforcing the timeouts and the drain.
-/// `shutdown` starts a graceful shutdown of the connection (hyper's own).
+/// `shutdown` starts a graceful shutdown of the connection (hyper's own). With
+/// `park`, a connection quiet for `PARK_AFTER` is shut down gracefully too, and
+/// reported `Parked` when hyper has let go of it.
 pub async fn supervise<C, S>(
     mut conn: Pin<&mut C>,
     mut shutdown: S,
     state: &ConnState,
     timeouts: Timeouts,
-    mut drain: watch::Receiver<Drain>,
-) where
+    drain: &mut watch::Receiver<Drain>,
+    park: bool,
+) -> Ended
+where
     C: std::future::Future,
     S: FnMut(Pin<&mut C>),
 {
-    let sleep = tokio::time::sleep(timeouts.header_read.min(timeouts.idle));
+    let first = timeouts.header_read.min(timeouts.idle);
+    let sleep = tokio::time::sleep(if park { first.min(PARK_AFTER) } else { first });
     tokio::pin!(sleep);
     let mut closing = false;
+    let mut parking = false;
     if *drain.borrow() != Drain::Running {
         shutdown(conn.as_mut());
         closing = true;
     }
     loop {
         tokio::select! {
-            _ = conn.as_mut() => return,
+            _ = conn.as_mut() => return if parking { Ended::Parked } else { Ended::Closed },
             changed = drain.changed(), if !closing || *drain.borrow() != Drain::Closing => {
                 let now = if changed.is_ok() { *drain.borrow() } else { Drain::Closing };
                 match now {
@@ -229,18 +398,28 @@ pub async fn supervise<C, S>(
                             shutdown(conn.as_mut());
                             closing = true;
                         }
+                        parking = false;
                     }
-                    Drain::Closing => return,
+                    Drain::Closing => return Ended::Closed,
                 }
             }
             () = &mut sleep, if !closing => {
-                match judge(state, timeouts) {
-                    Verdict::Wait(d) => sleep.as_mut().reset(tokio::time::Instant::now() + d),
+                match judge(state, timeouts, park) {
+                    Verdict::Wait(d) => {
+                        // A connection that may park looks again at least that often.
+                        let d = if park { d.min(PARK_AFTER) } else { d };
+                        sleep.as_mut().reset(tokio::time::Instant::now() + d);
+                    }
                     Verdict::Idle => {
                         shutdown(conn.as_mut());
                         closing = true;
                     }
-                    Verdict::HeadTimeout => return,
+                    Verdict::Park => {
+                        shutdown(conn.as_mut());
+                        closing = true;
+                        parking = true;
+                    }
+                    Verdict::HeadTimeout => return Ended::Closed,
                 }
             }
         }

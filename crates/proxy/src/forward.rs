@@ -76,7 +76,13 @@ pub struct ConnCtx {
     pub tls: Option<Arc<crate::tls::TlsConnInfo>>,
     /// Where upgraded connections (WebSocket) run once they leave hyper.
     pub tunnels: Tunnels,
+    /// Set by an upgrade that got its 101: where the connection sends the client's
+    /// socket once hyper has written the 101 and let go of it.
+    pub client_handoff: std::sync::Mutex<Option<ClientHandoff>>,
 }
+
+/// Hands an upgraded client socket over to its tunnel.
+pub type ClientHandoff = tokio::sync::oneshot::Sender<Box<dyn crate::connection::ClientIo>>;
 
 /// What happened to one request, for its metrics and its access-log line.
 #[derive(Default)]

@@ -40,6 +40,7 @@ mod tunnel;
 mod upgrade;
 
 pub use access_log::AccessRecord;
+pub use connection::PARKED as PARKED_CONNECTIONS;
 pub use error::{ErrorSource, ProxyError};
 pub use server::{ApplyError, Server};
 pub use snapshot::Snapshot;

@@ -1,33 +1,41 @@
 //! A listener: its socket, its accept loop and the connections it serves.
 //!
-//! Data path. Each accepted connection runs in its own task, served by hyper's
-//! auto builder (HTTP/1.1 and HTTP/2 with prior knowledge on one port) and
-//! supervised by `connection::supervise` for timeouts and drain. On an `https`
-//! listener the connection task first runs the TLS handshake (`tls::Terminator`,
-//! bounded by the header-read timeout) and then serves the TLS stream the same
-//! way; hyper's auto builder serves h2 when ALPN chose it (the client then sends
-//! the HTTP/2 preface), HTTP/1.1 otherwise. A listener that
+//! Data path. Each accepted connection runs in its own task. Its first bytes say
+//! which protocol it speaks: the HTTP/2 connection preface (h2c with prior
+//! knowledge, or h2 chosen by ALPN over TLS) or HTTP/1.1, both on one port. hyper
+//! serves either, supervised by `connection::supervise` for timeouts and drain;
+//! an HTTP/1 connection over plain TCP is parked between bursts of requests
+//! (`connection.rs`) and handed to a tunnel after a WebSocket upgrade
+//! (`upgrade.rs`). On an `https` listener the connection task first runs the TLS
+//! handshake (`tls::Terminator`, bounded by the header-read timeout). A listener that
 //! is stopped (SIGTERM, or removed by a reload) closes its socket at once, asks its
 //! connections to finish their in-flight requests, and after the drain timeout
 //! closes what is left.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use ballast_config::ListenerConfig;
-use hyper::service::service_fn;
+use bytes::{Bytes, BytesMut};
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper::service::{service_fn, HttpService};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto;
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
-use crate::connection::{self, Drain, Timeouts};
+use crate::body::ResponseBody;
+use crate::connection::{self, ConnState, Drain, Ended, Served, Timeouts, TrackedIo, Transport};
 use crate::forward::{self, ConnCtx};
 use crate::headers::ForwardedInfo;
 use crate::metrics::ListenerMetrics;
@@ -81,7 +89,8 @@ impl ListenerHandle {
                 local_addr.port(),
             )),
             shared,
-            builder: server_builder(),
+            h1: http1_builder(),
+            h2: http2_builder(),
             tls,
         };
         let accept = tokio::spawn(accept_loop(socket, ctx, drain_rx, connections.clone()));
@@ -121,7 +130,8 @@ struct AcceptCtx {
     name: Arc<str>,
     forwarded: Arc<ForwardedInfo>,
     shared: Arc<Shared>,
-    builder: auto::Builder<TokioExecutor>,
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
     tls: Option<Arc<Terminator>>,
 }
 
@@ -149,16 +159,19 @@ impl AcceptCtx {
     }
 }
 
-fn server_builder() -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+fn http1_builder() -> http1::Builder {
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         // Timeouts are enforced by `connection::supervise` (see there for why).
         .header_read_timeout(None)
         .max_buf_size(256 * 1024);
     builder
-        .http2()
+}
+
+fn http2_builder() -> http2::Builder<TokioExecutor> {
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
         .max_header_list_size(64 * 1024);
@@ -202,31 +215,38 @@ async fn serve(
     match &ctx.tls {
         None => serve_io(stream, client, None, &ctx, timeouts, metrics, tunnels).await,
         Some(terminator) => {
-            let Some((tls, info)) = terminator
-                .accept(stream, client, timeouts.header_read)
-                .await
-            else {
+            // Boxed, like the HTTP connections below: the connection's task keeps
+            // the size of its largest state for its whole life, parked or not.
+            let accept = Box::pin(terminator.accept(stream, client, timeouts.header_read));
+            let Some((tls, info)) = accept.await else {
                 return; // counted and logged by the terminator
             };
             let info = Some(Arc::new(info));
-            serve_io(tls, client, info, &ctx, timeouts, metrics, tunnels).await;
+            serve_io(
+                Box::new(tls),
+                client,
+                info,
+                &ctx,
+                timeouts,
+                metrics,
+                tunnels,
+            )
+            .await;
         }
     }
 }
 
 /// Serve HTTP on an accepted connection, plain or TLS.
-async fn serve_io<I>(
-    stream: I,
+async fn serve_io<T: Transport>(
+    stream: T,
     client: SocketAddr,
     tls: Option<Arc<TlsConnInfo>>,
     ctx: &Arc<AcceptCtx>,
     timeouts: Timeouts,
     metrics: Arc<ListenerMetrics>,
     tunnels: Tunnels,
-) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let drain = tunnels.drain.clone();
+) {
+    let mut drain = tunnels.drain.clone();
     let (io, state) = connection::track(stream);
     let conn_ctx = Arc::new(ConnCtx {
         shared: ctx.shared.clone(),
@@ -237,20 +257,157 @@ async fn serve_io<I>(
         metrics,
         tls,
         tunnels,
+        client_handoff: Mutex::new(None),
     });
-    let service = service_fn(move |req| {
-        let conn_ctx = conn_ctx.clone();
-        async move { Ok::<_, Infallible>(forward::handle(req, &conn_ctx).await) }
-    });
-    // With upgrades: a WebSocket upgrade hands the socket over to `tunnel.rs`.
-    let conn = ctx.builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(conn);
-    connection::supervise(
-        conn.as_mut(),
-        |c| c.graceful_shutdown(),
-        &state,
-        timeouts,
-        drain,
-    )
-    .await;
+    let Some((io, pre, http2)) = sniff(io, timeouts.header_read).await else {
+        return;
+    };
+    if http2 {
+        let service = service_fn(move |req| {
+            let conn_ctx = conn_ctx.clone();
+            async move { Ok::<_, Infallible>(forward::handle(req, &conn_ctx).await) }
+        });
+        let mut conn = Box::pin(
+            ctx.h2
+                .serve_connection(connection::serve_over(io, pre), service),
+        );
+        let shutdown = |c: Pin<&mut _>| http2::Connection::graceful_shutdown(c);
+        connection::supervise(conn.as_mut(), shutdown, &state, timeouts, &mut drain, false).await;
+    } else {
+        serve_http1(io, pre, ctx, conn_ctx, &state, timeouts, drain).await;
+    }
+}
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Read the first bytes of a connection: HTTP/2 if they are the preface. Returns
+/// the bytes read (to be served first) or `None` if the client went away or was
+/// too slow.
+async fn sniff<T: Transport>(
+    mut io: TrackedIo<T>,
+    limit: Duration,
+) -> Option<(TrackedIo<T>, Bytes, bool)> {
+    let mut buf = BytesMut::with_capacity(PREFACE.len());
+    let read = async {
+        loop {
+            if io.read_buf(&mut buf).await.ok()? == 0 {
+                return None;
+            }
+            let n = buf.len().min(PREFACE.len());
+            if buf[..n] != PREFACE[..n] {
+                return Some(false);
+            }
+            if n == PREFACE.len() {
+                return Some(true);
+            }
+        }
+    };
+    let http2 = tokio::time::timeout(limit, read).await.ok()??;
+    Some((io, buf.freeze(), http2))
+}
+
+/// Serve HTTP/1.1, parking the connection while it is quiet (plain TCP only) and
+/// handing it to its tunnel after an upgrade.
+async fn serve_http1<T: Transport>(
+    mut io: TrackedIo<T>,
+    mut pre: Bytes,
+    ctx: &Arc<AcceptCtx>,
+    conn_ctx: Arc<ConnCtx>,
+    state: &ConnState,
+    timeouts: Timeouts,
+    mut drain: watch::Receiver<Drain>,
+) {
+    let parkable = io.get_ref().socket().is_some();
+    loop {
+        let handler = conn_ctx.clone();
+        // Boxed so that hyper can give the connection back (`poll_without_shutdown`
+        // needs an `Unpin` future); the box lives as long as the request.
+        let service = service_fn(move |req| {
+            let conn_ctx = handler.clone();
+            Box::pin(async move { Ok::<_, Infallible>(forward::handle(req, &conn_ctx).await) })
+        });
+        // Boxed: allocated while the connection is served, freed when it parks.
+        let mut conn = Box::new(
+            ctx.h1
+                .serve_connection(connection::serve_over(io, pre), service),
+        );
+        let ended = {
+            let served = WithoutShutdown(&mut conn);
+            tokio::pin!(served);
+            let shutdown = |c: Pin<&mut WithoutShutdown<'_, _, _>>| {
+                Pin::new(&mut *c.get_mut().0).graceful_shutdown()
+            };
+            connection::supervise(served, shutdown, state, timeouts, &mut drain, parkable).await
+        };
+        // Taken apart at once: whatever is not kept must be freed before parking.
+        let http1::Parts {
+            io: served,
+            read_buf,
+            ..
+        } = conn.into_parts();
+        let (tracked, rest) = served.into_inner().into_inner();
+        let unread = unread_bytes(rest, read_buf);
+        // After a 101 the socket belongs to the upgrade's tunnel.
+        let handoff = conn_ctx
+            .client_handoff
+            .lock()
+            .ok()
+            .and_then(|mut h| h.take());
+        if let Some(handoff) = handoff {
+            let _ = handoff.send(Box::new(connection::Rewind::new(tracked, unread)));
+            return;
+        }
+        if ended == Ended::Closed {
+            return;
+        }
+        (io, pre) = (tracked, unread);
+        if pre.is_empty() {
+            let Some(socket) = io.get_ref().socket() else {
+                return;
+            };
+            connection::PARKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if !connection::park(socket, state, timeouts, &mut drain).await {
+                return;
+            }
+        }
+    }
+}
+
+/// The bytes read from a connection but not yet used: what `Rewind` still held,
+/// then what hyper had read. An empty result owns no memory (an empty `Bytes` cut
+/// from hyper's buffer would keep the whole buffer alive while the connection is
+/// parked).
+fn unread_bytes(rest: Bytes, read_buf: Bytes) -> Bytes {
+    match (rest.is_empty(), read_buf.is_empty()) {
+        (true, true) => Bytes::new(),
+        (true, false) => read_buf,
+        (false, true) => rest,
+        (false, false) => {
+            let mut joined = BytesMut::with_capacity(rest.len() + read_buf.len());
+            joined.extend_from_slice(&rest);
+            joined.extend_from_slice(&read_buf);
+            joined.freeze()
+        }
+    }
+}
+
+/// An HTTP/1 connection driven to its end without closing the socket, so that it
+/// can be parked or upgraded afterwards.
+struct WithoutShutdown<'a, T: Transport, S: HttpService<Incoming>>(
+    &'a mut http1::Connection<Served<T>, S>,
+);
+
+impl<T, S> Future for WithoutShutdown<'_, T, S>
+where
+    T: Transport,
+    S: HttpService<Incoming, ResBody = ResponseBody> + Unpin,
+    S::Future: Unpin,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Output = hyper::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().0.poll_without_shutdown(cx)
+    }
 }

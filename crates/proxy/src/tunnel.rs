@@ -1,9 +1,9 @@
 //! Relaying an upgraded connection (WebSocket) as raw bytes, both ways, until one
 //! side closes, it sits idle too long, or ballast needs it closed.
 //!
-//! Data path, one task per upgraded connection. Once both hyper connections have
-//! handed over their sockets (`hyper::upgrade::on` on the client's request and on
-//! the target's 101), HTTP is over: two half-copies move bytes with each side's
+//! Data path, one task per upgraded connection. Once both sockets are handed over
+//! (the client's by its connection task, the target's by `hyper::upgrade::on` on
+//! its 101), HTTP is over: two half-copies move bytes with each side's
 //! backpressure (a 16 KiB buffer each; a read waits for the previous write). The
 //! copy is a hand loop rather than `copy_bidirectional` so that it can count the
 //! bytes of each direction, note the time of the last byte (for
@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
-use crate::connection::Drain;
+use crate::connection::{ClientIo, Drain};
 use crate::metrics::ListenerMetrics;
 use crate::target::{HealthState, InFlight};
 
@@ -58,9 +58,19 @@ struct Outcome {
     from_target: u64,
 }
 
-/// Wait for both upgrades, relay until done, then log how it went.
-pub async fn run(client: OnUpgrade, target: OnUpgrade, mut ctx: TunnelCtx) {
+/// Wait for both sockets, relay until done, then log how it went.
+pub async fn run(
+    client: oneshot::Receiver<Box<dyn ClientIo>>,
+    target: OnUpgrade,
+    mut ctx: TunnelCtx,
+) {
     let target_addr = ctx.in_flight.target().addr;
+    let client = async {
+        client
+            .await
+            .map_err(|_| "client connection ended".to_string())
+    };
+    let target = async { target.await.map_err(|e| e.to_string()) };
     let (client, target) = match tokio::try_join!(client, target) {
         Ok(ends) => ends,
         Err(e) => {
@@ -70,7 +80,7 @@ pub async fn run(client: OnUpgrade, target: OnUpgrade, mut ctx: TunnelCtx) {
     };
     let _open = ctx.metrics.upgraded();
     let started = Instant::now();
-    let out = relay(TokioIo::new(client), TokioIo::new(target), &mut ctx).await;
+    let out = relay(client, TokioIo::new(target), &mut ctx).await;
     tracing::info!(
         listener = %ctx.listener, client = %ctx.client, target = %target_addr,
         duration_ms = started.elapsed().as_millis() as u64,

@@ -9,8 +9,10 @@
 //! a fresh connection, never a pooled one: once upgraded it is no longer HTTP and
 //! can never return to a pool. If the target answers 101, the client gets the 101
 //! (with the target's headers, e.g. `Sec-WebSocket-Accept`) and a tunnel task
-//! (`tunnel.rs`, in the listener's task tracker) relays bytes once hyper has
-//! handed over both sockets (`hyper::upgrade::on`). Any other answer is passed on
+//! (`tunnel.rs`, in the listener's task tracker) relays bytes once both sockets
+//! are free: the target's from `hyper::upgrade::on`, the client's from its
+//! connection task (`ConnCtx::client_handoff`), which takes it back from hyper
+//! after the 101 is written. Any other answer is passed on
 //! as a normal response and the connection closes after it.
 //!
 //! Upgrades go to `http1` groups only; towards an `http2` group the upgrade
@@ -176,13 +178,13 @@ fn respond(
     client_side: Option<OnUpgrade>,
     conn: &ConnCtx,
 ) -> Response<ResponseBody> {
-    let client_side = match client_side {
-        Some(c) if response.status() == StatusCode::SWITCHING_PROTOCOLS => c,
+    match client_side {
+        Some(_) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {}
         _ => {
             headers::remove_hop_by_hop(response.headers_mut());
             return response.map(|body| ResponseBody::held(body, Hold::Request(in_flight)));
         }
-    };
+    }
     let target_side = hyper::upgrade::on(&mut response);
     let (mut parts, _) = response.into_parts();
     let upgrade = parts.headers.get(UPGRADE).cloned();
@@ -205,6 +207,12 @@ fn respond(
         metrics: conn.metrics.clone(),
         drain: conn.tunnels.drain.clone(),
     };
+    // The client's socket comes from its connection once hyper has written the 101
+    // and let go of it (`listener::serve_http1`).
+    let (handoff, client_side) = tokio::sync::oneshot::channel();
+    if let Ok(mut slot) = conn.client_handoff.lock() {
+        *slot = Some(handoff);
+    }
     conn.tunnels
         .tracker
         .spawn(tunnel::run(client_side, target_side, ctx));

@@ -73,3 +73,36 @@ async fn idle_and_header_timeouts_are_separate() {
         "closed before the idle timeout: {took:?}"
     );
 }
+
+/// A keep-alive connection quiet for longer than `PARK_AFTER` (250 ms) gives its
+/// HTTP state back and waits on the bare socket; the next request on it, whole or
+/// arriving in pieces, is served as usual.
+#[tokio::test]
+async fn a_parked_connection_serves_the_next_request() {
+    let bs = backends(1).await;
+    let setup = Setup::new(&bs);
+    let ballast = Ballast::start(&setup).await;
+    let mut s = TcpStream::connect(ballast.addr).await.expect("connect");
+    let mut buf = vec![0u8; 64 * 1024];
+    for round in 0..3 {
+        if round == 2 {
+            // The head arrives in two pieces right after the connection parked.
+            s.write_all(b"GET / HTTP/1.1\r\nHo").await.expect("write");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            s.write_all(b"st: x\r\n\r\n").await.expect("write");
+        } else {
+            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .expect("write");
+        }
+        let n = s.read(&mut buf).await.expect("read");
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 200"),
+            "round {round}: {}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        // Idle past the parking point (the idle timeout is far away).
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    assert_eq!(bs[0].requests(), 3);
+}
