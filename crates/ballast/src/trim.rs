@@ -6,19 +6,22 @@
 //! return it by itself, so after a burst of connections went quiet the process
 //! kept their ~16 KiB each, parked or not. HAProxy meets the same thing and calls
 //! `malloc_trim` after releasing its pools; ballast does the same from a thread of
-//! its own, once a second at most and only after at least `MIN_PARKED` connections
-//! parked since the last trim, so a steady load never pays for it.
+//! its own, after at least `MIN_PARKED` connections parked since the last trim: once
+//! a burst of parking has settled, or once a second while parking goes on. A
+//! steady load whose connections never go quiet never pays for it.
 //!
 //! Measured (`bench/run.py --scenarios idle`, 9,000 idle keep-alive connections):
 //! see BENCHMARKS.md.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ballast_proxy::PARKED_CONNECTIONS;
 
 /// How often the trimmer looks.
-const PERIOD: Duration = Duration::from_secs(1);
+const PERIOD: Duration = Duration::from_millis(250);
+/// While connections keep parking, trim at most this often.
+const MAX_INTERVAL: Duration = Duration::from_secs(1);
 /// Parked connections since the last trim that make one worth its cost (a trim
 /// walks the heaps, a few milliseconds with gigabytes in them).
 const MIN_PARKED: u64 = 256;
@@ -31,12 +34,19 @@ pub fn start() {
     let spawned = std::thread::Builder::new()
         .name("ballast-trim".into())
         .spawn(|| {
-            let mut seen = PARKED_CONNECTIONS.load(Ordering::Relaxed);
+            let mut trimmed_at = PARKED_CONNECTIONS.load(Ordering::Relaxed);
+            let mut last_seen = trimmed_at;
+            let mut last_trim = Instant::now();
             loop {
                 std::thread::sleep(PERIOD);
                 let now = PARKED_CONNECTIONS.load(Ordering::Relaxed);
-                if now.wrapping_sub(seen) >= MIN_PARKED {
-                    seen = now;
+                // Trim once a burst of parking has settled (nothing parked in the
+                // last period), or every `MAX_INTERVAL` while parking goes on.
+                let settled = now == last_seen || last_trim.elapsed() >= MAX_INTERVAL;
+                last_seen = now;
+                if now.wrapping_sub(trimmed_at) >= MIN_PARKED && settled {
+                    trimmed_at = now;
+                    last_trim = Instant::now();
                     sys::trim();
                 }
             }
