@@ -36,6 +36,10 @@ enum Command {
         /// `state.dir` (which otherwise wins); the file is then persisted.
         #[arg(long)]
         config_wins: bool,
+        /// Data-path threads, one event loop each (default: the cores this process
+        /// may run on, as `taskset` or the cgroup allows).
+        #[arg(long)]
+        workers: Option<usize>,
     },
     /// Validate a config file: print every error, exit 0 if valid and 1 if not.
     Check {
@@ -92,10 +96,21 @@ fn init_logging() {
         .init();
 }
 
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+/// The main runtime. With data-path workers (`serve`, `demo`) it runs only the
+/// control path, on the main thread; otherwise it is tokio's multi-thread runtime.
+fn runtime(workers: bool) -> std::io::Result<tokio::runtime::Runtime> {
+    if workers {
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn main() -> ExitCode {
@@ -124,7 +139,18 @@ fn main() -> ExitCode {
         command => {
             init_logging();
             trim::start();
-            let rt = match runtime() {
+            let workers = match &command {
+                Command::Serve { workers, .. } => Some(workers.unwrap_or_else(cores)),
+                Command::Demo { .. } => Some(cores()),
+                _ => None,
+            };
+            if let Some(n) = workers {
+                if let Err(e) = ballast_proxy::workers::start(n) {
+                    eprintln!("ballast: cannot start the worker threads: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+            let rt = match runtime(workers.is_some()) {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("ballast: cannot start the runtime: {e}");
@@ -136,6 +162,7 @@ fn main() -> ExitCode {
                     Command::Serve {
                         config,
                         config_wins,
+                        ..
                     } => serve::run(&config, config_wins).await,
                     Command::Demo { bind, admin } => demo::run(bind, admin).await,
                     Command::Backend {

@@ -38,6 +38,7 @@ mod target_group;
 mod tls;
 mod tunnel;
 mod upgrade;
+pub mod workers;
 
 pub use access_log::AccessRecord;
 pub use connection::PARKED as PARKED_CONNECTIONS;

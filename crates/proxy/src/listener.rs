@@ -66,7 +66,8 @@ pub struct ListenerHandle {
     pub local_addr: SocketAddr,
     drain: watch::Sender<Drain>,
     connections: TaskTracker,
-    accept: JoinHandle<()>,
+    /// One accept loop per worker (`workers.rs`).
+    accept: Vec<JoinHandle<()>>,
 }
 
 impl ListenerHandle {
@@ -93,7 +94,35 @@ impl ListenerHandle {
             h2: http2_builder(),
             tls,
         };
-        let accept = tokio::spawn(accept_loop(socket, ctx, drain_rx, connections.clone()));
+        let ctx = Arc::new(ctx);
+        let accept = match crate::workers::handles() {
+            None => vec![tokio::spawn(accept_loop(
+                socket,
+                ctx,
+                drain_rx,
+                connections.clone(),
+            ))],
+            Some(workers) => {
+                // Every worker accepts on a clone of the one socket.
+                let socket = socket.into_std()?;
+                let mut loops = Vec::with_capacity(workers.len());
+                for worker in workers {
+                    let clone = socket.try_clone()?;
+                    let (ctx, drain_rx, tracker) =
+                        (ctx.clone(), drain_rx.clone(), connections.clone());
+                    let name = name.clone();
+                    loops.push(worker.spawn(async move {
+                        match TcpListener::from_std(clone) {
+                            Ok(socket) => accept_loop(socket, ctx, drain_rx, tracker).await,
+                            Err(e) => {
+                                tracing::error!(listener = %name, error = %e, "cannot accept on a worker");
+                            }
+                        }
+                    }));
+                }
+                loops
+            }
+        };
         tracing::info!(listener = %name, address = %local_addr, "listening");
         Ok(ListenerHandle {
             name,
@@ -107,8 +136,12 @@ impl ListenerHandle {
 
     /// Stop accepting, drain connections for up to `timeout`, then close the rest.
     pub async fn stop(self, timeout: Duration) {
-        self.accept.abort();
-        let _ = self.accept.await; // the socket is closed once the task is gone
+        for accept in &self.accept {
+            accept.abort();
+        }
+        for accept in self.accept {
+            let _ = accept.await; // the socket is closed once every loop is gone
+        }
         self.connections.close();
         let _ = self.drain.send(Drain::Draining);
         if tokio::time::timeout(timeout, self.connections.wait())
@@ -180,11 +213,10 @@ fn http2_builder() -> http2::Builder<TokioExecutor> {
 
 async fn accept_loop(
     socket: TcpListener,
-    ctx: AcceptCtx,
+    ctx: Arc<AcceptCtx>,
     drain: watch::Receiver<Drain>,
     connections: TaskTracker,
 ) {
-    let ctx = Arc::new(ctx);
     loop {
         let (stream, client) = match socket.accept().await {
             Ok(accepted) => accepted,

@@ -1,6 +1,6 @@
 //! Keep-alive connections to one target, pooled for reuse.
 //!
-//! Data path. Idle connections wait in a lock-free bounded queue (crossbeam's
+//! Data path. Idle connections wait in a lock-free bounded queue per worker (crossbeam's
 //! `ArrayQueue`, as pingora's pool uses), so taking and returning one is a CAS, not
 //! a lock. A connection goes back to the pool only when its response ended cleanly
 //! and the target did not ask to close (see `h1/client.rs`); one that erred, or
@@ -26,7 +26,9 @@ const MAX_IDLE: usize = 512;
 
 pub struct Pool {
     addr: SocketAddr,
-    idle: ArrayQueue<Idle>,
+    /// One queue per worker (`workers.rs`): a connection is reused only by the
+    /// runtime whose I/O driver it is registered with.
+    idle: Box<[ArrayQueue<Idle>]>,
     idle_timeout: Duration,
 }
 
@@ -37,16 +39,19 @@ struct Idle {
 
 impl Pool {
     pub fn new(addr: SocketAddr, idle_timeout: Duration) -> Self {
+        let workers = crate::workers::count();
         Pool {
             addr,
-            idle: ArrayQueue::new(MAX_IDLE),
+            idle: (0..workers)
+                .map(|_| ArrayQueue::new((MAX_IDLE / workers).max(16)))
+                .collect(),
             idle_timeout,
         }
     }
 
     /// An idle connection that is still open and clean, if any.
     pub fn take(&self) -> Option<Conn> {
-        while let Some(Idle { mut conn, since }) = self.idle.pop() {
+        while let Some(Idle { mut conn, since }) = self.local().pop() {
             if since.elapsed() <= self.idle_timeout && conn.is_usable() {
                 return Some(conn);
             }
@@ -57,7 +62,7 @@ impl Pool {
     fn put(&self, conn: Conn) {
         if let Some(conn) = conn.into_idle() {
             // A full pool drops the connection, which closes it.
-            let _ = self.idle.push(Idle {
+            let _ = self.local().push(Idle {
                 conn,
                 since: Instant::now(),
             });
@@ -85,7 +90,11 @@ impl Pool {
     }
 
     pub fn idle_count(&self) -> usize {
-        self.idle.len()
+        self.idle.iter().map(ArrayQueue::len).sum()
+    }
+
+    fn local(&self) -> &ArrayQueue<Idle> {
+        &self.idle[crate::workers::current() % self.idle.len()]
     }
 }
 

@@ -1,0 +1,77 @@
+//! The data path's threads: one current-thread runtime per core.
+//!
+//! Data path layout. tokio's multi-thread scheduler keeps 256 ready tasks in a
+//! worker's local queue and the rest in a global queue that it looks at only every
+//! 61 polls; with a thousand client connections ready at once, those left in the
+//! global queue waited up to 200 ms (p99) while the others were served again and
+//! again. HAProxy and NGINX run one event loop per core instead, each serving
+//! the connections it accepted in the order they became ready. ballast does the
+//! same: `start` runs one current-thread runtime on a thread of its own per core,
+//! every listener accepts on each of them (on clones of one socket: whichever
+//! worker is free takes the next connection), and a connection lives on the
+//! worker that accepted it. Each worker also keeps its own idle connections to
+//! targets (`pool.rs`), so a socket is always polled by the runtime whose I/O
+//! driver it is registered with. The control path (admin API, health checks,
+//! reloads, the access-log writer) stays on the main runtime.
+//!
+//! Without `start` (the in-process test harness), listeners run on the runtime
+//! that starts them, as one worker.
+
+use std::cell::Cell;
+use std::io;
+use std::sync::OnceLock;
+
+use tokio::runtime::Handle;
+
+static WORKERS: OnceLock<Vec<Handle>> = OnceLock::new();
+
+thread_local! {
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Start `n` worker threads (once per process).
+pub fn start(n: usize) -> io::Result<()> {
+    let n = n.max(1);
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name(format!("ballast-worker-{i}"))
+            .spawn(move || {
+                WORKER.with(|w| w.set(i));
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = tx.send(Ok(rt.handle().clone()));
+                // Runs for the life of the process; its tasks end with their
+                // listeners' drain.
+                rt.block_on(std::future::pending::<()>());
+            })?;
+        handles.push(rx.recv().map_err(io::Error::other)??);
+    }
+    WORKERS
+        .set(handles)
+        .map_err(|_| io::Error::other("workers already started"))
+}
+
+/// The workers' runtimes, if started.
+pub fn handles() -> Option<&'static [Handle]> {
+    WORKERS.get().map(Vec::as_slice)
+}
+
+/// How many workers serve connections (1 without `start`).
+pub fn count() -> usize {
+    WORKERS.get().map_or(1, Vec::len)
+}
+
+/// The worker this thread is (0 on any other thread).
+pub fn current() -> usize {
+    WORKER.with(Cell::get)
+}
