@@ -294,7 +294,7 @@ async fn forward(
         UpstreamBody::Client(body, bytes_in.clone())
     };
     let replayable = matches!(body, UpstreamBody::Empty) && is_idempotent(&parts.method);
-    let mut retry = Retry::new(Request::from_parts(parts, body), replayable);
+    let mut retry = Retry::new(Request::from_parts(parts, body), replayable, http2);
     while let Some((target, req)) = retry.next(group) {
         let sent = if http2 {
             multiplex::send(target, group, req, trace, timeout).await
@@ -404,7 +404,9 @@ async fn send(
             target: target.addr,
             source: error,
         };
-        let unsent = (!written).then(|| Request::from_parts(parts, body));
+        // Still whole here: a replayable request may go to another target.
+        let replayable = body.is_end_stream() && is_idempotent(&parts.method);
+        let unsent = (!written || replayable).then(|| Request::from_parts(parts, body));
         return Err(Failure { error, unsent });
     }
 }

@@ -27,17 +27,22 @@ pub const MAX_ATTEMPTS: usize = 3;
 /// upgrade path both loop over this, so they follow the same rules.
 pub struct Retry {
     pending: Option<Request<UpstreamBody>>,
-    replayable: bool,
+    /// Copy a replayable request's head before each attempt: the attempt consumes
+    /// the request (hyper's client) and cannot hand it back once sent.
+    copy_first: bool,
     copy: Option<Request<UpstreamBody>>,
     tried: Tried,
     last_error: Option<ProxyError>,
 }
 
 impl Retry {
-    pub fn new(request: Request<UpstreamBody>, replayable: bool) -> Self {
+    /// `consumed`: the attempts send through hyper, which keeps the request once
+    /// it is written; ballast's own HTTP/1.1 client hands a replayable request back
+    /// instead (`Failure::unsent`), so it needs no copy.
+    pub fn new(request: Request<UpstreamBody>, replayable: bool, consumed: bool) -> Self {
         Retry {
             pending: Some(request),
-            replayable,
+            copy_first: replayable && consumed,
             copy: None,
             tried: Tried::default(),
             last_error: None,
@@ -56,7 +61,7 @@ impl Retry {
         self.tried.add(i);
         let req = self.pending.take()?;
         // Keep a copy of a replayable request's head for a retry after a failure.
-        self.copy = self.replayable.then(|| clone_head(&req));
+        self.copy = self.copy_first.then(|| clone_head(&req));
         Some((&group.targets[i], req))
     }
 
@@ -73,7 +78,8 @@ impl Retry {
     }
 }
 
-/// A failed attempt, with the request when it can be sent again.
+/// A failed attempt, with the request when it can be sent again: it was never
+/// sent, or it is replayable and the attempt still has it.
 pub struct Failure {
     pub error: ProxyError,
     pub unsent: Option<Request<UpstreamBody>>,

@@ -95,7 +95,7 @@ pub async fn forward(
         UpstreamBody::Client(body, None)
     };
     let replayable = matches!(body, UpstreamBody::Empty);
-    let mut retry = Retry::new(Request::from_parts(parts, body), replayable);
+    let mut retry = Retry::new(Request::from_parts(parts, body), replayable, true);
     while let Some((target, req)) = retry.next(group) {
         match attempt(target, group, req, trace).await {
             Ok((response, in_flight)) => {

@@ -90,3 +90,19 @@ fn unchecked_target(addr: std::net::SocketAddr) -> Setup {
     setup.hc_timeout = "1s";
     setup
 }
+
+#[tokio::test]
+async fn a_timed_out_request_is_not_retried_on_another_target() {
+    let bs = backends(2).await;
+    let mut setup = Setup::new(&bs);
+    setup.group_extra = "response_timeout = \"300ms\"".to_string();
+    let ballast = Ballast::start(&setup).await;
+    // A GET without a body is replayable, but a timeout is not a failure to retry:
+    // the target may still be working on it.
+    let r = Client::http1()
+        .get(&ballast.url("/?delay_ms=5000"))
+        .await
+        .expect("request");
+    assert_eq!(r.status, 504);
+    assert_eq!(bs[0].requests() + bs[1].requests(), 1);
+}
