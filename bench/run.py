@@ -419,10 +419,13 @@ def render(runs, idle, plan, proxies, args):
 
 
 def write_benchmarks(table):
+    """Replace the table between the markers; the prose around it stays."""
     path = os.path.join(ROOT, "BENCHMARKS.md")
-    head = open(path).read().split("<!-- table -->")[0] if os.path.exists(path) else "# Benchmarks\n\n"
+    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n\n<!-- table -->\n<!-- /table -->\n"
+    head, rest = text.split("<!-- table -->", 1)
+    tail = rest.split("<!-- /table -->", 1)[1] if "<!-- /table -->" in rest else "\n"
     with open(path, "w") as f:
-        f.write(head + "<!-- table -->\n" + table + "\n")
+        f.write(head + "<!-- table -->\n" + table + "\n<!-- /table -->" + tail)
 
 
 if __name__ == "__main__":
