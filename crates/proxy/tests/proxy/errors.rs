@@ -83,7 +83,7 @@ async fn unreachable_only_target_is_a_502() {
 
 /// One target at `addr`, with health checks too far apart to matter, so only the
 /// data path sees what the target does.
-fn unchecked_target(addr: std::net::SocketAddr) -> Setup {
+pub(crate) fn unchecked_target(addr: std::net::SocketAddr) -> Setup {
     let mut setup = Setup::new(&[]);
     setup.targets.push((addr, 1));
     setup.interval = "60s";
