@@ -310,20 +310,41 @@ async fn serve_io<T: Transport>(
     }
 }
 
+/// How much the first read of a connection may take.
+const SNIFF_BUFFER: usize = 4096;
+
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Read the first bytes of a connection: HTTP/2 if they are the preface. Returns
 /// the bytes read (to be served first) or `None` if the client went away or was
 /// too slow.
+///
+/// A client that connects and says nothing costs no buffer: on a bare socket the
+/// first byte is awaited with a `peek`, and what has arrived is then read at once
+/// through a stack buffer (`read_now`) into an allocation of its exact size.
 async fn sniff<T: Transport>(
     mut io: TrackedIo<T>,
     limit: Duration,
 ) -> Option<(TrackedIo<T>, Bytes, bool)> {
-    let mut buf = BytesMut::with_capacity(PREFACE.len());
+    let mut buf = BytesMut::new();
     let read = async {
         loop {
-            if io.read_buf(&mut buf).await.ok()? == 0 {
+            let n = match io.get_ref().socket() {
+                Some(socket) => {
+                    let mut byte = [0u8; 1];
+                    if socket.peek(&mut byte).await.ok()? == 0 {
+                        return None;
+                    }
+                    match read_now(socket, &mut buf) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        read => read.ok()?,
+                    }
+                }
+                // TLS keeps buffers of its own already.
+                None => io.read_buf(&mut buf).await.ok()?,
+            };
+            if n == 0 {
                 return None;
             }
             let n = buf.len().min(PREFACE.len());
@@ -337,6 +358,15 @@ async fn sniff<T: Transport>(
     };
     let http2 = tokio::time::timeout(limit, read).await.ok()??;
     Some((io, buf.freeze(), http2))
+}
+
+/// Read what the socket has now, without waiting. The stack buffer is not part of
+/// the connection's future (no await while it lives).
+fn read_now(socket: &tokio::net::TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    let mut chunk = [0u8; SNIFF_BUFFER];
+    let n = socket.try_read(&mut chunk)?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n)
 }
 
 /// Serve HTTP/1.1, parking the connection while it is quiet (plain TCP only) and
