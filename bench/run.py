@@ -377,10 +377,12 @@ def render(runs, idle, plan, proxies, args):
     lines = [
         f"Run {datetime.date.today()} on {os.cpu_count()} cores, commit {commit}; "
         f"proxies pinned to core {args.proxy_core}, backends and load on core {args.load_core}; "
-        f"{args.reps} interleaved repetitions of {args.duration}s, medians.",
+        f"{args.reps} interleaved repetitions of {args.duration}s, medians. The last column is "
+        f"the median over repetitions of each repetition's own ratio (runs seconds apart), "
+        f"which this VM's drifting speed disturbs least.",
         "",
-        "| scenario | proxy | req/s | p50 ms | p99 ms | proxy CPU (cores) | req/s per proxy core | vs HAProxy (per core) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| scenario | proxy | req/s | p50 ms | p99 ms | proxy CPU (cores) | req/s per proxy core | vs HAProxy (per core) | vs HAProxy, per repetition |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     names = {"small50": "small, 50 conns", "small1000": "small, 1000 conns", "16k": "16 KiB, 50 conns",
              "newconn": "new connection per request", "h2": "HTTP/2 (h2load -c50 -m10)"}
@@ -400,14 +402,20 @@ def render(runs, idle, plan, proxies, args):
             ratio = None
             if per_core.get(name) and per_core.get("haproxy"):
                 ratio = per_core[name] / per_core["haproxy"]
+            paired = None
+            if name != "direct" and "haproxy" in targets:
+                pairs = [(a["rps"] / a["cpu"]) / (b["rps"] / b["cpu"])
+                         for a, b in zip(rs, runs[(sc, "haproxy")]) if a["cpu"] and b["cpu"]]
+                paired = med(pairs)
             label = "direct to one backend" if name == "direct" else name
             lines.append(f"| {names[sc]} | {label} | {rps:,.0f} | {fmt(p50, '.2f')} | {fmt(p99, '.2f')} "
-                         f"| {fmt(cpu, '.2f')} | {fmt(per_core.get(name), ',.0f')} | {fmt(ratio, '.2f')} |")
+                         f"| {fmt(cpu, '.2f')} | {fmt(per_core.get(name), ',.0f')} | {fmt(ratio, '.2f')} "
+                         f"| {fmt(paired, '.2f')} |")
         if "direct" in targets:
             d = med([r["rps"] for r in runs[(sc, "direct")]])
             for name in proxies:
                 rps = med([r["rps"] for r in runs[(sc, name)]])
-                lines.append(f"|  | {name} / direct | {rps / d:.2f} |  |  |  |  |  |")
+                lines.append(f"|  | {name} / direct | {rps / d:.2f} |  |  |  |  |  |  |")
     if idle:
         lines += ["", f"Memory per idle keep-alive client connection ({args.idle} connections):", "",
                   "| proxy | bytes per connection | vs HAProxy |", "|---|---:|---:|"]
