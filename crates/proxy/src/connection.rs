@@ -17,7 +17,7 @@
 //! the socket (`poll_without_shutdown`), its buffers are freed, and the task waits
 //! for the socket to turn readable with nothing but the socket and this state
 //! (`park`). The next request starts a fresh hyper connection over the same socket,
-//! fed first with any bytes hyper had read but not used (`Rewind`). Busy
+//! fed first with any bytes hyper had read but not used (`TrackedIo::put_back`). Busy
 //! connections never park: a request in flight or a head arriving keeps them
 //! served. TLS connections do not park (rustls may hold decrypted bytes that the
 //! socket's readiness would not announce), nor do HTTP/2 ones.
@@ -68,69 +68,6 @@ impl Transport for Box<tokio_rustls::server::TlsStream<TcpStream>> {}
 pub trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send {}
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientIo for T {}
-
-/// A stream with bytes already read from it put back in front.
-pub struct Rewind<T> {
-    pre: Bytes,
-    inner: T,
-}
-
-impl<T> Rewind<T> {
-    pub fn new(inner: T, pre: Bytes) -> Self {
-        Rewind { pre, inner }
-    }
-
-    pub fn into_inner(self) -> (T, Bytes) {
-        (self.inner, self.pre)
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if !this.pre.is_empty() {
-            let n = this.pre.len().min(buf.remaining());
-            buf.put_slice(&this.pre[..n]);
-            this.pre.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
 
 /// What a listener asks of its connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,15 +141,29 @@ impl Drop for Activity {
 }
 
 /// The client's socket (or the TLS stream over it), noting when a request head
-/// starts to arrive.
+/// starts to arrive, with bytes already read from it put back in front (`pre`:
+/// what the protocol sniff read, or what hyper had read but not used when the
+/// connection parked or upgraded).
 pub struct TrackedIo<T = TcpStream> {
     inner: T,
     state: Arc<ConnState>,
+    pre: Bytes,
 }
 
 impl<T> TrackedIo<T> {
     pub fn get_ref(&self) -> &T {
         &self.inner
+    }
+
+    /// Put bytes back, to be read before the socket's.
+    pub fn put_back(&mut self, pre: Bytes) {
+        debug_assert!(self.pre.is_empty());
+        self.pre = pre;
+    }
+
+    /// The put-back bytes not read yet.
+    pub fn take_unread(&mut self) -> Bytes {
+        std::mem::take(&mut self.pre)
     }
 }
 
@@ -223,6 +174,13 @@ impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.pre.is_empty() {
+            let n = this.pre.len().min(buf.remaining());
+            buf.put_slice(&this.pre[..n]);
+            this.pre.advance(n);
+            this.state.on_read();
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
@@ -275,15 +233,18 @@ pub fn track<T>(stream: T) -> (TrackedIo<T>, Arc<ConnState>) {
     let io = TrackedIo {
         inner: stream,
         state: state.clone(),
+        pre: Bytes::new(),
     };
     (io, state)
 }
 
-/// The client's stream as hyper serves it: bytes already read in front.
-pub type Served<T> = TokioIo<Rewind<TrackedIo<T>>>;
+/// The client's stream as hyper serves it.
+pub type Served<T> = TokioIo<TrackedIo<T>>;
 
-pub fn serve_over<T>(io: TrackedIo<T>, pre: Bytes) -> Served<T> {
-    TokioIo::new(Rewind::new(io, pre))
+/// Hand the stream to hyper, with the bytes already read from it in front.
+pub fn serve_over<T>(mut io: TrackedIo<T>, pre: Bytes) -> Served<T> {
+    io.put_back(pre);
+    TokioIo::new(io)
 }
 
 /// What the timer decided.

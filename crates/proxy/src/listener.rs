@@ -408,8 +408,8 @@ async fn serve_http1<T: Transport>(
             read_buf,
             ..
         } = conn.into_parts();
-        let (tracked, rest) = served.into_inner().into_inner();
-        let unread = unread_bytes(rest, read_buf);
+        let mut tracked = served.into_inner();
+        let unread = unread_bytes(tracked.take_unread(), read_buf);
         // After a 101 the socket belongs to the upgrade's tunnel.
         let handoff = conn_ctx
             .client_handoff
@@ -417,7 +417,8 @@ async fn serve_http1<T: Transport>(
             .ok()
             .and_then(|mut h| h.take());
         if let Some(handoff) = handoff {
-            let _ = handoff.send(Box::new(connection::Rewind::new(tracked, unread)));
+            tracked.put_back(unread);
+            let _ = handoff.send(Box::new(tracked));
             return;
         }
         if ended == Ended::Closed {
@@ -436,8 +437,8 @@ async fn serve_http1<T: Transport>(
     }
 }
 
-/// The bytes read from a connection but not yet used: what `Rewind` still held,
-/// then what hyper had read. An empty result owns no memory (an empty `Bytes` cut
+/// The bytes read from a connection but not yet used: what was put back in front
+/// of the socket and not read again, then what hyper had read. An empty result owns no memory (an empty `Bytes` cut
 /// from hyper's buffer would keep the whole buffer alive while the connection is
 /// parked).
 fn unread_bytes(rest: Bytes, read_buf: Bytes) -> Bytes {
