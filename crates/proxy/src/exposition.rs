@@ -104,6 +104,24 @@ pub fn render(snapshot: &Snapshot) -> String {
     }
     family(
         &mut out,
+        "ballast_parked_connections_total",
+        "counter",
+        "Times a quiet keep-alive connection gave its HTTP state and buffers back, by listener.",
+    );
+    for (name, route) in &listeners {
+        let n = route
+            .metrics
+            .parked_total
+            .load(std::sync::atomic::Ordering::Relaxed);
+        sample(
+            &mut out,
+            "ballast_parked_connections_total",
+            &[("listener", name)],
+            n,
+        );
+    }
+    family(
+        &mut out,
         "ballast_rejected_requests_total",
         "counter",
         "Requests ballast answered itself without trying a target, by listener and reason.",

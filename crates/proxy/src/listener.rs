@@ -430,6 +430,10 @@ async fn serve_http1<T: Transport>(
                 return;
             };
             connection::PARKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            conn_ctx
+                .metrics
+                .parked_total
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if !connection::park(socket, state, timeouts, &mut drain).await {
                 return;
             }

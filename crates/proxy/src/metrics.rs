@@ -116,6 +116,8 @@ pub struct ListenerMetrics {
     /// Upgraded connections being relayed now, and since start.
     pub upgraded: AtomicI64,
     pub upgrades_total: AtomicU64,
+    /// Times a quiet keep-alive connection was parked (its HTTP state freed).
+    pub parked_total: AtomicU64,
     rejected: [AtomicU64; Rejection::ALL.len()],
 }
 

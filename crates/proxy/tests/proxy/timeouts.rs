@@ -101,8 +101,26 @@ async fn a_parked_connection_serves_the_next_request() {
             "round {round}: {}",
             String::from_utf8_lossy(&buf[..n])
         );
-        // Idle past the parking point (the idle timeout is far away).
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        // Idle past the parking point (the idle timeout is far away): wait until
+        // the listener has counted this connection parked once more.
+        let parked = |b: &Ballast| {
+            let snap = b.server.snapshot();
+            let m = &snap.listener("public").expect("listener").metrics;
+            m.parked_total.load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let started = Instant::now();
+        while parked(&ballast) < round + 1 {
+            assert!(
+                started.elapsed() < crate::SOON,
+                "round {round}: never parked"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     assert_eq!(bs[0].requests(), 3);
+    let text = ballast.server.metrics_text();
+    assert!(
+        text.contains("ballast_parked_connections_total{listener=\"public\"} 3"),
+        "{text}"
+    );
 }
