@@ -39,7 +39,7 @@ enum Command {
         /// Data-path threads, one event loop each (default: the cores this process
         /// may run on, as `taskset` or the cgroup allows).
         #[arg(long)]
-        workers: Option<usize>,
+        workers: Option<std::num::NonZeroUsize>,
     },
     /// Validate a config file: print every error, exit 0 if valid and 1 if not.
     Check {
@@ -140,7 +140,7 @@ fn main() -> ExitCode {
             init_logging();
             trim::start();
             let workers = match &command {
-                Command::Serve { workers, .. } => Some(workers.unwrap_or_else(cores)),
+                Command::Serve { workers, .. } => Some(workers.map_or_else(cores, |n| n.get())),
                 Command::Demo { .. } => Some(cores()),
                 _ => None,
             };

@@ -23,7 +23,7 @@ const PERIOD: Duration = Duration::from_millis(250);
 /// While connections keep parking, trim at most this often.
 const MAX_INTERVAL: Duration = Duration::from_secs(1);
 /// Parked connections since the last trim that make one worth its cost (a trim
-/// walks the heaps, a few milliseconds with gigabytes in them).
+/// walks every heap, holding each arena's lock in turn).
 const MIN_PARKED: u64 = 256;
 
 /// Start the trimmer thread (glibc only; elsewhere nothing to do).

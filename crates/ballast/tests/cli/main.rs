@@ -131,6 +131,17 @@ fn serve_refuses_an_invalid_config() {
     );
 }
 
+#[test]
+fn serve_refuses_zero_workers() {
+    let out = Command::new(BIN)
+        .args(["serve", "--workers", "0"])
+        .output()
+        .expect("run serve");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invalid value '0' for '--workers"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_an_in_flight_request_finish_and_exits_0() {
     let bs = backends(1).await;
