@@ -69,6 +69,8 @@ pub struct ConnCtx {
     pub listener: Arc<str>,
     pub forwarded: Arc<ForwardedInfo>,
     pub client: SocketAddr,
+    /// The client's address as a header value (`X-Forwarded-For`), made once.
+    pub client_ip: HeaderValue,
     pub state: Arc<ConnState>,
     /// The listener's metric cells (the same across reloads).
     pub metrics: Arc<ListenerMetrics>,
@@ -116,7 +118,11 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnCtx) -> Response<Response
             group: g,
             set_cookie,
         } => {
-            let result = forward(req, &g, conn, &mut trace, &bytes_in, record.is_some()).await;
+            let how = How {
+                is_grpc,
+                logging: record.is_some(),
+            };
+            let result = forward(req, &g, conn, &mut trace, &bytes_in, how).await;
             group = Some(g);
             result.map(|mut response| {
                 if let Some(cookie) = set_cookie {
@@ -254,29 +260,35 @@ fn decide(
     (decision, priority)
 }
 
+/// What `handle` already knows about a request it forwards.
+struct How {
+    is_grpc: bool,
+    /// The access log is on: the request id is wanted.
+    logging: bool,
+}
+
 async fn forward(
     req: Request<Incoming>,
     group: &TargetGroup,
     conn: &ConnCtx,
     trace: &mut Trace,
     bytes_in: &Option<Arc<AtomicU64>>,
-    logging: bool,
+    How { is_grpc, logging }: How,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let http2 = group.config.protocol == TargetProtocol::Http2;
-    let is_grpc = grpc::is_grpc(req.headers());
     if is_grpc && !http2 {
         return Err(ProxyError::GrpcNeedsHttp2(group.name().to_string()));
     }
     if !http2 && upgrade::requested(&req).is_some() {
-        return upgrade::forward(req, group, conn, trace).await;
+        return Box::pin(upgrade::forward(req, group, conn, trace)).await;
     }
     let mut timeout = group.config.response_timeout;
     if let Some(deadline) = is_grpc.then(|| grpc::timeout(req.headers())).flatten() {
         timeout = timeout.min(deadline);
     }
-    let te_trailers = multiplex::wants_trailers(req.headers());
+    let te_trailers = http2 && multiplex::wants_trailers(req.headers());
     let (mut parts, body) = req.into_parts();
-    headers::prepare_request(&mut parts, conn.client.ip(), &conn.forwarded);
+    headers::prepare_request(&mut parts, &conn.client_ip, &conn.forwarded);
     if http2 {
         multiplex::to_http2(&mut parts, te_trailers);
     }
@@ -297,7 +309,7 @@ async fn forward(
     let mut retry = Retry::new(Request::from_parts(parts, body), replayable, http2);
     while let Some((target, req)) = retry.next(group) {
         let sent = if http2 {
-            multiplex::send(target, group, req, trace, timeout).await
+            Box::pin(multiplex::send(target, group, req, trace, timeout)).await
         } else {
             send(target, group, req, trace, timeout).await
         };
@@ -379,8 +391,8 @@ async fn send(
                 let reader = BodyReader::new(lease, &head);
                 let mut response = Response::new(ResponseBody::upstream(reader));
                 *response.status_mut() = head.status;
+                // Hop-by-hop fields were left out when the head was parsed.
                 *response.headers_mut() = head.headers;
-                headers::remove_hop_by_hop(response.headers_mut());
                 return Ok(response);
             }
             Ok(Err(e)) => e,

@@ -11,7 +11,7 @@
 
 use std::net::IpAddr;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Uri, Version};
 
@@ -33,21 +33,42 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
+/// Whether `name` is hop-by-hop by itself (the fixed list, `Connection` included).
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
+
+/// Whether a `Connection` value names `name` among its comma-separated tokens.
+pub fn connection_names(connection: &[u8], name: &str) -> bool {
+    connection
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
+}
+
 /// Remove hop-by-hop headers, including those named by `Connection`.
+///
+/// Most messages carry none, or only `Connection`, so the headers are scanned
+/// first (a comparison per name) and only those present are removed: a lookup of
+/// each name on the fixed list would hash it every time, present or not.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    if let Some(conn) = headers.get(header::CONNECTION) {
-        if let Ok(list) = conn.to_str() {
-            let named: Vec<HeaderName> = list
-                .split(',')
-                .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-                .collect();
-            for name in named {
-                headers.remove(&name);
-            }
-        }
+    // The `Connection` values (cheap clones), so that the names they list are
+    // still known after `Connection` itself is gone; it is removed last.
+    let mut values = headers.get_all(header::CONNECTION).iter();
+    let first = values.next().cloned();
+    let more: Vec<HeaderValue> = values.cloned().collect(); // no allocation if empty
+    let listed = |name: &HeaderName| {
+        first
+            .iter()
+            .chain(&more)
+            .any(|v| connection_names(v.as_bytes(), name.as_str()))
+    };
+    let doomed =
+        |name: &&HeaderName| **name != header::CONNECTION && (is_hop_by_hop(name) || listed(name));
+    while let Some(name) = headers.keys().find(doomed).cloned() {
+        headers.remove(&name);
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    if first.is_some() {
+        headers.remove(header::CONNECTION);
     }
 }
 
@@ -71,54 +92,72 @@ impl ForwardedInfo {
     }
 }
 
+/// A client address as a header value, made once per connection.
+pub fn client_ip(client: IpAddr) -> HeaderValue {
+    // An address's text is always a valid header value.
+    HeaderValue::from_str(&client.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
 /// Rewrite a client's request head for a target. Returns the request id.
-pub fn prepare_request(parts: &mut Parts, client: IpAddr, info: &ForwardedInfo) -> HeaderValue {
+/// `client_ip` is the client's address as `client_ip` made it.
+pub fn prepare_request(
+    parts: &mut Parts,
+    client_ip: &HeaderValue,
+    info: &ForwardedInfo,
+) -> HeaderValue {
     // Host: the authority of an absolute-form (HTTP/1.1) or :authority (HTTP/2) target.
     if let Some(authority) = parts.uri.authority() {
         if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
             parts.headers.insert(header::HOST, host);
         }
     }
-    let origin = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-    parts.uri = Uri::from(origin);
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        let origin = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        parts.uri = Uri::from(origin);
+    }
     parts.version = Version::HTTP_11;
 
     remove_hop_by_hop(&mut parts.headers);
-    append_forwarded_for(&mut parts.headers, client);
+    append_forwarded_for(&mut parts.headers, client_ip);
     parts.headers.insert(&X_FORWARDED_PROTO, info.proto.clone());
     parts.headers.insert(&X_FORWARDED_PORT, info.port.clone());
 
-    match parts.headers.get(&X_REQUEST_ID) {
-        Some(id) if valid_request_id(id.as_bytes()) => id.clone(),
-        _ => {
+    match parts.headers.entry(&X_REQUEST_ID) {
+        Entry::Occupied(id) if valid_request_id(id.get().as_bytes()) => id.get().clone(),
+        Entry::Occupied(mut entry) => {
             let id = new_request_id();
-            parts.headers.insert(&X_REQUEST_ID, id.clone());
+            entry.insert(id.clone());
             id
         }
+        Entry::Vacant(entry) => entry.insert(new_request_id()).clone(),
     }
 }
 
 /// Append the client's address to `X-Forwarded-For`, merging repeated headers into
 /// one list so the target sees a single, ordered chain.
-fn append_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
-    let mut value = String::new();
-    for v in headers.get_all(&X_FORWARDED_FOR) {
-        if let Ok(s) = v.to_str() {
-            let s = s.trim();
-            if !s.is_empty() {
-                value.push_str(s);
-                value.push_str(", ");
-            }
+fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) {
+    let mut entry = match headers.entry(&X_FORWARDED_FOR) {
+        Entry::Vacant(entry) => {
+            entry.insert(client_ip.clone());
+            return;
+        }
+        Entry::Occupied(entry) => entry,
+    };
+    let mut value = Vec::new();
+    for v in entry.iter() {
+        let v = v.as_bytes().trim_ascii();
+        if !v.is_empty() {
+            value.extend_from_slice(v);
+            value.extend_from_slice(b", ");
         }
     }
-    use std::fmt::Write;
-    let _ = write!(value, "{client}");
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        headers.insert(&X_FORWARDED_FOR, v);
+    value.extend_from_slice(client_ip.as_bytes());
+    if let Ok(v) = HeaderValue::from_bytes(&value) {
+        entry.insert(v);
     }
 }
 
@@ -171,6 +210,24 @@ mod tests {
     }
 
     #[test]
+    fn every_connection_field_names_headers_to_remove() {
+        let mut p = parts(
+            Request::get("/x")
+                .header("x-a", "1")
+                .header("connection", "x-a")
+                .header("x-kept", "1")
+                .header("Connection", " X-B ,close")
+                .header("x-b", "1")
+                .header("proxy-connection", "keep-alive")
+                .body(())
+                .expect("request"),
+        );
+        remove_hop_by_hop(&mut p.headers);
+        let names: Vec<&str> = p.headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-kept"]);
+    }
+
+    #[test]
     fn absolute_form_becomes_origin_form_with_host() {
         let mut p = parts(
             Request::get("http://evil.example:81/a?b=1")
@@ -179,7 +236,7 @@ mod tests {
                 .expect("request"),
         );
         let info = ForwardedInfo::new("http", 8080);
-        prepare_request(&mut p, "10.0.0.1".parse().expect("ip"), &info);
+        prepare_request(&mut p, &client_ip("10.0.0.1".parse().expect("ip")), &info);
         assert_eq!(p.uri, "/a?b=1");
         assert_eq!(p.headers["host"], "evil.example:81");
     }
@@ -197,7 +254,7 @@ mod tests {
         );
         prepare_request(
             &mut p,
-            "::1".parse().expect("ip"),
+            &client_ip("::1".parse().expect("ip")),
             &ForwardedInfo::new("http", 8080),
         );
         assert_eq!(p.headers["x-forwarded-for"], "1.1.1.1, 2.2.2.2, ::1");
@@ -208,7 +265,7 @@ mod tests {
     #[test]
     fn request_id_is_kept_when_valid_and_made_otherwise() {
         let info = ForwardedInfo::new("http", 80);
-        let ip = "127.0.0.1".parse().expect("ip");
+        let ip = &client_ip("127.0.0.1".parse().expect("ip"));
         let mut p = parts(
             Request::get("/")
                 .header("x-request-id", "abc-123")

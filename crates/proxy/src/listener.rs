@@ -285,6 +285,7 @@ async fn serve_io<T: Transport>(
         listener: ctx.name.clone(),
         forwarded: ctx.forwarded.clone(),
         client,
+        client_ip: crate::headers::client_ip(client.ip()),
         state: state.clone(),
         metrics,
         tls,

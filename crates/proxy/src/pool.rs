@@ -80,7 +80,9 @@ impl Pool {
                 Some(tls) => Stream::Tls(Box::new(tls.connect(stream, self.addr).await?)),
             }))
         };
-        match tokio::time::timeout(timeout, connect).await {
+        // Boxed: a TLS handshake's state is large, and every request's future
+        // would otherwise carry room for it (see `forward::send`).
+        match tokio::time::timeout(timeout, Box::pin(connect)).await {
             Ok(conn) => conn,
             Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,

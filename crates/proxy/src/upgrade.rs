@@ -82,7 +82,7 @@ pub async fn forward(
     let upgrade = requested(&req);
     let (mut parts, body) = req.into_parts();
     let client_side = parts.extensions.remove::<OnUpgrade>();
-    headers::prepare_request(&mut parts, conn.client.ip(), &conn.forwarded);
+    headers::prepare_request(&mut parts, &conn.client_ip, &conn.forwarded);
     if let Some(upgrade) = upgrade {
         parts
             .headers

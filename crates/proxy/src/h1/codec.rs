@@ -112,7 +112,9 @@ pub fn encode_chunk_size(len: usize, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// A target's response head, parsed.
+/// A target's response head, parsed. Its headers are the end-to-end ones: the
+/// hop-by-hop fields (`Connection`, those it names, and the fixed list of
+/// `headers::remove_hop_by_hop`) were read for the framing and then left out.
 #[derive(Debug)]
 pub struct ResponseHead {
     pub status: StatusCode,
@@ -120,6 +122,38 @@ pub struct ResponseHead {
     pub framing: Framing,
     /// Whether the connection may carry another request after this response.
     pub keep_alive: bool,
+}
+
+/// What the framing decision needs from a response's fields, gathered while they
+/// are read (no lookups in the map afterwards).
+#[derive(Default)]
+struct Fields {
+    close: bool,
+    upgrade: bool,
+    /// A `Transfer-Encoding` field was present; whether its last coding is chunked.
+    chunked: Option<bool>,
+    content_length: Option<Result<u64, Error>>,
+}
+
+impl Fields {
+    fn note(&mut self, name: &HeaderName, value: &[u8]) {
+        if name == CONNECTION {
+            self.close |= crate::headers::connection_names(value, "close");
+        } else if name == TRANSFER_ENCODING {
+            // The last field's last coding decides (RFC 9112 §6.3 item 4).
+            let last = value.rsplit(|&b| b == b',').next().unwrap_or_default();
+            self.chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name == CONTENT_LENGTH {
+            let found = match self.content_length.take() {
+                Some(Err(e)) => Err(e),
+                Some(Ok(n)) => content_length(value, Some(n)),
+                None => content_length(value, None),
+            };
+            self.content_length = Some(found);
+        } else if name == UPGRADE {
+            self.upgrade = true;
+        }
+    }
 }
 
 /// Parse one response head from the front of `buf`, consuming it. `Ok(None)`:
@@ -141,42 +175,62 @@ pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Resp
     let code = parsed.code.unwrap_or(0);
     let status = StatusCode::from_u16(code).map_err(|_| Error::Invalid("status code"))?;
     let http11 = parsed.version == Some(1);
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
-    for h in parsed.headers.iter() {
+
+    // One copy of the head; every value is a slice of it (one allocation, not one
+    // per field).
+    let head = Bytes::copy_from_slice(&buf[..len]);
+    let start = buf.as_ptr() as usize;
+    let fields: &[httparse::Header<'_>] = parsed.headers;
+    let is_connection = |h: &&httparse::Header<'_>| h.name.eq_ignore_ascii_case("connection");
+    let has_connection = fields.iter().any(|h| is_connection(&h));
+    let mut facts = Fields::default();
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    for h in fields {
         let name =
             HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| Error::Invalid("header name"))?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| Error::Invalid("header value"))?;
+        facts.note(&name, h.value);
+        let listed = has_connection
+            && fields
+                .iter()
+                .filter(is_connection)
+                .any(|c| crate::headers::connection_names(c.value, name.as_str()));
+        if listed || crate::headers::is_hop_by_hop(&name) {
+            continue;
+        }
+        let at = h.value.as_ptr() as usize - start;
+        let value = HeaderValue::from_maybe_shared(head.slice(at..at + h.value.len()))
+            .map_err(|_| Error::Invalid("header value"))?;
         headers.append(name, value);
     }
     buf.advance(len);
 
-    let mut keep_alive = http11 && !has_token(&headers, &CONNECTION, "close");
+    let mut keep_alive = http11 && !facts.close;
     let framing = if status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
         || method == Method::HEAD
     {
         Framing::Empty
-    } else if headers.contains_key(TRANSFER_ENCODING) {
-        if headers.contains_key(CONTENT_LENGTH) {
+    } else if let Some(chunked) = facts.chunked {
+        if facts.content_length.is_some() {
             // Both: read as chunked (RFC 9112 §6.3 item 3), never reuse the connection.
             headers.remove(CONTENT_LENGTH);
             keep_alive = false;
         }
-        if last_coding_is_chunked(&headers) {
+        if chunked {
             Framing::Chunked
         } else {
             Framing::Close
         }
-    } else if headers.contains_key(CONTENT_LENGTH) {
-        Framing::Length(content_length(&headers)?)
+    } else if let Some(length) = facts.content_length {
+        Framing::Length(length?)
     } else {
         Framing::Close
     };
     if framing == Framing::Close {
         keep_alive = false;
     }
-    if status == StatusCode::SWITCHING_PROTOCOLS || headers.contains_key(UPGRADE) {
+    if status == StatusCode::SWITCHING_PROTOCOLS || facts.upgrade {
         // Never offered on a pooled connection; whatever follows is not HTTP.
         keep_alive = false;
     }
@@ -188,36 +242,20 @@ pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Resp
     }))
 }
 
-/// Whether a comma-separated header names `token` (case-insensitively).
-fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-    })
-}
-
-fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
-    let last = headers.get_all(TRANSFER_ENCODING).iter().next_back();
-    last.and_then(|v| v.to_str().ok())
-        .and_then(|s| s.rsplit(',').next())
-        .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"))
-}
-
-/// The one length all `Content-Length` values agree on.
-fn content_length(headers: &HeaderMap) -> Result<u64, Error> {
-    let mut found = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|&b| b == b',') {
-            let part = part.trim_ascii();
-            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
-                return Err(Error::Invalid("content-length"));
-            }
-            let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-            if found.is_some_and(|f| f != n) {
-                return Err(Error::Invalid("conflicting content-length"));
-            }
-            found = Some(n);
+/// One `Content-Length` field, which may repeat the length as a list; every
+/// length must be digits and agree with those seen before (`seen`).
+fn content_length(value: &[u8], seen: Option<u64>) -> Result<u64, Error> {
+    let mut found = seen;
+    for part in value.split(|&b| b == b',') {
+        let part = part.trim_ascii();
+        if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+            return Err(Error::Invalid("content-length"));
         }
+        let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+        if found.is_some_and(|f| f != n) {
+            return Err(Error::Invalid("conflicting content-length"));
+        }
+        found = Some(n);
     }
     found.ok_or(Error::Invalid("content-length"))
 }
@@ -374,6 +412,31 @@ mod tests {
 
     fn head(raw: &str) -> ResponseHead {
         parse(raw, Method::GET).expect("valid").expect("complete")
+    }
+
+    #[test]
+    fn hop_by_hop_fields_are_read_then_left_out() {
+        let raw = "HTTP/1.1 200 OK\r\nX-Secret: 1\r\nConnection: keep-alive, x-secret\r\n\
+                   Keep-Alive: timeout=5\r\nServer: t\r\nconnection: close\r\n\
+                   Upgrade: h2c\r\nX-Kept: a\r\nx-kept: b\r\nContent-Length: 3\r\n\r\nabc";
+        let mut buf = BytesMut::from(raw);
+        let h = parse_response(&mut buf, &Method::GET)
+            .expect("valid")
+            .expect("complete");
+        // Both Connection fields counted: `close` in the second one.
+        assert!(!h.keep_alive);
+        assert_eq!(h.framing, Framing::Length(3));
+        let names: Vec<&str> = h.headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["server", "x-kept", "content-length"]);
+        let kept: Vec<&[u8]> = h
+            .headers
+            .get_all("x-kept")
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        assert_eq!(kept, [b"a", b"b"]);
+        assert_eq!(h.headers["server"], "t");
+        assert_eq!(&buf[..], b"abc", "only the head is consumed");
     }
 
     #[test]
