@@ -24,10 +24,11 @@
 //! metric cells are already in hand (`ConnCtx`, `Target`), and with the access log
 //! on, the record rides on the response body and is sent when the body ends.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE, LOCATION, SET_COOKIE};
@@ -40,7 +41,7 @@ use ballast_config::TargetProtocol;
 use crate::access_log::{self, AccessRecord};
 use crate::action::RouteAction;
 use crate::body::{PendingLog, ResponseBody, UpstreamBody};
-use crate::connection::ConnState;
+use crate::connection::{Activity, ConnState};
 use crate::error::ProxyError;
 use crate::grpc;
 use crate::h1::{
@@ -51,7 +52,7 @@ use crate::headers::{self, ForwardedInfo};
 use crate::metrics::ListenerMetrics;
 use crate::multiplex;
 use crate::pool::Lease;
-use crate::retry::{Failure, Retry};
+use crate::retry::Retry;
 use crate::rule::redirect::{self, Origin, RedirectError};
 use crate::rule::RequestView;
 use crate::server::Shared;
@@ -97,43 +98,168 @@ pub struct Trace {
     pub target_status: Option<u16>,
 }
 
-pub async fn handle(req: Request<Incoming>, conn: &ConnCtx) -> Response<ResponseBody> {
+/// Serve one request.
+///
+/// Everything up to the first wait (routing, the rewrite of the head, the log
+/// record) is done here, synchronously, by `plan`; the future returned holds only
+/// what the waits need. This keeps every request's future small (it is allocated
+/// and copied for each request): an async function stores its arguments for its
+/// whole life, and any local it ever borrowed, so a request head passed down by
+/// value or prepared inside it would be stored several times over.
+pub fn handle(
+    req: Request<Incoming>,
+    conn: Arc<ConnCtx>,
+) -> impl Future<Output = Response<ResponseBody>> + Send {
+    let plan = plan(req, &conn);
+    run(plan, conn)
+}
+
+/// What a request still needs once its route is decided and its head rewritten.
+struct Plan {
+    received: Instant,
+    activity: Activity,
+    is_grpc: bool,
+    rule_priority: Option<u32>,
+    log: Option<Arc<access_log::AccessLog>>,
+    /// Boxed: it is large, and only there when the access log is on.
+    record: Option<Box<AccessRecord>>,
+    bytes_in: Option<Arc<AtomicU64>>,
+    trace: Trace,
+    group: Option<Arc<TargetGroup>>,
+    set_cookie: Option<HeaderValue>,
+    step: Step,
+}
+
+/// What is left to do for the response.
+enum Step {
+    /// Send to the group's targets.
+    Send {
+        retry: Retry,
+        timeout: Duration,
+        http2: bool,
+    },
+    /// Forward an upgrade (WebSocket) on a connection of its own.
+    Upgrade(Option<Request<Incoming>>),
+    /// Nothing: a redirect, a fixed response, or an error, already known.
+    Done(Option<Result<Box<Response<ResponseBody>>, ProxyError>>),
+}
+
+fn plan(req: Request<Incoming>, conn: &ConnCtx) -> Plan {
     let received = Instant::now();
     let activity = conn.state.begin(req.version() == http::Version::HTTP_2);
     let is_grpc = grpc::is_grpc(req.headers());
-    let (decision, rule_priority, log) = {
-        let snapshot = conn.shared.snapshot.load();
-        let (decision, priority) = match snapshot.listener(&conn.listener) {
-            Some(route) => decide(route, &req, conn),
-            None => (Decision::Fail(ProxyError::ListenerGone), None),
-        };
-        (decision, priority, snapshot.access_log.clone())
+    let snapshot = conn.shared.snapshot.load();
+    let (decision, rule_priority) = match snapshot.listener(&conn.listener) {
+        Some(route) => decide(route, &req, conn),
+        None => (Decision::Fail(ProxyError::ListenerGone), None),
     };
-    let mut trace = Trace::default();
-    let mut record = log.as_ref().map(|_| begin_record(&req, conn));
+    let log = snapshot.access_log.clone();
+    drop(snapshot);
+    let record = log.as_ref().map(|_| Box::new(begin_record(&req, conn)));
     let bytes_in = log.as_ref().map(|_| Arc::new(AtomicU64::new(0)));
-    let mut group = None;
-    let result = match decision {
-        Decision::Forward {
-            group: g,
-            set_cookie,
-        } => {
-            let how = How {
-                is_grpc,
-                logging: record.is_some(),
-            };
-            let result = forward(req, &g, conn, &mut trace, &bytes_in, how).await;
-            group = Some(g);
-            result.map(|mut response| {
-                if let Some(cookie) = set_cookie {
-                    response.headers_mut().append(SET_COOKIE, cookie);
-                }
-                response
-            })
-        }
-        Decision::Respond(response) => Ok(*response),
-        Decision::Fail(e) => Err(e),
+    let mut plan = Plan {
+        received,
+        activity,
+        is_grpc,
+        rule_priority,
+        log,
+        record,
+        bytes_in,
+        trace: Trace::default(),
+        group: None,
+        set_cookie: None,
+        step: Step::Done(None),
     };
+    plan.step = match decision {
+        Decision::Forward { group, set_cookie } => {
+            plan.set_cookie = set_cookie;
+            let step = prepare(req, &group, conn, &mut plan);
+            plan.group = Some(group);
+            step
+        }
+        Decision::Respond(response) => Step::Done(Some(Ok(response))),
+        Decision::Fail(e) => Step::Done(Some(Err(e))),
+    };
+    plan
+}
+
+/// Rewrite a request for `group` and make it ready to send.
+fn prepare(req: Request<Incoming>, group: &TargetGroup, conn: &ConnCtx, plan: &mut Plan) -> Step {
+    let http2 = group.config.protocol == TargetProtocol::Http2;
+    if plan.is_grpc && !http2 {
+        let e = ProxyError::GrpcNeedsHttp2(group.name().to_string());
+        return Step::Done(Some(Err(e)));
+    }
+    if !http2 && upgrade::requested(&req).is_some() {
+        return Step::Upgrade(Some(req));
+    }
+    let mut timeout = group.config.response_timeout;
+    if let Some(deadline) = plan.is_grpc.then(|| grpc::timeout(req.headers())).flatten() {
+        timeout = timeout.min(deadline);
+    }
+    let te_trailers = http2 && multiplex::wants_trailers(req.headers());
+    let (mut parts, body) = req.into_parts();
+    let id = headers::prepare_request(&mut parts, &conn.client_ip, &conn.forwarded);
+    if http2 {
+        multiplex::to_http2(&mut parts, te_trailers);
+    }
+    if plan.record.is_some() {
+        plan.trace.request_id = id.to_str().ok().map(str::to_string);
+    }
+    crate::tls::client_cert::apply(&mut parts.headers, conn.tls.as_deref().map(|t| &t.cert));
+    let body = if body.is_end_stream() {
+        UpstreamBody::Empty
+    } else {
+        UpstreamBody::Client(body, plan.bytes_in.clone())
+    };
+    let replayable = matches!(body, UpstreamBody::Empty) && is_idempotent(&parts.method);
+    let retry = Retry::new(Request::from_parts(parts, body), replayable, http2);
+    Step::Send {
+        retry,
+        timeout,
+        http2,
+    }
+}
+
+async fn run(mut plan: Plan, conn: Arc<ConnCtx>) -> Response<ResponseBody> {
+    let conn = &*conn;
+    let result = match (&mut plan.step, plan.group.as_deref()) {
+        (
+            Step::Send {
+                retry,
+                timeout,
+                http2,
+            },
+            Some(group),
+        ) => attempts(retry, group, &mut plan.trace, *timeout, *http2).await,
+        (Step::Upgrade(req), Some(group)) => match req.take() {
+            Some(req) => Box::pin(upgrade::forward(req, group, conn, &mut plan.trace)).await,
+            None => Err(ProxyError::NoTarget(group.name().to_string())),
+        },
+        (Step::Done(done), _) => match done.take() {
+            Some(done) => done.map(|response| *response),
+            None => Err(ProxyError::ListenerGone),
+        },
+        (_, None) => Err(ProxyError::NoTarget(String::new())),
+    };
+    let result = result.map(|mut response| {
+        if let Some(cookie) = plan.set_cookie.take() {
+            response.headers_mut().append(SET_COOKIE, cookie);
+        }
+        response
+    });
+    let Plan {
+        received,
+        activity,
+        is_grpc,
+        rule_priority,
+        log,
+        record,
+        bytes_in,
+        trace,
+        group,
+        ..
+    } = plan;
     let mut error_reason = None;
     let response = result.unwrap_or_else(|e| {
         if let Some(why) = e.rejection() {
@@ -146,7 +272,7 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnCtx) -> Response<Response
     conn.metrics.requests.inc(status);
     conn.metrics.duration.observe(received.elapsed());
     let mut response = response.map(|b| b.with_activity(activity));
-    if let (Some(sink), Some(mut record)) = (log, record.take()) {
+    if let (Some(sink), Some(mut record)) = (log, record) {
         record.target_group = group.map(|g| g.name().to_string());
         record.rule_priority = rule_priority;
         record.target = trace.target;
@@ -157,9 +283,37 @@ pub async fn handle(req: Request<Incoming>, conn: &ConnCtx) -> Response<Response
         let since = |a: Instant, b: Option<Instant>| b.map(|b| access_log::seconds(b - a));
         record.request_processing_time = since(received, trace.sent_at);
         record.target_processing_time = trace.sent_at.and_then(|s| since(s, trace.head_at));
-        response = response.map(|b| b.with_log(PendingLog::new(record, sink, bytes_in)));
+        response = response.map(|b| b.with_log(PendingLog::new(*record, sink, bytes_in)));
     }
     response
+}
+
+/// Try the group's targets in turn, as far as `retry` allows.
+async fn attempts(
+    retry: &mut Retry,
+    group: &TargetGroup,
+    trace: &mut Trace,
+    timeout: Duration,
+    http2: bool,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    while let Some(target) = retry.next(group) {
+        if http2 {
+            let Some(req) = retry.take() else { break };
+            match Box::pin(multiplex::send(target, group, req, trace, timeout)).await {
+                Ok(response) => return Ok(response),
+                Err(failure) => retry.failed(failure),
+            }
+        } else {
+            let Some(req) = retry.request_mut() else {
+                break;
+            };
+            match send(target, group, req, trace, timeout).await {
+                Ok(response) => return Ok(response),
+                Err((error, sendable)) => retry.failed_in_place(error, sendable),
+            }
+        }
+    }
+    Err(retry.last_error(group))
 }
 
 /// The parts of a log record known from the request head.
@@ -260,67 +414,6 @@ fn decide(
     (decision, priority)
 }
 
-/// What `handle` already knows about a request it forwards.
-struct How {
-    is_grpc: bool,
-    /// The access log is on: the request id is wanted.
-    logging: bool,
-}
-
-async fn forward(
-    req: Request<Incoming>,
-    group: &TargetGroup,
-    conn: &ConnCtx,
-    trace: &mut Trace,
-    bytes_in: &Option<Arc<AtomicU64>>,
-    How { is_grpc, logging }: How,
-) -> Result<Response<ResponseBody>, ProxyError> {
-    let http2 = group.config.protocol == TargetProtocol::Http2;
-    if is_grpc && !http2 {
-        return Err(ProxyError::GrpcNeedsHttp2(group.name().to_string()));
-    }
-    if !http2 && upgrade::requested(&req).is_some() {
-        return Box::pin(upgrade::forward(req, group, conn, trace)).await;
-    }
-    let mut timeout = group.config.response_timeout;
-    if let Some(deadline) = is_grpc.then(|| grpc::timeout(req.headers())).flatten() {
-        timeout = timeout.min(deadline);
-    }
-    let te_trailers = http2 && multiplex::wants_trailers(req.headers());
-    let (mut parts, body) = req.into_parts();
-    headers::prepare_request(&mut parts, &conn.client_ip, &conn.forwarded);
-    if http2 {
-        multiplex::to_http2(&mut parts, te_trailers);
-    }
-    if logging {
-        trace.request_id = parts
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-    }
-    crate::tls::client_cert::apply(&mut parts.headers, conn.tls.as_deref().map(|t| &t.cert));
-    let body = if body.is_end_stream() {
-        UpstreamBody::Empty
-    } else {
-        UpstreamBody::Client(body, bytes_in.clone())
-    };
-    let replayable = matches!(body, UpstreamBody::Empty) && is_idempotent(&parts.method);
-    let mut retry = Retry::new(Request::from_parts(parts, body), replayable, http2);
-    while let Some((target, req)) = retry.next(group) {
-        let sent = if http2 {
-            Box::pin(multiplex::send(target, group, req, trace, timeout)).await
-        } else {
-            send(target, group, req, trace, timeout).await
-        };
-        match sent {
-            Ok(response) => return Ok(response),
-            Err(failure) => retry.failed(failure),
-        }
-    }
-    Err(retry.into_error(group))
-}
-
 /// A connection to a target failed on the data path: count it, mark the target
 /// down at once, and say so.
 pub fn connect_failed(target: &Target, group: &TargetGroup, e: std::io::Error) -> ProxyError {
@@ -346,16 +439,16 @@ pub fn connect_failed(target: &Target, group: &TargetGroup, e: std::io::Error) -
 /// the request goes out (the target closed it at that very moment), the request is
 /// sent again on a new connection to the same target when that is safe: nothing of
 /// it was written, or it is replayable and the target sent no byte of a response.
+/// On failure, says whether the request may still go to another target.
 async fn send(
     target: &Arc<Target>,
     group: &TargetGroup,
-    req: Request<UpstreamBody>,
+    req: &mut Request<UpstreamBody>,
     trace: &mut Trace,
-    timeout: std::time::Duration,
-) -> Result<Response<ResponseBody>, Failure> {
+    timeout: Duration,
+) -> Result<Response<ResponseBody>, (ProxyError, bool)> {
     let cfg = &group.config;
     trace.target = Some(target.addr);
-    let (parts, mut body) = req.into_parts();
     let mut in_flight = target.begin_request();
     let mut stale = 0;
     loop {
@@ -367,19 +460,14 @@ async fn send(
                 .await
             {
                 Ok(conn) => conn,
-                Err(e) => {
-                    return Err(Failure {
-                        error: connect_failed(target, group, e),
-                        unsent: Some(Request::from_parts(parts, body)),
-                    });
-                }
+                Err(e) => return Err((connect_failed(target, group, e), true)),
             },
         };
         let reused = conn.is_reused();
         let mut lease = Lease::new(conn, in_flight);
         let sent_at = Instant::now();
         trace.sent_at = Some(sent_at);
-        let sent = tokio::time::timeout(timeout, lease.conn_mut().send(&parts, &mut body)).await;
+        let sent = tokio::time::timeout(timeout, lease.conn_mut().send(req)).await;
         let SendError { error, written } = match sent {
             Ok(Ok(head)) => {
                 let head_at = Instant::now();
@@ -396,17 +484,11 @@ async fn send(
                 return Ok(response);
             }
             Ok(Err(e)) => e,
-            Err(_) => {
-                return Err(Failure {
-                    error: ProxyError::ResponseTimeout(target.addr),
-                    unsent: None,
-                });
-            }
+            Err(_) => return Err((ProxyError::ResponseTimeout(target.addr), false)),
         };
-        let again = !written
-            || (matches!(error, h1::Error::Closed)
-                && body.is_end_stream()
-                && is_idempotent(&parts.method));
+        // Still whole here: a replayable request may be sent again.
+        let replayable = req.body().is_end_stream() && is_idempotent(req.method());
+        let again = !written || (matches!(error, h1::Error::Closed) && replayable);
         if reused && again && stale < MAX_STALE {
             stale += 1;
             in_flight = lease.into_in_flight();
@@ -416,10 +498,7 @@ async fn send(
             target: target.addr,
             source: error,
         };
-        // Still whole here: a replayable request may go to another target.
-        let replayable = body.is_end_stream() && is_idempotent(&parts.method);
-        let unsent = (!written || replayable).then(|| Request::from_parts(parts, body));
-        return Err(Failure { error, unsent });
+        return Err((error, !written || replayable));
     }
 }
 

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use ballast_config::ListenerConfig;
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::{service_fn, HttpService};
@@ -296,10 +297,8 @@ async fn serve_io<T: Transport>(
         return;
     };
     if http2 {
-        let service = service_fn(move |req| {
-            let conn_ctx = conn_ctx.clone();
-            async move { Ok::<_, Infallible>(forward::handle(req, &conn_ctx).await) }
-        });
+        let service =
+            service_fn(move |req| forward::handle(req, conn_ctx.clone()).map(Ok::<_, Infallible>));
         let mut conn = Box::pin(
             ctx.h2
                 .serve_connection(connection::serve_over(io, pre), service),
@@ -387,8 +386,7 @@ async fn serve_http1<T: Transport>(
         // Boxed so that hyper can give the connection back (`poll_without_shutdown`
         // needs an `Unpin` future); the box lives as long as the request.
         let service = service_fn(move |req| {
-            let conn_ctx = handler.clone();
-            Box::pin(async move { Ok::<_, Infallible>(forward::handle(req, &conn_ctx).await) })
+            Box::pin(forward::handle(req, handler.clone()).map(Ok::<_, Infallible>))
         });
         // Boxed: allocated while the connection is served, freed when it parks.
         let mut conn = Box::new(

@@ -96,7 +96,8 @@ pub async fn forward(
     };
     let replayable = matches!(body, UpstreamBody::Empty);
     let mut retry = Retry::new(Request::from_parts(parts, body), replayable, true);
-    while let Some((target, req)) = retry.next(group) {
+    while let Some(target) = retry.next(group) {
+        let Some(req) = retry.take() else { break };
         match attempt(target, group, req, trace).await {
             Ok((response, in_flight)) => {
                 return Ok(respond(response, in_flight, client_side, conn))

@@ -6,17 +6,17 @@
 //! it has the response head; `BodyReader` then hands the response body to hyper
 //! frame by frame straight from the socket, and puts the connection back in its
 //! pool the moment the body has ended cleanly. No task, channel or lock sits in
-//! between. Each connection keeps one read buffer and one write buffer for its
-//! whole life: a response small enough to fit is copied out of the read buffer,
-//! so the buffer stays whole and warm in the cache for the next request on it.
+//! between. A connection borrows a read buffer while a response comes in and gives
+//! it back when the response has ended (`buffers.rs`): a body small enough is
+//! copied out of it, so the buffer stays whole and warm in the cache for the next
+//! response on any connection of the worker.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
-use http::request::Parts;
-use http::StatusCode;
+use http::{Request, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -24,13 +24,12 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_util::io::poll_read_buf;
 
+use super::buffers;
 use super::codec::{self, ChunkedDecoder, Decoded, Framing, ResponseHead};
 use super::Error;
 use crate::body::UpstreamBody;
 use crate::pool::Lease;
 
-/// Bytes reserved in a connection's read buffer before each read.
-const READ_SIZE: usize = 16 * 1024;
 /// Body data up to this size is copied into the write buffer with its chunk framing
 /// and sent in one write.
 const COALESCE: usize = 8 * 1024;
@@ -86,8 +85,10 @@ impl Conn {
     }
 
     /// Ready to go back to the pool: the response ended where it said it would.
+    /// An idle connection holds no read buffer (`buffers.rs`).
     pub fn into_idle(mut self) -> Option<Self> {
         self.reused = true;
+        buffers::give_back(&mut self.rbuf);
         self.rbuf.is_empty().then_some(self)
     }
 
@@ -95,9 +96,9 @@ impl Conn {
     /// skipped).
     pub async fn send(
         &mut self,
-        parts: &Parts,
-        body: &mut UpstreamBody,
+        req: &mut Request<UpstreamBody>,
     ) -> Result<ResponseHead, SendError> {
+        let body = req.body();
         let framing = if body.is_end_stream() {
             Framing::Empty
         } else {
@@ -107,7 +108,7 @@ impl Conn {
             }
         };
         self.wbuf.clear();
-        codec::encode_request(parts, framing, &mut self.wbuf);
+        codec::encode_request(req, framing, &mut self.wbuf);
         // The first write tells whether anything reached the target at all.
         let first = self.io.write(&self.wbuf).await.map_err(|e| SendError {
             error: e.into(),
@@ -124,10 +125,12 @@ impl Conn {
                 .map_err(|e| written(e.into()))?;
         }
         if framing != Framing::Empty {
-            self.send_body(body, framing).await.map_err(written)?;
+            self.send_body(req.body_mut(), framing)
+                .await
+                .map_err(written)?;
         }
         self.io.flush().await.map_err(|e| written(e.into()))?;
-        self.read_head(&parts.method).await.map_err(written)
+        self.read_head(req.method()).await.map_err(written)
     }
 
     async fn send_body(&mut self, body: &mut UpstreamBody, framing: Framing) -> Result<(), Error> {
@@ -191,7 +194,7 @@ impl Conn {
                     return Ok(head);
                 }
             }
-            self.rbuf.reserve(READ_SIZE);
+            buffers::reserve(&mut self.rbuf);
             if self.io.read_buf(&mut self.rbuf).await? == 0 {
                 return Err(if received || !self.rbuf.is_empty() {
                     Error::Incomplete
@@ -298,7 +301,7 @@ impl Body for BodyReader {
                 }
                 _ => {}
             }
-            conn.rbuf.reserve(READ_SIZE);
+            buffers::reserve(&mut conn.rbuf);
             let read = ready!(poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.rbuf));
             match read {
                 Ok(0) if matches!(this.decoding, Decoding::Close) => {

@@ -11,6 +11,7 @@
 //! targets; health checks and WebSocket upgrades keep their own hyper connections,
 //! which are off the per-request path.
 
+pub mod buffers;
 pub mod client;
 pub mod codec;
 
