@@ -190,6 +190,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
     }
 }
 
+/// Responses up to this size are written with one `send` instead of a `writev`
+/// (`TrackedIo::poll_write_vectored`).
+const GATHER: usize = 2048;
+
 impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -199,12 +203,35 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
 
+    /// hyper writes a response as a list of buffers (head, then body). A
+    /// `writev` costs the kernel more than a `send` of one buffer (the list is
+    /// imported and checked segment by segment), so a small response goes out as
+    /// one `send`, gathered through the stack; a large one stays a `writev`,
+    /// where a copy here would cost more than it saves.
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let inner = &mut self.get_mut().inner;
+        let mut parts = bufs.iter().filter(|b| !b.is_empty());
+        let (Some(first), second) = (parts.next(), parts.next()) else {
+            return Poll::Ready(Ok(0));
+        };
+        let Some(second) = second else {
+            return Pin::new(inner).poll_write(cx, first);
+        };
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if total > GATHER {
+            return Pin::new(inner).poll_write_vectored(cx, bufs);
+        }
+        let mut gathered = [0u8; GATHER];
+        let mut len = 0;
+        for part in [first, second].into_iter().chain(parts) {
+            gathered[len..len + part.len()].copy_from_slice(part);
+            len += part.len();
+        }
+        Pin::new(inner).poll_write(cx, &gathered[..len])
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -384,5 +411,50 @@ where
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::IoSlice;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// Small lists are gathered into one write, large ones stay vectored; either
+    /// way every byte arrives, in order.
+    #[tokio::test]
+    async fn vectored_writes_arrive_whole_and_in_order() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (mut server, _) = listener.accept().await.expect("accept");
+        let (mut io, _state) = track(client);
+        let big = vec![b'x'; GATHER + 1];
+        let cases: [&[&[u8]]; 4] = [
+            &[b"HTTP/1.1 200 OK\r\n\r\n", b"", b"hello"],
+            &[b"", b"only one"],
+            &[b"a", b"b", b"c", b"d"],
+            &[b"head:", &big],
+        ];
+        for parts in cases {
+            let want: Vec<u8> = parts.concat();
+            let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+            let n = io.write_vectored(&slices).await.expect("write");
+            assert!(n > 0);
+            // The rest, as hyper does after a partial write.
+            io.write_all(&want[n..]).await.expect("write the rest");
+            let mut got = vec![0; want.len()];
+            server.read_exact(&mut got).await.expect("read");
+            assert_eq!(got, want);
+        }
+        let none = io
+            .write_vectored(&[IoSlice::new(b"")])
+            .await
+            .expect("empty");
+        assert_eq!(none, 0);
     }
 }
