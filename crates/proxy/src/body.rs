@@ -30,6 +30,26 @@ use crate::h1::client::BodyReader;
 use crate::h2pool::StreamGuard;
 use crate::target::InFlight;
 
+/// A client's request body as it arrived: hyper's (HTTP/2, and the HTTP/1.1
+/// requests hyper serves), or none (the requests ballast's own HTTP/1.1 server
+/// takes are those without a body, `h1::server`).
+pub enum RequestBody {
+    Incoming(Incoming),
+    Empty,
+}
+
+impl RequestBody {
+    /// The body to send on: `Empty` when there is nothing to stream.
+    pub fn into_upstream(self, counter: Option<Arc<AtomicU64>>) -> UpstreamBody {
+        match self {
+            RequestBody::Incoming(body) if !body.is_end_stream() => {
+                UpstreamBody::Client(body, counter)
+            }
+            _ => UpstreamBody::Empty,
+        }
+    }
+}
+
 /// The body of a request on its way to a target.
 pub enum UpstreamBody {
     /// The client's body, streamed through; its bytes counted when logging.

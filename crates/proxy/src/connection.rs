@@ -52,11 +52,24 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     fn socket(&self) -> Option<&TcpStream> {
         None
     }
+
+    /// The connection as plain TCP, which ballast's own HTTP/1.1 server serves
+    /// (`h1::server`).
+    fn plain(_io: &mut TrackedIo<Self>) -> Option<&mut TrackedIo<TcpStream>>
+    where
+        Self: Sized,
+    {
+        None
+    }
 }
 
 impl Transport for TcpStream {
     fn socket(&self) -> Option<&TcpStream> {
         Some(self)
+    }
+
+    fn plain(io: &mut TrackedIo<Self>) -> Option<&mut TrackedIo<TcpStream>> {
+        Some(io)
     }
 }
 
@@ -117,6 +130,15 @@ impl ConnState {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.head_started.store(0, Ordering::Relaxed);
         Activity(self.clone())
+    }
+
+    /// How long no request has been in flight (zero while one is).
+    pub fn quiet_for(&self) -> Duration {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
+        let since = self.idle_since.load(Ordering::Relaxed);
+        Duration::from_millis(now_ms().saturating_sub(since))
     }
 
     fn on_read(&self) {

@@ -34,13 +34,12 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body as _;
-use hyper::body::Incoming;
 
 use ballast_config::TargetProtocol;
 
 use crate::access_log::{self, AccessRecord};
 use crate::action::RouteAction;
-use crate::body::{PendingLog, ResponseBody, UpstreamBody};
+use crate::body::{PendingLog, RequestBody, ResponseBody, UpstreamBody};
 use crate::connection::{Activity, ConnState};
 use crate::error::ProxyError;
 use crate::grpc;
@@ -107,7 +106,7 @@ pub struct Trace {
 /// whole life, and any local it ever borrowed, so a request head passed down by
 /// value or prepared inside it would be stored several times over.
 pub fn handle(
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     conn: Arc<ConnCtx>,
 ) -> impl Future<Output = Response<ResponseBody>> + Send {
     let plan = plan(req, &conn);
@@ -139,12 +138,12 @@ enum Step {
         http2: bool,
     },
     /// Forward an upgrade (WebSocket) on a connection of its own.
-    Upgrade(Option<Request<Incoming>>),
+    Upgrade(Option<Request<RequestBody>>),
     /// Nothing: a redirect, a fixed response, or an error, already known.
     Done(Option<Result<Box<Response<ResponseBody>>, ProxyError>>),
 }
 
-fn plan(req: Request<Incoming>, conn: &ConnCtx) -> Plan {
+fn plan(req: Request<RequestBody>, conn: &ConnCtx) -> Plan {
     let received = Instant::now();
     let activity = conn.state.begin(req.version() == http::Version::HTTP_2);
     let is_grpc = grpc::is_grpc(req.headers());
@@ -184,7 +183,12 @@ fn plan(req: Request<Incoming>, conn: &ConnCtx) -> Plan {
 }
 
 /// Rewrite a request for `group` and make it ready to send.
-fn prepare(req: Request<Incoming>, group: &TargetGroup, conn: &ConnCtx, plan: &mut Plan) -> Step {
+fn prepare(
+    req: Request<RequestBody>,
+    group: &TargetGroup,
+    conn: &ConnCtx,
+    plan: &mut Plan,
+) -> Step {
     let http2 = group.config.protocol == TargetProtocol::Http2;
     if plan.is_grpc && !http2 {
         let e = ProxyError::GrpcNeedsHttp2(group.name().to_string());
@@ -207,11 +211,7 @@ fn prepare(req: Request<Incoming>, group: &TargetGroup, conn: &ConnCtx, plan: &m
         plan.trace.request_id = id.to_str().ok().map(str::to_string);
     }
     crate::tls::client_cert::apply(&mut parts.headers, conn.tls.as_deref().map(|t| &t.cert));
-    let body = if body.is_end_stream() {
-        UpstreamBody::Empty
-    } else {
-        UpstreamBody::Client(body, plan.bytes_in.clone())
-    };
+    let body = body.into_upstream(plan.bytes_in.clone());
     let replayable = matches!(body, UpstreamBody::Empty) && is_idempotent(&parts.method);
     let retry = Retry::new(Request::from_parts(parts, body), replayable, http2);
     Step::Send {
@@ -317,7 +317,7 @@ async fn attempts(
 }
 
 /// The parts of a log record known from the request head.
-fn begin_record(req: &Request<Incoming>, conn: &ConnCtx) -> AccessRecord {
+fn begin_record(req: &Request<RequestBody>, conn: &ConnCtx) -> AccessRecord {
     let mut record = empty_record(conn);
     record.method = req.method().as_str().to_string();
     record.path = req.uri().path().to_string();
@@ -369,7 +369,7 @@ enum Decision {
 /// returns the priority of the rule that matched (`None`: the default action).
 fn decide(
     route: &ListenerRoute,
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
     conn: &ConnCtx,
 ) -> (Decision, Option<u32>) {
     let view = RequestView::new(req, conn.client.ip());

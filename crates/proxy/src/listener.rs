@@ -24,6 +24,7 @@ use std::time::Duration;
 use ballast_config::ListenerConfig;
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
+use http::Request;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::{service_fn, HttpService};
@@ -35,9 +36,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
-use crate::body::ResponseBody;
+use crate::body::{RequestBody, ResponseBody};
 use crate::connection::{self, ConnState, Drain, Ended, Served, Timeouts, TrackedIo, Transport};
 use crate::forward::{self, ConnCtx};
+use crate::h1::{self, server::Outcome};
 use crate::headers::ForwardedInfo;
 use crate::metrics::ListenerMetrics;
 use crate::server::Shared;
@@ -297,8 +299,10 @@ async fn serve_io<T: Transport>(
         return;
     };
     if http2 {
-        let service =
-            service_fn(move |req| forward::handle(req, conn_ctx.clone()).map(Ok::<_, Infallible>));
+        let service = service_fn(move |req: Request<Incoming>| {
+            forward::handle(req.map(RequestBody::Incoming), conn_ctx.clone())
+                .map(Ok::<_, Infallible>)
+        });
         let mut conn = Box::pin(
             ctx.h2
                 .serve_connection(connection::serve_over(io, pre), service),
@@ -370,7 +374,9 @@ fn read_now(socket: &tokio::net::TcpStream, buf: &mut BytesMut) -> io::Result<us
 }
 
 /// Serve HTTP/1.1, parking the connection while it is quiet (plain TCP only) and
-/// handing it to its tunnel after an upgrade.
+/// handing it to its tunnel after an upgrade. On plain TCP, ballast's own server
+/// takes the common request (`h1::server`) and hands anything else to hyper,
+/// which then serves the connection until it goes quiet.
 async fn serve_http1<T: Transport>(
     mut io: TrackedIo<T>,
     mut pre: Bytes,
@@ -382,11 +388,29 @@ async fn serve_http1<T: Transport>(
 ) {
     let parkable = io.get_ref().socket().is_some();
     loop {
+        if let Some(plain) = T::plain(&mut io) {
+            // Boxed: allocated while the connection is served, freed when it parks.
+            let first = std::mem::take(&mut pre);
+            let served = Box::pin(h1::server::serve(
+                plain, first, &conn_ctx, state, timeouts, &drain,
+            ));
+            match served.await {
+                Outcome::Closed => return,
+                Outcome::Park => {
+                    if !park(&io, &conn_ctx, state, timeouts, &mut drain).await {
+                        return;
+                    }
+                    continue;
+                }
+                Outcome::Hyper(rest) => pre = rest,
+            }
+        }
         let handler = conn_ctx.clone();
         // Boxed so that hyper can give the connection back (`poll_without_shutdown`
         // needs an `Unpin` future); the box lives as long as the request.
-        let service = service_fn(move |req| {
-            Box::pin(forward::handle(req, handler.clone()).map(Ok::<_, Infallible>))
+        let service = service_fn(move |req: Request<Incoming>| {
+            let handling = forward::handle(req.map(RequestBody::Incoming), handler.clone());
+            Box::pin(handling.map(Ok::<_, Infallible>))
         });
         // Boxed: allocated while the connection is served, freed when it parks.
         let mut conn = Box::new(
@@ -424,20 +448,29 @@ async fn serve_http1<T: Transport>(
             return;
         }
         (io, pre) = (tracked, unread);
-        if pre.is_empty() {
-            let Some(socket) = io.get_ref().socket() else {
-                return;
-            };
-            connection::PARKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            conn_ctx
-                .metrics
-                .parked_total
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if !connection::park(socket, state, timeouts, &mut drain).await {
-                return;
-            }
+        if pre.is_empty() && !park(&io, &conn_ctx, state, timeouts, &mut drain).await {
+            return;
         }
     }
+}
+
+/// Park a quiet connection (`connection::park`), counted; `false` if it ended.
+async fn park<T: Transport>(
+    io: &TrackedIo<T>,
+    conn_ctx: &ConnCtx,
+    state: &ConnState,
+    timeouts: Timeouts,
+    drain: &mut watch::Receiver<Drain>,
+) -> bool {
+    let Some(socket) = io.get_ref().socket() else {
+        return false;
+    };
+    connection::PARKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    conn_ctx
+        .metrics
+        .parked_total
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    connection::park(socket, state, timeouts, drain).await
 }
 
 /// The bytes read from a connection but not yet used: what was put back in front

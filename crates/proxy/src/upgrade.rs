@@ -23,7 +23,6 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::header::{HeaderValue, CONNECTION, UPGRADE};
 use http::{Method, Request, Response, StatusCode, Version};
-use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper::upgrade::OnUpgrade;
@@ -31,7 +30,7 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
-use crate::body::{Hold, ResponseBody, UpstreamBody};
+use crate::body::{Hold, RequestBody, ResponseBody, UpstreamBody};
 use crate::connection::Drain;
 use crate::dial;
 use crate::error::ProxyError;
@@ -51,7 +50,7 @@ pub struct Tunnels {
 }
 
 /// The `Upgrade` value of a valid WebSocket upgrade request, if this is one.
-pub fn requested(req: &Request<Incoming>) -> Option<HeaderValue> {
+pub fn requested<B>(req: &Request<B>) -> Option<HeaderValue> {
     if req.version() != Version::HTTP_11
         || req.method() != Method::GET
         || req.extensions().get::<OnUpgrade>().is_none()
@@ -74,7 +73,7 @@ pub fn requested(req: &Request<Incoming>) -> Option<HeaderValue> {
 
 /// Forward an upgrade request; on a 101, start relaying.
 pub async fn forward(
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     group: &TargetGroup,
     conn: &ConnCtx,
     trace: &mut Trace,
@@ -89,11 +88,7 @@ pub async fn forward(
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(UPGRADE, upgrade);
     }
-    let body = if body.is_end_stream() {
-        UpstreamBody::Empty
-    } else {
-        UpstreamBody::Client(body, None)
-    };
+    let body = body.into_upstream(None);
     let replayable = matches!(body, UpstreamBody::Empty);
     let mut retry = Retry::new(Request::from_parts(parts, body), replayable, true);
     while let Some(target) = retry.next(group) {

@@ -11,7 +11,7 @@
 //! - `Content-Length` must be digits, and repeated values must agree;
 //! - chunk-size lines must end in CRLF, with at most 16 hex digits.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH};
 use http::header::{TRANSFER_ENCODING, UPGRADE};
 use http::{Method, StatusCode};
@@ -95,7 +95,7 @@ fn push_decimal(out: &mut Vec<u8>, n: u64) {
 }
 
 /// Write a chunk-size line for `len` bytes of data.
-pub fn encode_chunk_size(len: usize, out: &mut Vec<u8>) {
+pub fn encode_chunk_size(len: usize, out: &mut impl BufMut) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut digits = [0u8; 16];
     let mut i = digits.len();
@@ -108,8 +108,8 @@ pub fn encode_chunk_size(len: usize, out: &mut Vec<u8>) {
             break;
         }
     }
-    out.extend_from_slice(&digits[i..]);
-    out.extend_from_slice(b"\r\n");
+    out.put_slice(&digits[i..]);
+    out.put_slice(b"\r\n");
 }
 
 /// A target's response head, parsed. Its headers are the end-to-end ones: the

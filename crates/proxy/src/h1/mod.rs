@@ -14,6 +14,7 @@
 pub mod buffers;
 pub mod client;
 pub mod codec;
+pub mod server;
 
 /// What can go wrong talking HTTP/1.1 to a target.
 #[derive(Debug, thiserror::Error)]
