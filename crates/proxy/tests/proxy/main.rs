@@ -6,6 +6,7 @@ mod errors;
 mod failover;
 mod forwarding;
 mod grpc;
+mod h1_server;
 mod h1_targets;
 mod http2;
 mod mtls;

@@ -1,0 +1,215 @@
+//! ballast's own HTTP/1.1 server (`h1::server`) as a client sees it on the wire,
+//! and its hand-over to hyper for the requests it leaves alone.
+
+use std::collections::HashMap;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use ballast_testkit::{backends, Ballast, Setup};
+
+use crate::errors::unchecked_target;
+
+/// One response as read off the socket.
+struct Raw {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+/// Read one response (`Content-Length`, chunked, or none for HEAD) from `buf`
+/// and the socket; what follows it stays in `buf`.
+async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool) -> Raw {
+    let end = loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+        fill(stream, buf).await;
+    };
+    let head = String::from_utf8(buf[..end].to_vec()).expect("head is text");
+    buf.drain(..end + 4);
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().expect("status line");
+    let status = status_line[9..12].parse().expect("status code");
+    let headers: HashMap<String, String> = lines
+        .map(|l| {
+            let (n, v) = l.split_once(':').expect("field");
+            (n.to_ascii_lowercase(), v.trim().to_string())
+        })
+        .collect();
+    let mut body = Vec::new();
+    if head_only {
+        return Raw {
+            status,
+            headers,
+            body,
+        };
+    }
+    if let Some(len) = headers.get("content-length") {
+        let len: usize = len.parse().expect("length");
+        while buf.len() < len {
+            fill(stream, buf).await;
+        }
+        body = buf.drain(..len).collect();
+    } else if headers.get("transfer-encoding").map(String::as_str) == Some("chunked") {
+        loop {
+            let line_end = loop {
+                if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                fill(stream, buf).await;
+            };
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&buf[..line_end]).expect("size"), 16)
+                    .expect("hex size");
+            buf.drain(..line_end + 2);
+            while buf.len() < size + 2 {
+                fill(stream, buf).await;
+            }
+            body.extend(buf.drain(..size));
+            buf.drain(..2);
+            if size == 0 {
+                break;
+            }
+        }
+    }
+    Raw {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) {
+    let mut chunk = [0u8; 8192];
+    let n = stream.read(&mut chunk).await.expect("read");
+    assert!(n > 0, "connection closed in the middle of a response");
+    buf.extend_from_slice(&chunk[..n]);
+}
+
+fn echo_path(r: &Raw) -> String {
+    let echo: serde_json::Value = serde_json::from_slice(&r.body).expect("json echo");
+    echo["path"].as_str().expect("path").to_string()
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let bs = backends(1).await;
+    let ballast = Ballast::start(&Setup::new(&bs)).await;
+    let mut s = TcpStream::connect(ballast.addr).await.expect("connect");
+    let mut three = Vec::new();
+    for path in ["/a", "/b", "/c"] {
+        three.extend_from_slice(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    }
+    s.write_all(&three).await.expect("write");
+    let mut buf = Vec::new();
+    for path in ["/a", "/b", "/c"] {
+        let r = read_response(&mut s, &mut buf, false).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(echo_path(&r), path);
+        assert!(r.headers.contains_key("date"), "{:?}", r.headers);
+        assert!(!r.headers.contains_key("connection"), "{:?}", r.headers);
+    }
+}
+
+#[tokio::test]
+async fn a_request_with_a_body_is_served_by_hyper_on_the_same_connection() {
+    let bs = backends(1).await;
+    let ballast = Ballast::start(&Setup::new(&bs)).await;
+    let mut s = TcpStream::connect(ballast.addr).await.expect("connect");
+    let mut buf = Vec::new();
+    let steps: [(&[u8], &str, u64); 4] = [
+        (b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n", "/one", 0),
+        (b"POST /two HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", "/two", 5),
+        (b"PUT /three HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "/three", 3),
+        (b"GET /four HTTP/1.1\r\nHost: x\r\n\r\n", "/four", 0),
+    ];
+    for (raw, path, body_bytes) in steps {
+        s.write_all(raw).await.expect("write");
+        let r = read_response(&mut s, &mut buf, false).await;
+        assert_eq!(r.status, 200, "{path}");
+        let echo: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+        assert_eq!(echo["path"], path);
+        assert_eq!(echo["body_bytes"], body_bytes, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn head_responses_keep_their_length_and_send_no_body() {
+    let bs = backends(1).await;
+    let ballast = Ballast::start(&Setup::new(&bs)).await;
+    let mut s = TcpStream::connect(ballast.addr).await.expect("connect");
+    let mut buf = Vec::new();
+    s.write_all(
+        b"HEAD /h?bytes=1000 HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let head = read_response(&mut s, &mut buf, true).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.headers["content-length"], "1000");
+    // Had any body bytes followed the HEAD response, this would not parse.
+    let next = read_response(&mut s, &mut buf, false).await;
+    assert_eq!(echo_path(&next), "/after");
+}
+
+#[tokio::test]
+async fn large_bodies_cross_whole() {
+    let bs = backends(1).await;
+    let ballast = Ballast::start(&Setup::new(&bs)).await;
+    let mut s = TcpStream::connect(ballast.addr).await.expect("connect");
+    let mut buf = Vec::new();
+    for len in [0usize, 1, 4096, 4097, 16 * 1024, 1 << 20] {
+        let req = format!("GET /big?bytes={len} HTTP/1.1\r\nHost: x\r\n\r\n");
+        s.write_all(req.as_bytes()).await.expect("write");
+        let r = read_response(&mut s, &mut buf, false).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body.len(), len, "body of {len} bytes");
+    }
+}
+
+#[tokio::test]
+async fn connection_close_is_honoured_and_ballasts_own_answers_are_dated() {
+    // No target listens there: ballast answers 502 itself.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = dead.local_addr().expect("addr");
+    drop(dead);
+    let ballast = Ballast::start(&unchecked_target(addr)).await;
+    let mut s = TcpStream::connect(ballast.addr).await.expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let r = read_response(&mut s, &mut buf, false).await;
+    assert_eq!(r.status, 502);
+    assert_eq!(r.headers["connection"], "close");
+    assert!(r.headers["date"].ends_with(" GMT"), "{:?}", r.headers);
+    assert!(String::from_utf8_lossy(&r.body).contains("502"));
+    let mut rest = Vec::new();
+    let n = s.read_to_end(&mut rest).await.expect("read to the close");
+    assert_eq!(n, 0, "nothing after the response, then the close");
+}
+
+#[tokio::test]
+async fn malformed_requests_get_hypers_answer_and_the_listener_goes_on() {
+    let bs = backends(1).await;
+    let ballast = Ballast::start(&Setup::new(&bs)).await;
+    for bad in [
+        &b"GET /a b c HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+    ] {
+        let mut s = TcpStream::connect(ballast.addr).await.expect("connect");
+        s.write_all(bad).await.expect("write");
+        let mut buf = Vec::new();
+        let r = read_response(&mut s, &mut buf, false).await;
+        assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(bad));
+    }
+    let mut s = TcpStream::connect(ballast.addr).await.expect("connect");
+    s.write_all(b"GET /fine HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let r = read_response(&mut s, &mut buf, false).await;
+    assert_eq!(echo_path(&r), "/fine");
+}
