@@ -200,6 +200,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
             let n = this.pre.len().min(buf.remaining());
             buf.put_slice(&this.pre[..n]);
             this.pre.advance(n);
+            if this.pre.is_empty() {
+                // Let go of the buffer the bytes came in (it may be a lent one).
+                this.pre = Bytes::new();
+            }
             this.state.on_read();
             return Poll::Ready(Ok(()));
         }

@@ -314,9 +314,6 @@ async fn serve_io<T: Transport>(
     }
 }
 
-/// How much the first read of a connection may take.
-const SNIFF_BUFFER: usize = 4096;
-
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -325,8 +322,9 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// too slow.
 ///
 /// A client that connects and says nothing costs no buffer: on a bare socket the
-/// first byte is awaited with a `peek`, and what has arrived is then read at once
-/// through a stack buffer (`read_now`) into an allocation of its exact size.
+/// socket's readiness is awaited, and only then is a buffer lent by the worker
+/// (`h1::buffers`), read into without being cleared first; ballast's own HTTP/1.1
+/// server parses the request where it is and gives the buffer back.
 async fn sniff<T: Transport>(
     mut io: TrackedIo<T>,
     limit: Duration,
@@ -336,11 +334,11 @@ async fn sniff<T: Transport>(
         loop {
             let n = match io.get_ref().socket() {
                 Some(socket) => {
-                    let mut byte = [0u8; 1];
-                    if socket.peek(&mut byte).await.ok()? == 0 {
-                        return None;
-                    }
-                    match read_now(socket, &mut buf) {
+                    // Readiness, not a `peek`: a new socket's readiness is fresh, and
+                    // one system call per connection fewer.
+                    socket.readable().await.ok()?;
+                    h1::buffers::reserve(&mut buf);
+                    match socket.try_read_buf(&mut buf) {
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                         read => read.ok()?,
                     }
@@ -362,15 +360,6 @@ async fn sniff<T: Transport>(
     };
     let http2 = tokio::time::timeout(limit, read).await.ok()??;
     Some((io, buf.freeze(), http2))
-}
-
-/// Read what the socket has now, without waiting. The stack buffer is not part of
-/// the connection's future (no await while it lives).
-fn read_now(socket: &tokio::net::TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
-    let mut chunk = [0u8; SNIFF_BUFFER];
-    let n = socket.try_read(&mut chunk)?;
-    buf.extend_from_slice(&chunk[..n]);
-    Ok(n)
 }
 
 /// Serve HTTP/1.1, parking the connection while it is quiet (plain TCP only) and

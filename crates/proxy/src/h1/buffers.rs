@@ -80,6 +80,23 @@ mod tests {
     }
 
     #[test]
+    fn a_buffer_frozen_and_thawed_can_be_given_back() {
+        // The first read of a connection is frozen (`listener::sniff`) and thawed
+        // again by the HTTP/1.1 server, which gives it back once read.
+        let mut a = BytesMut::new();
+        reserve(&mut a);
+        a.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        let frozen = a.split().freeze();
+        drop(a);
+        let mut thawed = frozen.try_into_mut().expect("unique");
+        assert!(thawed.capacity() >= SIZE, "{}", thawed.capacity());
+        thawed.clear();
+        let before = free_count();
+        give_back(&mut thawed);
+        assert_eq!(free_count(), before + 1);
+    }
+
+    #[test]
     fn a_buffer_with_data_or_shared_is_not_kept() {
         let mut a = BytesMut::new();
         reserve(&mut a);

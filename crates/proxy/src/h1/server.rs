@@ -76,12 +76,11 @@ pub async fn serve(
     timeouts: Timeouts,
     drain: &watch::Receiver<Drain>,
 ) -> Outcome {
-    let mut rbuf = BytesMut::new();
-    if !pre.is_empty() {
-        buffers::reserve(&mut rbuf);
-        rbuf.extend_from_slice(&pre);
-    }
-    drop(pre);
+    // The bytes already read are parsed where they are (no copy) when nothing
+    // else holds them; a small buffer like that is freed, not lent, once used.
+    let mut rbuf = pre
+        .try_into_mut()
+        .unwrap_or_else(|pre| BytesMut::from(&pre[..]));
     let mut wbuf = BytesMut::new();
     // Set up once for the whole burst, not per request: a drain to notice while
     // waiting (any) or while serving (the drain time is up), and one timer.
