@@ -10,18 +10,18 @@
 //! timer per connection wakes at the nearest deadline and decides; nothing is done
 //! per byte beyond one relaxed atomic load.
 //!
-//! Parking. hyper keeps an HTTP/1 connection's read and write buffers (16 KiB and
-//! more) for as long as the connection lives, which made every idle keep-alive
-//! connection cost some 30 KiB. So a plain-TCP HTTP/1 connection that has been
-//! quiet for `PARK_AFTER` is parked: hyper's connection is ended without closing
-//! the socket (`poll_without_shutdown`), its buffers are freed, and the task waits
-//! for the socket to turn readable with nothing but the socket and this state
-//! (`park`). The next request starts a fresh hyper connection over the same socket,
-//! fed first with any bytes hyper had read but not used (`TrackedIo::put_back`). Busy
-//! connections never park: a request in flight or a head arriving keeps them
-//! served. TLS connections do not park (rustls may hold decrypted bytes that the
-//! socket's readiness would not announce), nor do HTTP/2 ones.
+//! Parking. A plain-TCP HTTP/1 connection that has been quiet for `PARK_AFTER`
+//! is parked: whatever served its last burst of requests (ballast's own server,
+//! or hyper's connection, ended without closing the socket by
+//! `poll_without_shutdown`) is freed with its buffers, and the task waits for the
+//! socket to turn readable with nothing but the socket and this state (`park`).
+//! The next request starts a new burst over the same socket, fed first with any
+//! bytes read but not used (`TrackedIo::put_back`). Busy connections never park: a
+//! request in flight or a head arriving keeps them served. TLS connections do not
+//! park (rustls may hold decrypted bytes that the socket's readiness would not
+//! announce), nor do HTTP/2 ones.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -354,6 +354,10 @@ fn judge(state: &ConnState, t: Timeouts, park: bool) -> Verdict {
 
 /// Wait, holding nothing but the socket, until the client sends the next request
 /// (`true`), or the idle timeout or the drain ends the connection (`false`).
+///
+/// Written as one `poll_fn` over the socket's own readiness slot, a timer and the
+/// drain, because this is the state every idle connection's task is sized for:
+/// tokio's `peek` future would add a waiter of its own to it.
 pub async fn park(
     socket: &TcpStream,
     state: &ConnState,
@@ -365,14 +369,29 @@ pub async fn park(
     }
     let idle = now_ms().saturating_sub(state.idle_since.load(Ordering::Relaxed));
     let left = (timeouts.idle.as_millis() as u64).saturating_sub(idle);
-    // A peek, not `readable()`: readiness can be left over from the last read, and
-    // waking for nothing would set hyper's buffers up again.
-    let mut byte = [0u8; 1];
-    tokio::select! {
-        peeked = socket.peek(&mut byte) => matches!(peeked, Ok(n) if n > 0),
-        _ = drain.changed() => false,
-        () = tokio::time::sleep(Duration::from_millis(left)) => false,
-    }
+    let timer = tokio::time::sleep(Duration::from_millis(left));
+    let drained = drain.changed();
+    tokio::pin!(timer, drained);
+    std::future::poll_fn(|cx| {
+        // Readiness can be left over from the last read, and waking for nothing
+        // would set a burst up again: a one-byte peek says whether data is there.
+        while socket.poll_read_ready(cx).is_ready() {
+            let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+            let peeked = socket.try_io(tokio::io::Interest::READABLE, || {
+                socket2::SockRef::from(socket).peek(&mut byte)
+            });
+            match peeked {
+                Ok(n) => return Poll::Ready(n > 0),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(_) => return Poll::Ready(false),
+            }
+        }
+        if drained.as_mut().poll(cx).is_ready() || timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(false);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Drive a hyper connection to its end, enforcing the timeouts and the drain.

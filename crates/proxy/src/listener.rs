@@ -2,9 +2,11 @@
 //!
 //! Data path. Each accepted connection runs in its own task. Its first bytes say
 //! which protocol it speaks: the HTTP/2 connection preface (h2c with prior
-//! knowledge, or h2 chosen by ALPN over TLS) or HTTP/1.1, both on one port. hyper
-//! serves either, supervised by `connection::supervise` for timeouts and drain;
-//! an HTTP/1 connection over plain TCP is parked between bursts of requests
+//! knowledge, or h2 chosen by ALPN over TLS) or HTTP/1.1, both on one port. On
+//! plain TCP the common HTTP/1.1 request (a complete head, no body) is served by
+//! ballast's own server (`h1::server`); hyper serves the rest, and HTTP/2,
+//! supervised by `connection::supervise` for timeouts and drain. An HTTP/1
+//! connection over plain TCP is parked between bursts of requests
 //! (`connection.rs`) and handed to a tunnel after a WebSocket upgrade
 //! (`upgrade.rs`). On an `https` listener the connection task first runs the TLS
 //! handshake (`tls::Terminator`, bounded by the header-read timeout). A listener that
@@ -239,6 +241,16 @@ async fn accept_loop(
     }
 }
 
+/// Serve one accepted connection.
+///
+/// A connection's task keeps the size of its largest state for its whole life,
+/// and most connections of a busy listener are idle keep-alive ones, parked. So
+/// the task of a plain connection holds its socket, its context and the parking
+/// loop, and everything else runs in boxes that live only while they work: the
+/// protocol sniff, each burst of requests (`burst`), HTTP/2, and TLS connections
+/// as a whole (they never park). A box is awaited from a variable of its own: a
+/// temporary in the awaiting statement would keep room in the task for the
+/// future it was made from.
 async fn serve(
     stream: tokio::net::TcpStream,
     client: SocketAddr,
@@ -247,41 +259,73 @@ async fn serve(
 ) {
     let (timeouts, metrics) = ctx.settings();
     let _open = metrics.connection();
-    match &ctx.tls {
-        None => serve_io(stream, client, None, &ctx, timeouts, metrics, tunnels).await,
-        Some(terminator) => {
-            // Boxed, like the HTTP connections below: the connection's task keeps
-            // the size of its largest state for its whole life, parked or not.
-            let accept = Box::pin(terminator.accept(stream, client, timeouts.header_read));
-            let Some((tls, info)) = accept.await else {
-                return; // counted and logged by the terminator
-            };
-            let info = Some(Arc::new(info));
-            serve_io(
-                Box::new(tls),
-                client,
-                info,
-                &ctx,
-                timeouts,
-                metrics,
-                tunnels,
-            )
-            .await;
+    if let Some(terminator) = ctx.tls.clone() {
+        let tls = Box::pin(serve_tls(
+            terminator, stream, client, &ctx, timeouts, metrics, tunnels,
+        ));
+        return tls.await;
+    }
+    let (io, state, conn_ctx) = start(stream, client, None, &ctx, metrics, tunnels);
+    let mut drain = conn_ctx.tunnels.drain.clone();
+    let sniffed = Box::pin(sniff(io, timeouts.header_read));
+    let Some((mut io, mut pre, http2)) = sniffed.await else {
+        return;
+    };
+    if http2 {
+        let h2 = Box::pin(serve_h2(io, pre, &ctx, conn_ctx, &state, timeouts, drain));
+        return h2.await;
+    }
+    loop {
+        let served = Box::pin(burst(
+            io, pre, &ctx, &conn_ctx, &state, timeouts, &mut drain,
+        ));
+        let Burst::Quiet(quiet) = served.await else {
+            return;
+        };
+        if !park(&quiet, &conn_ctx, &state, timeouts, &mut drain).await {
+            return;
         }
+        (io, pre) = (quiet, Bytes::new());
     }
 }
 
-/// Serve HTTP on an accepted connection, plain or TLS.
-async fn serve_io<T: Transport>(
-    stream: T,
+/// A TLS connection: the handshake, then HTTP/2 or HTTP/1.1 (never parked:
+/// rustls may hold decrypted bytes that the socket's readiness would not show).
+async fn serve_tls(
+    terminator: Arc<Terminator>,
+    stream: tokio::net::TcpStream,
     client: SocketAddr,
-    tls: Option<Arc<TlsConnInfo>>,
     ctx: &Arc<AcceptCtx>,
     timeouts: Timeouts,
     metrics: Arc<ListenerMetrics>,
     tunnels: Tunnels,
 ) {
-    let mut drain = tunnels.drain.clone();
+    let accept = terminator.accept(stream, client, timeouts.header_read);
+    let Some((tls, info)) = accept.await else {
+        return; // counted and logged by the terminator
+    };
+    let info = Some(Arc::new(info));
+    let (io, state, conn_ctx) = start(Box::new(tls), client, info, ctx, metrics, tunnels);
+    let mut drain = conn_ctx.tunnels.drain.clone();
+    let Some((io, pre, http2)) = sniff(io, timeouts.header_read).await else {
+        return;
+    };
+    if http2 {
+        serve_h2(io, pre, ctx, conn_ctx, &state, timeouts, drain).await;
+    } else {
+        burst(io, pre, ctx, &conn_ctx, &state, timeouts, &mut drain).await;
+    }
+}
+
+/// A connection's tracked stream, its activity state and its context.
+fn start<T: Transport>(
+    stream: T,
+    client: SocketAddr,
+    tls: Option<Arc<TlsConnInfo>>,
+    ctx: &AcceptCtx,
+    metrics: Arc<ListenerMetrics>,
+    tunnels: Tunnels,
+) -> (TrackedIo<T>, Arc<ConnState>, Arc<ConnCtx>) {
     let (io, state) = connection::track(stream);
     let conn_ctx = Arc::new(ConnCtx {
         shared: ctx.shared.clone(),
@@ -295,23 +339,28 @@ async fn serve_io<T: Transport>(
         tunnels,
         client_handoff: Mutex::new(None),
     });
-    let Some((io, pre, http2)) = sniff(io, timeouts.header_read).await else {
-        return;
-    };
-    if http2 {
-        let service = service_fn(move |req: Request<Incoming>| {
-            forward::handle(req.map(RequestBody::Incoming), conn_ctx.clone())
-                .map(Ok::<_, Infallible>)
-        });
-        let mut conn = Box::pin(
-            ctx.h2
-                .serve_connection(connection::serve_over(io, pre), service),
-        );
-        let shutdown = |c: Pin<&mut _>| http2::Connection::graceful_shutdown(c);
-        connection::supervise(conn.as_mut(), shutdown, &state, timeouts, &mut drain, false).await;
-    } else {
-        serve_http1(io, pre, ctx, conn_ctx, &state, timeouts, drain).await;
-    }
+    (io, state, conn_ctx)
+}
+
+/// Serve HTTP/2 (h2c with prior knowledge, or h2 by ALPN) with hyper.
+async fn serve_h2<T: Transport>(
+    io: TrackedIo<T>,
+    pre: Bytes,
+    ctx: &AcceptCtx,
+    conn_ctx: Arc<ConnCtx>,
+    state: &ConnState,
+    timeouts: Timeouts,
+    mut drain: watch::Receiver<Drain>,
+) {
+    let service = service_fn(move |req: Request<Incoming>| {
+        forward::handle(req.map(RequestBody::Incoming), conn_ctx.clone()).map(Ok::<_, Infallible>)
+    });
+    let mut conn = Box::pin(
+        ctx.h2
+            .serve_connection(connection::serve_over(io, pre), service),
+    );
+    let shutdown = |c: Pin<&mut _>| http2::Connection::graceful_shutdown(c);
+    connection::supervise(conn.as_mut(), shutdown, state, timeouts, &mut drain, false).await;
 }
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
@@ -362,35 +411,33 @@ async fn sniff<T: Transport>(
     Some((io, buf.freeze(), http2))
 }
 
-/// Serve HTTP/1.1, parking the connection while it is quiet (plain TCP only) and
-/// handing it to its tunnel after an upgrade. On plain TCP, ballast's own server
-/// takes the common request (`h1::server`) and hands anything else to hyper,
-/// which then serves the connection until it goes quiet.
-async fn serve_http1<T: Transport>(
+/// How a burst of requests on a connection ended.
+enum Burst<T> {
+    /// The connection is over (closed, timed out, drained, or upgraded).
+    Closed,
+    /// It went quiet with nothing unread: park it.
+    Quiet(TrackedIo<T>),
+}
+
+/// Serve requests until the connection goes quiet or ends. On plain TCP,
+/// ballast's own server takes the common request (`h1::server`) and hands
+/// anything else to hyper, which then serves the connection until it goes quiet.
+async fn burst<T: Transport>(
     mut io: TrackedIo<T>,
     mut pre: Bytes,
     ctx: &Arc<AcceptCtx>,
-    conn_ctx: Arc<ConnCtx>,
+    conn_ctx: &Arc<ConnCtx>,
     state: &ConnState,
     timeouts: Timeouts,
-    mut drain: watch::Receiver<Drain>,
-) {
+    drain: &mut watch::Receiver<Drain>,
+) -> Burst<T> {
     let parkable = io.get_ref().socket().is_some();
     loop {
         if let Some(plain) = T::plain(&mut io) {
-            // Boxed: allocated while the connection is served, freed when it parks.
             let first = std::mem::take(&mut pre);
-            let served = Box::pin(h1::server::serve(
-                plain, first, &conn_ctx, state, timeouts, &drain,
-            ));
-            match served.await {
-                Outcome::Closed => return,
-                Outcome::Park => {
-                    if !park(&io, &conn_ctx, state, timeouts, &mut drain).await {
-                        return;
-                    }
-                    continue;
-                }
+            match h1::server::serve(plain, first, conn_ctx, state, timeouts, drain).await {
+                Outcome::Closed => return Burst::Closed,
+                Outcome::Park => return Burst::Quiet(io),
                 Outcome::Hyper(rest) => pre = rest,
             }
         }
@@ -401,7 +448,7 @@ async fn serve_http1<T: Transport>(
             let handling = forward::handle(req.map(RequestBody::Incoming), handler.clone());
             Box::pin(handling.map(Ok::<_, Infallible>))
         });
-        // Boxed: allocated while the connection is served, freed when it parks.
+        // Boxed: hyper's connection is moved out of and taken apart below.
         let mut conn = Box::new(
             ctx.h1
                 .serve_connection(connection::serve_over(io, pre), service),
@@ -412,7 +459,7 @@ async fn serve_http1<T: Transport>(
             let shutdown = |c: Pin<&mut WithoutShutdown<'_, _, _>>| {
                 Pin::new(&mut *c.get_mut().0).graceful_shutdown()
             };
-            connection::supervise(served, shutdown, state, timeouts, &mut drain, parkable).await
+            connection::supervise(served, shutdown, state, timeouts, drain, parkable).await
         };
         // Taken apart at once: whatever is not kept must be freed before parking.
         let http1::Parts {
@@ -431,15 +478,15 @@ async fn serve_http1<T: Transport>(
         if let Some(handoff) = handoff {
             tracked.put_back(unread);
             let _ = handoff.send(Box::new(tracked));
-            return;
+            return Burst::Closed;
         }
         if ended == Ended::Closed {
-            return;
+            return Burst::Closed;
+        }
+        if unread.is_empty() {
+            return Burst::Quiet(tracked);
         }
         (io, pre) = (tracked, unread);
-        if pre.is_empty() && !park(&io, &conn_ctx, state, timeouts, &mut drain).await {
-            return;
-        }
     }
 }
 
