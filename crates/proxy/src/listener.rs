@@ -384,12 +384,13 @@ async fn sniff<T: Transport>(
             let n = match io.get_ref().socket() {
                 Some(socket) => {
                     // Readiness, not a `peek`: a new socket's readiness is fresh, and
-                    // one system call per connection fewer.
+                    // one system call per connection fewer. `poll_read` forgets the
+                    // readiness after a short read (`try_read` would not).
                     socket.readable().await.ok()?;
                     h1::buffers::reserve(&mut buf);
-                    match socket.try_read_buf(&mut buf) {
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                        read => read.ok()?,
+                    match io.read_buf(&mut buf).now_or_never() {
+                        None => continue,
+                        Some(read) => read.ok()?,
                     }
                 }
                 // TLS keeps buffers of its own already.

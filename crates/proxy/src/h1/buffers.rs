@@ -13,8 +13,10 @@ use std::cell::RefCell;
 
 use bytes::BytesMut;
 
-/// Room made before each read (and the size of a lent buffer).
-pub const SIZE: usize = 16 * 1024;
+/// Room made before each read (and the size of a lent buffer). Large enough that
+/// a 16 KiB response arrives in one read with its head; only buffers in use cost
+/// memory, so the size is not paid per connection.
+pub const SIZE: usize = 32 * 1024;
 /// Free buffers kept per thread; more are freed.
 const KEEP: usize = 64;
 /// A buffer that grew past this (a very large head) is freed, not kept.

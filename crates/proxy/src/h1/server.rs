@@ -35,7 +35,7 @@ use http::header::{
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -94,7 +94,7 @@ pub async fn serve(
             loop {
                 tokio::select! {
                     biased;
-                    read = read_next(io.get_ref(), &mut rbuf) => match read {
+                    read = read_next(io, &mut rbuf) => match read {
                         Ok(()) => break,
                         Err(()) => return Outcome::Closed,
                     },
@@ -147,16 +147,18 @@ pub async fn serve(
 }
 
 /// Read what has arrived once the socket turns readable; `Err` if the client
-/// closed or the socket failed.
-async fn read_next(socket: &TcpStream, rbuf: &mut BytesMut) -> Result<(), ()> {
+/// closed or the socket failed. A lent buffer is taken only once there is
+/// something to read. The read goes through `poll_read`, which also forgets the
+/// socket's readiness after a short read, so the next wait does not begin with a
+/// read that finds nothing.
+async fn read_next(io: &mut TrackedIo<TcpStream>, rbuf: &mut BytesMut) -> Result<(), ()> {
     loop {
-        socket.readable().await.map_err(drop)?;
+        io.get_ref().readable().await.map_err(drop)?;
         buffers::reserve(rbuf);
-        match socket.try_read_buf(rbuf) {
-            Ok(0) => return Err(()),
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(_) => return Err(()),
+        match io.read_buf(rbuf).now_or_never() {
+            Some(Ok(0)) | Some(Err(_)) => return Err(()),
+            Some(Ok(_)) => return Ok(()),
+            None => continue, // the readiness was stale
         }
     }
 }
