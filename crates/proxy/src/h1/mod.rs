@@ -1,4 +1,5 @@
-//! ballast's own HTTP/1.1 client side: the connections to `http1` targets.
+//! ballast's own HTTP/1.1: the client side (connections to `http1` targets) and
+//! the server side for the common client request.
 //!
 //! Data path. hyper's client runs every upstream connection in a task of its own
 //! and hands requests and responses to it over channels: each proxied request cost
@@ -6,10 +7,13 @@
 //! loop does not pay, plus hyper's buffers on every pooled connection. Here the
 //! client connection's own task writes the request and reads the response on the
 //! target's socket directly (`client.rs`), with the message syntax and the framing
-//! rules kept apart as plain functions over buffers (`codec.rs`). hyper still
-//! serves clients (HTTP/1.1 and HTTP/2) and still speaks HTTP/2 to `http2`
-//! targets; health checks and WebSocket upgrades keep their own hyper connections,
-//! which are off the per-request path.
+//! rules kept apart as plain functions over buffers (`codec.rs`). On the client
+//! side, a request with a complete head and no body on plain TCP is served by
+//! `server.rs`, which parses it in place and answers without hyper's dispatcher;
+//! hyper serves every other HTTP/1.1 request, and HTTP/2, and speaks HTTP/2 to
+//! `http2` targets. Read buffers on both sides are lent by the worker
+//! (`buffers.rs`) for as long as bytes are in them. Health checks and WebSocket
+//! upgrades keep their own hyper connections, which are off the per-request path.
 
 pub mod buffers;
 pub mod client;
