@@ -79,7 +79,7 @@ fn expects_body(method: &Method) -> bool {
     matches!(*method, Method::POST | Method::PUT | Method::PATCH)
 }
 
-fn push_decimal(out: &mut Vec<u8>, n: u64) {
+pub fn push_decimal(out: &mut impl BufMut, n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     let mut n = n;
@@ -91,7 +91,7 @@ fn push_decimal(out: &mut Vec<u8>, n: u64) {
             break;
         }
     }
-    out.extend_from_slice(&digits[i..]);
+    out.put_slice(&digits[i..]);
 }
 
 /// Write a chunk-size line for `len` bytes of data.

@@ -423,8 +423,7 @@ fn encode_head(
     match framing {
         Framing::Length(n) => {
             out.extend_from_slice(b"content-length: ");
-            let mut digits = itoa_buf(n);
-            out.extend_from_slice(digits.as_str());
+            codec::push_decimal(out, n);
             out.extend_from_slice(b"\r\n");
         }
         Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
@@ -441,33 +440,6 @@ fn put_field(out: &mut BytesMut, name: &HeaderName, value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-/// Decimal digits of `n` on the stack.
-struct Digits {
-    buf: [u8; 20],
-    start: usize,
-}
-
-impl Digits {
-    fn as_str(&mut self) -> &[u8] {
-        &self.buf[self.start..]
-    }
-}
-
-fn itoa_buf(mut n: u64) -> Digits {
-    let mut d = Digits {
-        buf: [0; 20],
-        start: 20,
-    };
-    loop {
-        d.start -= 1;
-        d.buf[d.start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return d;
-        }
-    }
 }
 
 /// `date: <IMF-fixdate>` (RFC 9110 §6.6.1), formatted once a second per thread.
@@ -592,12 +564,5 @@ mod tests {
             text.contains("\r\ndate: ") && text.contains(" GMT\r\n"),
             "{text}"
         );
-    }
-
-    #[test]
-    fn digits() {
-        for n in [0, 7, 10, 12345, u64::MAX] {
-            assert_eq!(itoa_buf(n).as_str(), n.to_string().as_bytes());
-        }
     }
 }
