@@ -11,54 +11,14 @@ command -v wrk >/dev/null && command -v nginx >/dev/null && command -v haproxy >
   apt-get update -qq && apt-get install -y -qq wrk nginx-light haproxy >/dev/null; }
 cargo build --release -q -p ballast
 BIN=target/release/ballast
-work=$(mktemp -d); pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-fp() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-np=$(fp); bp=$(fp); hp=$(fp)
-cat > $work/n.conf <<N
-worker_processes 1; daemon off; pid $work/n.pid; error_log $work/n.err;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$np; location / { return 200 "hello\n"; } } }
-N
-taskset -c 1 nginx -c $work/n.conf & pids+=($!)
-cat > $work/b.toml <<T
-[admin]
-bind = "127.0.0.1:0"
-[access_log]
-path = "off"
-[[listeners]]
-name = "bench"
-bind = "127.0.0.1:$bp"
-default_action = { type = "forward", target_group = "g" }
-[[target_groups]]
-name = "g"
-targets = [{ address = "127.0.0.1:$np" }]
-[target_groups.health_check]
-path = "/"
-T
-RUST_LOG=warn taskset -c 0 $BIN serve --config $work/b.toml & bpid=$!; pids+=($bpid)
-cat > $work/h.cfg <<H
-global
-  nbthread 1
-  maxconn 9000
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-  http-reuse always
-frontend f
-  bind 127.0.0.1:$hp
-  default_backend b
-backend b
-  server s1 127.0.0.1:$np check
-H
-taskset -c 0 haproxy -f $work/h.cfg -db 2>/dev/null & hpid=$!; pids+=($hpid)
-for port in $bp $hp; do
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/" >/dev/null && break; sleep 0.05; done
-done
+source bench/lib.sh
+np=$(free_port); bp=$(free_port); hp=$(free_port)
+start_backend "$np"
+ballast_config "$bp" "$np" > "$work/b.toml"
+RUST_LOG=warn taskset -c 0 $BIN serve --config "$work/b.toml" & bpid=$!; pids+=($bpid)
+haproxy_config "$hp" "$np" > "$work/h.cfg"
+taskset -c 0 haproxy -f "$work/h.cfg" -db 2>/dev/null & hpid=$!; pids+=($hpid)
+wait_http "$bp"; wait_http "$hp"
 st() { awk '{print $14, $15}' /proc/$1/stat; }
 run() { # pid port
   read u0 s0 < <(st $1)

@@ -23,62 +23,25 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 cargo build --release -q -p ballast
 BIN=target/release/ballast
-work=$(mktemp -d); chmod 755 "$work"; pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-fp() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-np=$(fp)
-cat > "$work/n.conf" <<N
-worker_processes 1; daemon off; pid $work/n.pid; error_log $work/n.err;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$np; location / { return 200 "hello\n"; } } }
-N
-taskset -c 1 nginx -c "$work/n.conf" & pids+=($!)
+source bench/lib.sh
+np=$(free_port)
+start_backend "$np"
 
 # Start `name` under callgrind on a fresh port, send the load, stop it; prints
 # "requests instructions".
 measure() { # name requests
   local name=$1 n=$2 port out=$work/cg.$1.$2
-  port=$(fp)
+  port=$(free_port)
   if [ "$name" = ballast ]; then
-    cat > "$work/b.toml" <<T
-[admin]
-bind = "127.0.0.1:0"
-[access_log]
-path = "off"
-[[listeners]]
-name = "bench"
-bind = "127.0.0.1:$port"
-default_action = { type = "forward", target_group = "g" }
-[[target_groups]]
-name = "g"
-targets = [{ address = "127.0.0.1:$np" }]
-[target_groups.health_check]
-path = "/"
-T
+    ballast_config "$port" "$np" > "$work/b.toml"
     RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" \
       "$BIN" serve --workers 1 --config "$work/b.toml" 2>/dev/null & local pid=$!
   else
-    cat > "$work/h.cfg" <<H
-global
-  nbthread 1
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-  http-reuse always
-frontend f
-  bind 127.0.0.1:$port
-  default_backend b
-backend b
-  server s1 127.0.0.1:$np check
-H
+    haproxy_config "$port" "$np" > "$work/h.cfg"
     valgrind --tool=callgrind --callgrind-out-file="$out" \
       haproxy -f "$work/h.cfg" -db 2>/dev/null & local pid=$!
   fi
-  for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/" >/dev/null && break; sleep 0.1; done
+  wait_http "$port" 300
   local done_requests
   if [ "${CLOSE:-0}" = 1 ]; then
     # wrk runs for a time, not a count: N is seconds here.
