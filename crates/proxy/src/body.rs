@@ -170,6 +170,15 @@ pub enum Hold {
 }
 
 impl ResponseBody {
+    /// The length of a body ballast produced itself (`None` for a target's), so
+    /// that a HEAD response can announce what a GET would have sent.
+    pub fn own_length(&self) -> Option<u64> {
+        match &self.kind {
+            Kind::Full(data) => Some(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Upstream(_) | Kind::Held { .. } => None,
+        }
+    }
+
     pub fn full(data: impl Into<Bytes>) -> Self {
         let data = data.into();
         ResponseBody {

@@ -271,11 +271,19 @@ async fn write_response(
             None => Framing::Chunked,
         }
     };
+    // A HEAD answered by ballast itself announces the length a GET would get;
+    // a target's answer keeps whatever length the target gave.
+    let announced = match body.own_length() {
+        Some(n) if how.head_only && !no_content && status != StatusCode::NOT_MODIFIED => {
+            Framing::Length(n)
+        }
+        _ => framing,
+    };
     buffers::reserve(wbuf);
     encode_head(
         status,
         &parts.headers,
-        framing,
+        announced,
         no_content,
         how.keep_alive,
         wbuf,

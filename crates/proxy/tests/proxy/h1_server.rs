@@ -188,6 +188,18 @@ async fn connection_close_is_honoured_and_ballasts_own_answers_are_dated() {
     let mut rest = Vec::new();
     let n = s.read_to_end(&mut rest).await.expect("read to the close");
     assert_eq!(n, 0, "nothing after the response, then the close");
+
+    // A HEAD gets the same answer's length, and no body.
+    let mut s = TcpStream::connect(ballast.addr).await.expect("connect");
+    s.write_all(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let head = read_response(&mut s, &mut buf, true).await;
+    assert_eq!(head.status, 502);
+    let get = read_response(&mut s, &mut buf, false).await;
+    assert_eq!(get.status, head.status);
+    assert_eq!(head.headers["content-length"], get.body.len().to_string());
 }
 
 #[tokio::test]
