@@ -367,9 +367,7 @@ pub async fn park(
     if *drain.borrow() != Drain::Running {
         return false;
     }
-    let idle = now_ms().saturating_sub(state.idle_since.load(Ordering::Relaxed));
-    let left = (timeouts.idle.as_millis() as u64).saturating_sub(idle);
-    let timer = tokio::time::sleep(Duration::from_millis(left));
+    let timer = tokio::time::sleep(timeouts.idle.saturating_sub(state.quiet_for()));
     let drained = drain.changed();
     tokio::pin!(timer, drained);
     std::future::poll_fn(|cx| {

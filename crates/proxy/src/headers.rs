@@ -38,11 +38,11 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name)
 }
 
-/// Whether a `Connection` value names `name` among its comma-separated tokens.
-pub fn connection_names(connection: &[u8], name: &str) -> bool {
-    connection
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
+/// Whether a comma-separated header value (`Connection`, `TE`, `Upgrade`) lists
+/// `token`, ignoring case and surrounding spaces.
+pub fn has_token(list: &[u8], token: &str) -> bool {
+    list.split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
 /// Remove hop-by-hop headers, including those named by `Connection`.
@@ -60,7 +60,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         first
             .iter()
             .chain(&more)
-            .any(|v| connection_names(v.as_bytes(), name.as_str()))
+            .any(|v| has_token(v.as_bytes(), name.as_str()))
     };
     let doomed =
         |name: &&HeaderName| **name != header::CONNECTION && (is_hop_by_hop(name) || listed(name));

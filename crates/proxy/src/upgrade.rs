@@ -57,17 +57,13 @@ pub fn requested<B>(req: &Request<B>) -> Option<HeaderValue> {
     {
         return None;
     }
-    let connection_upgrade = req.headers().get_all(CONNECTION).iter().any(|v| {
-        v.to_str().is_ok_and(|s| {
-            s.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-        })
-    });
+    let connection_upgrade = req
+        .headers()
+        .get_all(CONNECTION)
+        .iter()
+        .any(|v| headers::has_token(v.as_bytes(), "upgrade"));
     let upgrade = req.headers().get(UPGRADE)?;
-    let websocket = upgrade.to_str().is_ok_and(|s| {
-        s.split(',')
-            .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
-    });
+    let websocket = headers::has_token(upgrade.as_bytes(), "websocket");
     (connection_upgrade && websocket).then(|| upgrade.clone())
 }
 

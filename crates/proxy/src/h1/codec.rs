@@ -138,18 +138,16 @@ struct Fields {
 impl Fields {
     fn note(&mut self, name: &HeaderName, value: &[u8]) {
         if name == CONNECTION {
-            self.close |= crate::headers::connection_names(value, "close");
+            self.close |= crate::headers::has_token(value, "close");
         } else if name == TRANSFER_ENCODING {
             // The last field's last coding decides (RFC 9112 §6.3 item 4).
             let last = value.rsplit(|&b| b == b',').next().unwrap_or_default();
             self.chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         } else if name == CONTENT_LENGTH {
-            let found = match self.content_length.take() {
+            self.content_length = Some(match self.content_length.take() {
                 Some(Err(e)) => Err(e),
-                Some(Ok(n)) => content_length(value, Some(n)),
-                None => content_length(value, None),
-            };
-            self.content_length = Some(found);
+                seen => content_length(value, seen.and_then(Result::ok)),
+            });
         } else if name == UPGRADE {
             self.upgrade = true;
         }
@@ -193,7 +191,7 @@ pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Resp
             && fields
                 .iter()
                 .filter(is_connection)
-                .any(|c| crate::headers::connection_names(c.value, name.as_str()));
+                .any(|c| crate::headers::has_token(c.value, name.as_str()));
         if listed || crate::headers::is_hop_by_hop(&name) {
             continue;
         }

@@ -44,7 +44,7 @@ use super::codec::{self, Framing};
 use crate::body::{RequestBody, ResponseBody};
 use crate::connection::{self, ConnState, Drain, Timeouts, TrackedIo};
 use crate::forward::{self, ConnCtx};
-use crate::headers::connection_names;
+use crate::headers::has_token;
 
 /// The most header fields in a request served here (hyper's limit too).
 const MAX_HEADERS: usize = 100;
@@ -221,12 +221,12 @@ fn parse(buf: &[u8]) -> Option<Head> {
             return None;
         }
         if name == CONNECTION {
-            if connection_names(field.value, "upgrade") {
+            if has_token(field.value, "upgrade") {
                 return None;
             }
-            close |= connection_names(field.value, "close");
+            close |= has_token(field.value, "close");
         } else if name == TE {
-            trailers |= connection_names(field.value, "trailers");
+            trailers |= has_token(field.value, "trailers");
         }
         let value = HeaderValue::from_maybe_shared(slice(field.value)).ok()?;
         headers.append(name, value);
