@@ -13,15 +13,14 @@
 //! Parking. A plain-TCP HTTP/1 connection that has been quiet for `PARK_AFTER`
 //! is parked: whatever served its last burst of requests (ballast's own server,
 //! or hyper's connection, ended without closing the socket by
-//! `poll_without_shutdown`) is freed with its buffers, and the task waits for the
-//! socket to turn readable with nothing but the socket and this state (`park`).
-//! The next request starts a new burst over the same socket, fed first with any
-//! bytes read but not used (`TrackedIo::put_back`). Busy connections never park: a
-//! request in flight or a head arriving keeps them served. TLS connections do not
-//! park (rustls may hold decrypted bytes that the socket's readiness would not
-//! announce), nor do HTTP/2 ones.
+//! `poll_without_shutdown`) is freed with its buffers and its task, and the
+//! socket waits in the listener's parking lot (`parking.rs`) with nothing but
+//! this state and its context. The next request starts a new task and a new
+//! burst over the same socket. Busy connections never park: a request in flight
+//! or a head arriving keeps them served. TLS connections do not park (rustls may
+//! hold decrypted bytes that the socket's readiness would not announce), nor do
+//! HTTP/2 ones.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -93,7 +92,7 @@ pub enum Drain {
 }
 
 /// Milliseconds on a process-wide monotonic clock; 0 means "not set".
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
@@ -141,6 +140,13 @@ impl ConnState {
         Duration::from_millis(now_ms().saturating_sub(since))
     }
 
+    /// When the idle timeout `idle` ends a connection that stays quiet from now
+    /// on (ms on `now_ms`'s clock).
+    pub fn idle_deadline(&self, idle: Duration) -> u64 {
+        let quiet = self.quiet_for().as_millis() as u64;
+        now_ms() + (idle.as_millis() as u64).saturating_sub(quiet)
+    }
+
     fn on_read(&self) {
         if self.in_flight.load(Ordering::Relaxed) == 0
             && self.head_started.load(Ordering::Relaxed) == 0
@@ -181,6 +187,12 @@ impl<T> TrackedIo<T> {
     pub fn put_back(&mut self, pre: Bytes) {
         debug_assert!(self.pre.is_empty());
         self.pre = pre;
+    }
+
+    /// The stream itself, for parking (nothing may be left put back).
+    pub fn into_inner(self) -> T {
+        debug_assert!(self.pre.is_empty());
+        self.inner
     }
 
     /// The put-back bytes not read yet.
@@ -350,46 +362,6 @@ fn judge(state: &ConnState, t: Timeouts, park: bool) -> Verdict {
         return Verdict::Wait(Duration::from_millis(park_at - idle));
     }
     Verdict::Wait(Duration::from_millis(limit - idle))
-}
-
-/// Wait, holding nothing but the socket, until the client sends the next request
-/// (`true`), or the idle timeout or the drain ends the connection (`false`).
-///
-/// Written as one `poll_fn` over the socket's own readiness slot, a timer and the
-/// drain, because this is the state every idle connection's task is sized for:
-/// tokio's `peek` future would add a waiter of its own to it.
-pub async fn park(
-    socket: &TcpStream,
-    state: &ConnState,
-    timeouts: Timeouts,
-    drain: &mut watch::Receiver<Drain>,
-) -> bool {
-    if *drain.borrow() != Drain::Running {
-        return false;
-    }
-    let timer = tokio::time::sleep(timeouts.idle.saturating_sub(state.quiet_for()));
-    let drained = drain.changed();
-    tokio::pin!(timer, drained);
-    std::future::poll_fn(|cx| {
-        // Readiness can be left over from the last read, and waking for nothing
-        // would set a burst up again: a one-byte peek says whether data is there.
-        while socket.poll_read_ready(cx).is_ready() {
-            let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
-            let peeked = socket.try_io(tokio::io::Interest::READABLE, || {
-                socket2::SockRef::from(socket).peek(&mut byte)
-            });
-            match peeked {
-                Ok(n) => return Poll::Ready(n > 0),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(_) => return Poll::Ready(false),
-            }
-        }
-        if drained.as_mut().poll(cx).is_ready() || timer.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(false);
-        }
-        Poll::Pending
-    })
-    .await
 }
 
 /// Drive a hyper connection to its end, enforcing the timeouts and the drain.

@@ -19,6 +19,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -43,7 +44,8 @@ use crate::connection::{self, ConnState, Drain, Ended, Served, Timeouts, Tracked
 use crate::forward::{self, ConnCtx};
 use crate::h1::{self, server::Outcome};
 use crate::headers::ForwardedInfo;
-use crate::metrics::ListenerMetrics;
+use crate::metrics::{ConnectionGuard, ListenerMetrics};
+use crate::parking::Lot;
 use crate::server::Shared;
 use crate::tls::{Terminator, TlsConnInfo};
 use crate::upgrade::Tunnels;
@@ -101,24 +103,30 @@ impl ListenerHandle {
         };
         let ctx = Arc::new(ctx);
         let accept = match crate::workers::handles() {
-            None => vec![tokio::spawn(accept_loop(
-                socket,
-                ctx,
-                drain_rx,
-                connections.clone(),
-            ))],
+            None => {
+                let lot = start_lot(None, &ctx, &drain_rx, &connections)?;
+                vec![tokio::spawn(accept_loop(
+                    socket,
+                    ctx,
+                    lot,
+                    drain_rx,
+                    connections.clone(),
+                ))]
+            }
             Some(workers) => {
-                // Every worker accepts on a clone of the one socket.
+                // Every worker accepts on a clone of the one socket, and parks its
+                // idle connections in a lot of its own.
                 let socket = socket.into_std()?;
                 let mut loops = Vec::with_capacity(workers.len());
                 for worker in workers {
                     let clone = socket.try_clone()?;
+                    let lot = start_lot(Some(worker), &ctx, &drain_rx, &connections)?;
                     let (ctx, drain_rx, tracker) =
                         (ctx.clone(), drain_rx.clone(), connections.clone());
                     let name = name.clone();
                     loops.push(worker.spawn(async move {
                         match TcpListener::from_std(clone) {
-                            Ok(socket) => accept_loop(socket, ctx, drain_rx, tracker).await,
+                            Ok(socket) => accept_loop(socket, ctx, lot, drain_rx, tracker).await,
                             Err(e) => {
                                 tracing::error!(listener = %name, error = %e, "cannot accept on a worker");
                             }
@@ -162,6 +170,44 @@ impl ListenerHandle {
         }
         tracing::info!(listener = %self.name, "listener stopped");
     }
+}
+
+/// Start a parking lot for the listener's idle connections on `worker` (the
+/// current runtime if `None`); tracked with the connections, so that a drain
+/// waits until it has closed what it held.
+fn start_lot(
+    worker: Option<&tokio::runtime::Handle>,
+    ctx: &Arc<AcceptCtx>,
+    drain: &watch::Receiver<Drain>,
+    connections: &TaskTracker,
+) -> io::Result<Arc<Lot<Resume>>> {
+    let (lot, set) = Lot::new()?;
+    let (waking, ctx) = (lot.clone(), ctx.clone());
+    let tunnels = Tunnels {
+        tracker: connections.clone(),
+        drain: drain.clone(),
+    };
+    let run = lot.clone().run(set, drain.clone(), move |socket, resume| {
+        let task = resumed(socket, resume, ctx.clone(), waking.clone(), tunnels.clone());
+        tunnels.tracker.spawn(task);
+    });
+    let run = connections.track_future(run);
+    match worker {
+        Some(worker) => drop(worker.spawn(run)),
+        None => drop(tokio::spawn(run)),
+    }
+    Ok(lot)
+}
+
+/// What a parked connection keeps to be served again: the client's address,
+/// inline in the lot's slot. Its context and state are made again when it wakes
+/// (as for a new connection, whose first head is on its way); kept, they would be
+/// small allocations left alone among the freed ones of every connection, and
+/// the allocator could give back no page.
+struct Resume {
+    client: SocketAddr,
+    /// Counts it as open while parked.
+    _open: ConnectionGuard,
 }
 
 struct AcceptCtx {
@@ -219,6 +265,7 @@ fn http2_builder() -> http2::Builder<TokioExecutor> {
 async fn accept_loop(
     socket: TcpListener,
     ctx: Arc<AcceptCtx>,
+    lot: Arc<Lot<Resume>>,
     drain: watch::Receiver<Drain>,
     connections: TaskTracker,
 ) {
@@ -237,28 +284,22 @@ async fn accept_loop(
             tracker: connections.clone(),
             drain: drain.clone(),
         };
-        connections.spawn(serve(stream, client, ctx.clone(), tunnels));
+        connections.spawn(serve(stream, client, ctx.clone(), lot.clone(), tunnels));
     }
 }
 
 /// Serve one accepted connection.
 ///
-/// A connection's task keeps the size of its largest state for its whole life,
-/// and most connections of a busy listener are idle keep-alive ones, parked. So
-/// the task of a plain connection holds its socket, its context and the parking
-/// loop, and everything else runs in boxes that live only while they work: the
-/// protocol sniff, each burst of requests (`burst`), HTTP/2, and TLS connections
-/// as a whole (they never park). A box is awaited from a variable of its own: a
-/// temporary in the awaiting statement would keep room in the task for the
-/// future it was made from.
+/// Boxed (they are large, and rarer): TLS connections as a whole, HTTP/2.
 async fn serve(
     stream: tokio::net::TcpStream,
     client: SocketAddr,
     ctx: Arc<AcceptCtx>,
+    lot: Arc<Lot<Resume>>,
     tunnels: Tunnels,
 ) {
     let (timeouts, metrics) = ctx.settings();
-    let _open = metrics.connection();
+    let open = metrics.connection();
     if let Some(terminator) = ctx.tls.clone() {
         let tls = Box::pin(serve_tls(
             terminator, stream, client, &ctx, timeouts, metrics, tunnels,
@@ -266,27 +307,79 @@ async fn serve(
         return tls.await;
     }
     let (io, state, conn_ctx) = start(stream, client, None, &ctx, metrics, tunnels);
-    let mut drain = conn_ctx.tunnels.drain.clone();
-    let sniffed = Box::pin(sniff(io, timeouts.header_read));
-    let Some((mut io, mut pre, http2)) = sniffed.await else {
+    let Some((io, pre, http2)) = sniff(io, timeouts.header_read).await else {
         return;
     };
     if http2 {
+        let drain = conn_ctx.tunnels.drain.clone();
         let h2 = Box::pin(serve_h2(io, pre, &ctx, conn_ctx, &state, timeouts, drain));
         return h2.await;
     }
-    loop {
-        let served = Box::pin(burst(
-            io, pre, &ctx, &conn_ctx, &state, timeouts, &mut drain,
-        ));
-        let Burst::Quiet(quiet) = served.await else {
-            return;
-        };
-        if !park(&quiet, &conn_ctx, &state, timeouts, &mut drain).await {
-            return;
-        }
-        (io, pre) = (quiet, Bytes::new());
+    serve_plain(io, pre, &ctx, conn_ctx, timeouts, &lot, open).await;
+}
+
+/// Serve a plain-TCP HTTP/1.1 connection until it goes quiet, then park it in
+/// the lot: its task ends there (see `parking.rs`).
+async fn serve_plain(
+    io: TrackedIo<tokio::net::TcpStream>,
+    pre: Bytes,
+    ctx: &Arc<AcceptCtx>,
+    conn_ctx: Arc<ConnCtx>,
+    timeouts: Timeouts,
+    lot: &Lot<Resume>,
+    open: ConnectionGuard,
+) {
+    let mut drain = conn_ctx.tunnels.drain.clone();
+    let served = burst(
+        io,
+        pre,
+        ctx,
+        &conn_ctx,
+        &conn_ctx.state,
+        timeouts,
+        &mut drain,
+    );
+    let Burst::Quiet(quiet) = served.await else {
+        return;
+    };
+    if *drain.borrow() != Drain::Running {
+        return;
     }
+    let deadline = conn_ctx.state.idle_deadline(timeouts.idle);
+    let metrics = conn_ctx.metrics.clone();
+    let resume = Resume {
+        client: conn_ctx.client,
+        _open: open,
+    };
+    drop(conn_ctx);
+    match lot.park(quiet.into_inner(), resume, deadline) {
+        Ok(()) => {
+            connection::PARKED.fetch_add(1, Ordering::Relaxed);
+            metrics.parked_total.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => tracing::debug!(error = %e, "could not park a connection: closed"),
+    }
+}
+
+/// A parked connection whose client sent again (or half-closed after sending):
+/// a new task serves it from where it was.
+async fn resumed(
+    socket: std::net::TcpStream,
+    resume: Resume,
+    ctx: Arc<AcceptCtx>,
+    lot: Arc<Lot<Resume>>,
+    tunnels: Tunnels,
+) {
+    let Ok(socket) = tokio::net::TcpStream::from_std(socket) else {
+        return;
+    };
+    let (timeouts, metrics) = ctx.settings();
+    let Resume {
+        client,
+        _open: open,
+    } = resume;
+    let (io, _, conn_ctx) = start(socket, client, None, &ctx, metrics, tunnels);
+    serve_plain(io, Bytes::new(), &ctx, conn_ctx, timeouts, &lot, open).await;
 }
 
 /// A TLS connection: the handshake, then HTTP/2 or HTTP/1.1 (never parked:
@@ -489,25 +582,6 @@ async fn burst<T: Transport>(
         }
         (io, pre) = (tracked, unread);
     }
-}
-
-/// Park a quiet connection (`connection::park`), counted; `false` if it ended.
-async fn park<T: Transport>(
-    io: &TrackedIo<T>,
-    conn_ctx: &ConnCtx,
-    state: &ConnState,
-    timeouts: Timeouts,
-    drain: &mut watch::Receiver<Drain>,
-) -> bool {
-    let Some(socket) = io.get_ref().socket() else {
-        return false;
-    };
-    connection::PARKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    conn_ctx
-        .metrics
-        .parked_total
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    connection::park(socket, state, timeouts, drain).await
 }
 
 /// The bytes read from a connection but not yet used: what was put back in front

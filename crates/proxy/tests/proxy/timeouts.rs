@@ -124,3 +124,64 @@ async fn a_parked_connection_serves_the_next_request() {
         "{text}"
     );
 }
+
+/// Wait until the listener has parked `n` connections in all.
+async fn parked(ballast: &Ballast, n: u64) {
+    let started = Instant::now();
+    loop {
+        let snap = ballast.server.snapshot();
+        let m = &snap.listener("public").expect("listener").metrics;
+        if m.parked_total.load(std::sync::atomic::Ordering::Relaxed) >= n {
+            return;
+        }
+        assert!(started.elapsed() < crate::SOON, "never parked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn open_connections(ballast: &Ballast) -> i64 {
+    let snap = ballast.server.snapshot();
+    let m = &snap.listener("public").expect("listener").metrics;
+    m.active_connections
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A parked connection has no task, but it still counts as open, it closes when
+/// its client hangs up, and a shutdown closes it at once instead of waiting out
+/// the drain timeout for it.
+#[tokio::test]
+async fn parked_connections_count_as_open_and_close_with_their_client_or_the_drain() {
+    let bs = backends(1).await;
+    let mut setup = Setup::new(&bs);
+    setup.drain_timeout = "30s";
+    let ballast = Ballast::start(&setup).await;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(ballast.addr).await.expect("connect");
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let n = s.read(&mut buf).await.expect("read");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        clients.push(s);
+    }
+    parked(&ballast, 2).await;
+    assert_eq!(open_connections(&ballast), 2);
+
+    drop(clients.remove(0));
+    let started = Instant::now();
+    while open_connections(&ballast) != 1 {
+        assert!(started.elapsed() < crate::SOON, "a hang-up was not noticed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let mut last = clients.remove(0);
+    let (_, (out, took)) = tokio::join!(
+        ballast.server.shutdown(),
+        read_until_closed(&mut last, Duration::from_secs(10))
+    );
+    assert!(out.is_empty(), "{out}");
+    assert!(took < Duration::from_secs(10), "closed only after {took:?}");
+    assert_eq!(open_connections(&ballast), 0);
+}
