@@ -93,9 +93,37 @@ impl ForwardedInfo {
 }
 
 /// A client address as a header value, made once per connection.
+///
+/// An IPv4 address is written by hand: through `Display` and a `String` it cost
+/// 1,800 instructions, a twentieth of a whole new connection's work.
 pub fn client_ip(client: IpAddr) -> HeaderValue {
-    // An address's text is always a valid header value.
-    HeaderValue::from_str(&client.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+    let v4 = match client {
+        IpAddr::V4(v4) => v4,
+        // An address's text is always a valid header value.
+        IpAddr::V6(v6) => {
+            return HeaderValue::from_str(&v6.to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static(""))
+        }
+    };
+    let mut text = [0u8; 15];
+    let mut len = 0;
+    let mut push = |digit: u8| {
+        text[len] = digit;
+        len += 1;
+    };
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            push(b'.');
+        }
+        if octet >= 100 {
+            push(b'0' + octet / 100);
+        }
+        if octet >= 10 {
+            push(b'0' + octet / 10 % 10);
+        }
+        push(b'0' + octet % 10);
+    }
+    HeaderValue::from_bytes(&text[..len]).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// Rewrite a client's request head for a target. Returns the request id.
@@ -189,6 +217,25 @@ mod tests {
 
     fn parts(req: Request<()>) -> Parts {
         req.into_parts().0
+    }
+
+    /// The hand-written IPv4 text is what `Display` writes, for every octet
+    /// value in every position; IPv6 goes through `Display`.
+    #[test]
+    fn client_ip_text_matches_display() {
+        for n in 0..=255u8 {
+            for ip in [
+                [n, 0, 0, 1],
+                [10, n, 9, 99],
+                [100, 200, n, 255],
+                [1, 2, 3, n],
+            ] {
+                let ip = IpAddr::from(ip);
+                assert_eq!(client_ip(ip).to_str().expect("text"), ip.to_string());
+            }
+        }
+        let v6: IpAddr = "2001:db8::ffff:1".parse().expect("ip");
+        assert_eq!(client_ip(v6).to_str().expect("text"), "2001:db8::ffff:1");
     }
 
     #[test]

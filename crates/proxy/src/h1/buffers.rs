@@ -56,6 +56,34 @@ pub fn give_back(buf: &mut BytesMut) {
     }
 }
 
+/// A buffer that goes back to the worker's list however its user ends: a
+/// connection closed after its response (every connection, with `Connection:
+/// close`) would otherwise free a 32 KiB buffer and allocate the next one.
+/// Whatever is left in it is dropped.
+#[derive(Default)]
+pub struct Lent(pub BytesMut);
+
+impl std::ops::Deref for Lent {
+    type Target = BytesMut;
+
+    fn deref(&self) -> &BytesMut {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Lent {
+    fn deref_mut(&mut self) -> &mut BytesMut {
+        &mut self.0
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        self.0.clear();
+        give_back(&mut self.0);
+    }
+}
+
 /// Free buffers on this thread (for tests).
 #[cfg(test)]
 pub fn free_count() -> usize {
@@ -96,6 +124,21 @@ mod tests {
         let before = free_count();
         give_back(&mut thawed);
         assert_eq!(free_count(), before + 1);
+    }
+
+    #[test]
+    fn a_lent_buffer_goes_back_when_dropped_even_with_data_left() {
+        let mut lent = Lent::default();
+        reserve(&mut lent);
+        lent.extend_from_slice(b"pipelined, never read: the connection closed");
+        let at = lent.as_ptr();
+        let before = free_count();
+        drop(lent);
+        assert_eq!(free_count(), before + 1);
+        let mut next = BytesMut::new();
+        reserve(&mut next);
+        assert_eq!(next.as_ptr(), at);
+        assert!(next.is_empty());
     }
 
     #[test]

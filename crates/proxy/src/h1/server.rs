@@ -18,7 +18,8 @@
 //! its answers to bad requests (400, 431, ...) stay exactly what they were.
 //!
 //! A connection is served here until it has been quiet for `PARK_AFTER`; then it
-//! parks (`connection::park`) holding no buffer. The drain is honoured as by
+//! parks in its listener's lot (`parking.rs`) holding no buffer. However the
+//! connection ends, its buffers go back to the worker (`buffers::Lent`). The drain is honoured as by
 //! hyper: a request in flight finishes and the connection closes after it, and
 //! when the drain time is up the connection closes at once.
 
@@ -39,7 +40,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::buffers;
+use super::buffers::{self, Lent};
 use super::codec::{self, Framing};
 use crate::body::{RequestBody, ResponseBody};
 use crate::connection::{self, ConnState, Drain, Timeouts, TrackedIo};
@@ -78,10 +79,11 @@ pub async fn serve(
 ) -> Outcome {
     // The bytes already read are parsed where they are (no copy) when nothing
     // else holds them; a small buffer like that is freed, not lent, once used.
-    let mut rbuf = pre
-        .try_into_mut()
-        .unwrap_or_else(|pre| BytesMut::from(&pre[..]));
-    let mut wbuf = BytesMut::new();
+    let mut rbuf = Lent(
+        pre.try_into_mut()
+            .unwrap_or_else(|pre| BytesMut::from(&pre[..])),
+    );
+    let mut wbuf = Lent::default();
     // Set up once for the whole burst, not per request: a drain to notice while
     // waiting (any) or while serving (the drain time is up), and one timer.
     let draining = until(drain.clone(), |d| d != Drain::Running);
