@@ -6,11 +6,11 @@
 //! plain TCP the common HTTP/1.1 request (a complete head, no body) is served by
 //! ballast's own server (`h1::server`); hyper serves the rest, and HTTP/2,
 //! supervised by `connection::supervise` for timeouts and drain. An HTTP/1
-//! connection over plain TCP is parked between bursts of requests
-//! (`connection.rs`) and handed to a tunnel after a WebSocket upgrade
-//! (`upgrade.rs`). On an `https` listener the connection task first runs the TLS
-//! handshake (`tls::Terminator`, bounded by the header-read timeout). A listener that
-//! is stopped (SIGTERM, or removed by a reload) closes its socket at once, asks its
+//! connection over plain TCP waits between bursts of requests without a task, in
+//! the listener's parking lot on its worker (`parking.rs`), and is handed to a
+//! tunnel after a WebSocket upgrade (`upgrade.rs`). On an `https` listener the
+//! connection task first runs the TLS handshake (`tls::Terminator`, bounded by the
+//! header-read timeout). A listener that is stopped (SIGTERM, or removed by a reload) closes its socket at once, asks its
 //! connections to finish their in-flight requests, and after the drain timeout
 //! closes what is left.
 
