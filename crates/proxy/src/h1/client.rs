@@ -65,6 +65,11 @@ impl Conn {
         }
     }
 
+    #[cfg(test)]
+    pub fn stream(&self) -> &Stream {
+        &self.io
+    }
+
     pub fn is_reused(&self) -> bool {
         self.reused
     }
