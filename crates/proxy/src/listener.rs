@@ -312,21 +312,26 @@ async fn serve(
         ));
         return tls.await;
     }
-    let (io, state, conn_ctx) = start(stream, client, None, &ctx, metrics, tunnels);
-    let Some((io, pre, http2)) = sniff(io, timeouts.header_read).await else {
-        return;
-    };
-    if http2 {
-        let drain = conn_ctx.tunnels.drain.clone();
-        let h2 = Box::pin(serve_h2(io, pre, &ctx, conn_ctx, &state, timeouts, drain));
-        return h2.await;
-    }
-    let plain = Box::pin(serve_plain(io, pre, &ctx, conn_ctx, timeouts, &lot, open));
+    // Nothing is read here: ballast's own HTTP/1.1 server reads the first bytes
+    // and tells HTTP/2's preface apart (`Burst::Http2`).
+    let (io, _, conn_ctx) = start(stream, client, None, &ctx, metrics, tunnels);
+    let plain = Box::pin(serve_plain(
+        io,
+        Bytes::new(),
+        &ctx,
+        conn_ctx,
+        timeouts,
+        &lot,
+        open,
+        true,
+    ));
     plain.await;
 }
 
-/// Serve a plain-TCP HTTP/1.1 connection until it goes quiet, then park it in
-/// the lot: its task ends there (see `parking.rs`).
+/// Serve a plain-TCP connection (`fresh`: new, nothing read yet) until it goes
+/// quiet, then park it in the lot: its task ends there (see `parking.rs`). A new
+/// connection that opens with HTTP/2's preface is served by HTTP/2 instead.
+#[allow(clippy::too_many_arguments)]
 async fn serve_plain(
     io: TrackedIo<tokio::net::TcpStream>,
     pre: Bytes,
@@ -335,19 +340,18 @@ async fn serve_plain(
     timeouts: Timeouts,
     lot: &Lot<Resume>,
     open: ConnectionGuard,
+    fresh: bool,
 ) {
     let mut drain = conn_ctx.tunnels.drain.clone();
-    let served = burst(
-        io,
-        pre,
-        ctx,
-        &conn_ctx,
-        &conn_ctx.state,
-        timeouts,
-        &mut drain,
-    );
-    let Burst::Quiet(quiet) = served.await else {
-        return;
+    let served = burst(io, pre, ctx, &conn_ctx, timeouts, &mut drain, fresh);
+    let quiet = match served.await {
+        Burst::Quiet(quiet) => quiet,
+        Burst::Closed => return,
+        Burst::Http2(io, pre) => {
+            let state = conn_ctx.state.clone();
+            let h2 = Box::pin(serve_h2(io, pre, ctx, conn_ctx, &state, timeouts, drain));
+            return h2.await;
+        }
     };
     if *drain.borrow() != Drain::Running {
         return;
@@ -394,6 +398,7 @@ async fn resumed(
         timeouts,
         &lot,
         open,
+        false,
     ));
     plain.await;
 }
@@ -422,7 +427,7 @@ async fn serve_tls(
     if http2 {
         serve_h2(io, pre, ctx, conn_ctx, &state, timeouts, drain).await;
     } else {
-        burst(io, pre, ctx, &conn_ctx, &state, timeouts, &mut drain).await;
+        burst(io, pre, ctx, &conn_ctx, timeouts, &mut drain, false).await;
     }
 }
 
@@ -476,48 +481,24 @@ async fn serve_h2<T: Transport>(
     connection::supervise(conn.as_mut(), shutdown, state, timeouts, &mut drain, false).await;
 }
 
-/// The HTTP/2 connection preface (RFC 9113 §3.4).
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// Read the first bytes of a connection: HTTP/2 if they are the preface. Returns
-/// the bytes read (to be served first) or `None` if the client went away or was
-/// too slow.
-///
-/// A client that connects and says nothing costs no buffer: on a bare socket the
-/// socket's readiness is awaited, and only then is a buffer lent by the worker
-/// (`h1::buffers`), read into without being cleared first; ballast's own HTTP/1.1
-/// server parses the request where it is and gives the buffer back.
+/// Read the first bytes of a TLS connection: HTTP/2 if they are the preface
+/// (a plain-TCP connection is told apart by `h1::server`). Returns the bytes read
+/// (to be served first) or `None` if the client went away or was too slow.
 async fn sniff<T: Transport>(
     mut io: TrackedIo<T>,
     limit: Duration,
 ) -> Option<(TrackedIo<T>, Bytes, bool)> {
+    // TLS keeps buffers of its own already: this one is small.
     let mut buf = BytesMut::new();
     let read = async {
         loop {
-            let n = match io.get_ref().socket() {
-                Some(socket) => {
-                    // Readiness, not a `peek`: a new socket's readiness is fresh, and
-                    // one system call per connection fewer. `poll_read` forgets the
-                    // readiness after a short read (`try_read` would not).
-                    socket.readable().await.ok()?;
-                    h1::buffers::reserve(&mut buf);
-                    match io.read_buf(&mut buf).now_or_never() {
-                        None => continue,
-                        Some(read) => read.ok()?,
-                    }
-                }
-                // TLS keeps buffers of its own already.
-                None => io.read_buf(&mut buf).await.ok()?,
-            };
-            if n == 0 {
+            if io.read_buf(&mut buf).await.ok()? == 0 {
                 return None;
             }
-            let n = buf.len().min(PREFACE.len());
-            if buf[..n] != PREFACE[..n] {
-                return Some(false);
-            }
-            if n == PREFACE.len() {
-                return Some(true);
+            match h1::server::preface(&buf) {
+                Some(false) => continue,
+                Some(true) => return Some(true),
+                None => return Some(false),
             }
         }
     };
@@ -531,6 +512,9 @@ enum Burst<T> {
     Closed,
     /// It went quiet with nothing unread: park it.
     Quiet(TrackedIo<T>),
+    /// A new connection opened with HTTP/2's preface: these bytes, the preface
+    /// first, and the rest of the connection are HTTP/2's.
+    Http2(TrackedIo<T>, Bytes),
 }
 
 /// Serve requests until the connection goes quiet or ends. On plain TCP,
@@ -541,19 +525,23 @@ async fn burst<T: Transport>(
     mut pre: Bytes,
     ctx: &Arc<AcceptCtx>,
     conn_ctx: &Arc<ConnCtx>,
-    state: &ConnState,
     timeouts: Timeouts,
     drain: &mut watch::Receiver<Drain>,
+    mut fresh: bool,
 ) -> Burst<T> {
+    let state = &*conn_ctx.state;
     let parkable = io.get_ref().socket().is_some();
     loop {
         if let Some(plain) = T::plain(&mut io) {
             let first = std::mem::take(&mut pre);
-            match h1::server::serve(plain, first, conn_ctx, state, timeouts, drain).await {
+            let served = h1::server::serve(plain, first, conn_ctx, state, timeouts, drain, fresh);
+            match served.await {
                 Outcome::Closed => return Burst::Closed,
                 Outcome::Park => return Burst::Quiet(io),
                 Outcome::Hyper(rest) => pre = rest,
+                Outcome::Http2(first) => return Burst::Http2(io, first),
             }
+            fresh = false;
         }
         let handler = conn_ctx.clone();
         // Boxed so that hyper can give the connection back (`poll_without_shutdown`

@@ -17,6 +17,12 @@
 //! bytes read so far, and hyper serves the connection until it goes quiet, so
 //! its answers to bad requests (400, 431, ...) stay exactly what they were.
 //!
+//! A new plain-TCP connection starts here, with nothing read yet: its first bytes
+//! are looked at for the HTTP/2 preface (h2c with prior knowledge,
+//! `Outcome::Http2`) where they land in the lent buffer, so a connection costs no
+//! separate first read, buffer or timer. Until it has sent its first bytes it is
+//! given `header_read` to do so, and it is not parked.
+//!
 //! A connection is served here until it has been quiet for `PARK_AFTER`; then it
 //! parks in its listener's lot (`parking.rs`) holding no buffer. However the
 //! connection ends, its buffers go back to the worker (`buffers::Lent`). The drain is honoured as by
@@ -66,9 +72,23 @@ pub enum Outcome {
     /// A request this server does not take: hyper serves the connection from
     /// these bytes on.
     Hyper(Bytes),
+    /// A new connection opened with the HTTP/2 preface: these bytes, the preface
+    /// first, are HTTP/2's.
+    Http2(Bytes),
 }
 
-/// Serve requests on a plain TCP connection, starting with the bytes in `pre`.
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// `Some(true)` if `buf` starts with the whole HTTP/2 preface, `Some(false)` if
+/// it is a beginning of it (more bytes decide), `None` if it is not HTTP/2.
+pub fn preface(buf: &[u8]) -> Option<bool> {
+    let n = buf.len().min(PREFACE.len());
+    (buf[..n] == PREFACE[..n]).then_some(n == PREFACE.len())
+}
+
+/// Serve requests on a plain TCP connection, starting with the bytes in `pre`;
+/// `fresh` if nothing has been read from it yet.
 pub async fn serve(
     io: &mut TrackedIo<TcpStream>,
     pre: Bytes,
@@ -76,6 +96,7 @@ pub async fn serve(
     state: &ConnState,
     timeouts: Timeouts,
     drain: &watch::Receiver<Drain>,
+    mut fresh: bool,
 ) -> Outcome {
     // The bytes already read are parsed where they are (no copy) when nothing
     // else holds them; a small buffer like that is freed, not lent, once used.
@@ -91,7 +112,15 @@ pub async fn serve(
     let quiet = tokio::time::sleep(connection::PARK_AFTER.min(timeouts.idle));
     tokio::pin!(draining, closing, quiet);
     loop {
-        if rbuf.is_empty() {
+        let mut wait = rbuf.is_empty();
+        if fresh && !wait {
+            match preface(&rbuf) {
+                Some(true) => return Outcome::Http2(rbuf.split().freeze()),
+                Some(false) => wait = true,
+                None => fresh = false,
+            }
+        }
+        if wait {
             buffers::give_back(&mut rbuf);
             loop {
                 tokio::select! {
@@ -103,17 +132,29 @@ pub async fn serve(
                     () = &mut draining => return Outcome::Closed,
                     () = &mut quiet => {
                         let idle = state.quiet_for();
-                        if idle >= timeouts.idle {
+                        // A new connection has `header_read` to say something, and
+                        // is not parked before it has.
+                        let limit = if fresh {
+                            timeouts.header_read.min(timeouts.idle)
+                        } else {
+                            timeouts.idle
+                        };
+                        if idle >= limit {
                             return Outcome::Closed;
                         }
-                        if idle >= connection::PARK_AFTER {
+                        if !fresh && idle >= connection::PARK_AFTER {
                             return Outcome::Park;
                         }
-                        let next = connection::PARK_AFTER.min(timeouts.idle) - idle;
-                        quiet.as_mut().reset(tokio::time::Instant::now() + next);
+                        let next = if fresh {
+                            limit
+                        } else {
+                            connection::PARK_AFTER.min(timeouts.idle)
+                        };
+                        quiet.as_mut().reset(tokio::time::Instant::now() + (next - idle));
                     }
                 }
             }
+            continue;
         }
         let Some(Head {
             len,
@@ -126,7 +167,9 @@ pub async fn serve(
         };
         rbuf.advance(len);
         let head_only = request.method() == Method::HEAD;
-        let served = async {
+        // Pinned where it is made: `select!` moves its futures into a tuple, and
+        // moving this one would copy all the room the request path takes.
+        let served = std::pin::pin!(async {
             let response = forward::handle(request, conn.clone()).await;
             let how = Write {
                 head_only,
@@ -136,7 +179,7 @@ pub async fn serve(
             let written = write_response(io, response, how, &mut wbuf).await;
             buffers::give_back(&mut wbuf);
             written
-        };
+        });
         let kept = tokio::select! {
             biased;
             kept = served => kept,

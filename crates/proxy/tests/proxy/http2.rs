@@ -2,9 +2,13 @@
 //! reach the targets over HTTP/2, with bodies streamed and headers rewritten as
 //! for HTTP/1.1 targets.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use ballast_testkit::{backends, BackendHandle, Ballast, Client, Setup};
 
@@ -51,4 +55,44 @@ async fn request_and_response_bodies_stream_over_http2() {
     let r = Client::http1().send(req).await.expect("response");
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["body_bytes"], 3 * 1024 * 1024);
+}
+
+/// The h2c preface is recognised however it is cut into reads, and only the
+/// whole preface: bytes that start like it and then differ are HTTP/1.
+#[tokio::test]
+async fn the_h2c_preface_may_arrive_in_pieces() {
+    let (ballast, _bs) = start().await;
+    let mut s = TcpStream::connect(ballast.addr).await.expect("connect");
+    for piece in [&b"PRI * HT"[..], b"TP/2.0\r\n\r\nS", b"M\r\n\r\n"] {
+        s.write_all(piece).await.expect("write");
+        s.flush().await.expect("flush");
+        // Apart, so that the server reads them apart.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    // An empty SETTINGS frame; the server's own SETTINGS frame comes first.
+    s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0])
+        .await
+        .expect("write");
+    let mut frame = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut frame))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    assert_eq!(frame[3], 4, "a SETTINGS frame: {frame:?}");
+    assert_eq!(&frame[5..9], &[0, 0, 0, 0], "on stream 0");
+
+    let mut s = TcpStream::connect(ballast.addr).await.expect("connect");
+    s.write_all(b"PRI * HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut head = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut head))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    assert!(
+        head.starts_with(b"HTTP/1.1 "),
+        "{:?}",
+        String::from_utf8_lossy(&head)
+    );
 }

@@ -44,6 +44,23 @@ async fn a_slow_request_head_is_cut_off() {
     assert_eq!(bs[0].requests(), 0);
 }
 
+/// A new connection that says nothing has the header timeout to start, not the
+/// idle timeout.
+#[tokio::test]
+async fn a_silent_new_connection_is_closed_after_the_header_timeout() {
+    let bs = backends(1).await;
+    let mut setup = Setup::new(&bs);
+    setup.listener_extra = "header_read_timeout = \"300ms\"\nidle_timeout = \"30s\"".into();
+    let ballast = Ballast::start(&setup).await;
+    let mut s = TcpStream::connect(ballast.addr).await.expect("connect");
+    let (out, took) = read_until_closed(&mut s, Duration::from_secs(10)).await;
+    assert!(out.is_empty(), "nothing to answer: {out}");
+    assert!(
+        took >= Duration::from_millis(250),
+        "closed too early: {took:?}"
+    );
+}
+
 #[tokio::test]
 async fn idle_and_header_timeouts_are_separate() {
     let bs = backends(1).await;
