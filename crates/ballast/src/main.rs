@@ -2,12 +2,12 @@
 //!
 //! Control path only. Each subcommand lives in its own module; this file parses the
 //! command line, sets up logging and hands over.
-// One isolated exception, in `trim.rs`: a call to glibc's `malloc_trim`.
+// One isolated exception, in `alloc.rs`: setting the allocator's options.
 #![deny(unsafe_code)]
 
+mod alloc;
 mod demo;
 mod serve;
-mod trim;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -113,7 +113,12 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// mimalloc, chosen by measurement (`alloc.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
+    alloc::configure();
     let cli = Cli::parse();
     match cli.command {
         Command::Bench(args) => match ballast_loadgen::run(*args) {
@@ -138,7 +143,6 @@ fn main() -> ExitCode {
         },
         command => {
             init_logging();
-            trim::start();
             let workers = match &command {
                 Command::Serve { workers, .. } => Some(workers.map_or_else(cores, |n| n.get())),
                 Command::Demo { .. } => Some(cores()),

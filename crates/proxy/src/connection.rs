@@ -40,10 +40,6 @@ use tokio::sync::watch;
 /// that thousands of idle connections cost little.
 pub const PARK_AFTER: Duration = Duration::from_millis(250);
 
-/// Connections parked since the process started (see `ballast::trim`, which
-/// gives their freed buffers back to the OS).
-pub static PARKED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
 /// A client connection's byte stream: plain TCP or TLS over it.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// The socket, when nothing above it buffers data of its own, so that its

@@ -47,7 +47,6 @@ mod upgrade;
 pub mod workers;
 
 pub use access_log::AccessRecord;
-pub use connection::PARKED as PARKED_CONNECTIONS;
 pub use error::{ErrorSource, ProxyError};
 pub use server::{ApplyError, Server};
 pub use snapshot::Snapshot;

@@ -365,7 +365,6 @@ async fn serve_plain(
     drop(conn_ctx);
     match lot.park(quiet.into_inner(), resume, deadline) {
         Ok(()) => {
-            connection::PARKED.fetch_add(1, Ordering::Relaxed);
             metrics.parked_total.fetch_add(1, Ordering::Relaxed);
         }
         Err(e) => tracing::debug!(error = %e, "could not park a connection: closed"),
