@@ -7,7 +7,11 @@ small body at `/` and a 16 KiB body at `/16k`; each proxy balances round robin o
 the four with keep-alive pooling to them and no access log. Runs are interleaved
 (A B C A B C ...) and medians reported. Each proxy's own CPU time during a run is read
 from /proc, so requests/s per proxy core can be compared even when the load
-generator's core saturates first. The script stops exactly the processes it started.
+generator's core saturates first. Where `perf` can read the hardware counters, the
+cycles and instructions each proxy spent per request during each run are counted
+too: cycles count only while the proxy runs, so they compare per-core cost without
+the time this shared VM's host takes from the guest, which /proc books to whatever
+process was running. The script stops exactly the processes it started.
 
 Usage: bench/run.sh [--reps 3] [--duration 5] [--only ballast,haproxy] [--write]
 """
@@ -191,6 +195,43 @@ http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 75s;
 
 # ---------------------------------------------------------------- load
 
+def perf_works():
+    """Whether `perf stat` can count this machine's cycles and instructions."""
+    try:
+        out = subprocess.run(["perf", "stat", "-x,", "-e", "cycles,instructions", "--", "true"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and all(
+        re.search(rf"^\d+,[^,]*,{e}", out.stderr, re.M) for e in ("cycles", "instructions"))
+
+
+class Counters:
+    """perf stat on one process for `secs` seconds, started `delay` seconds from now."""
+
+    def __init__(self, pid, secs, delay, work):
+        self.out = os.path.join(work, f"perf.{pid}.{time.time_ns()}")
+        cmd = (f"sleep {delay}; exec perf stat -x, -e cycles,instructions -p {pid} "
+               f"-o {self.out} -- sleep {secs}")
+        self.proc = subprocess.Popen(["sh", "-c", cmd], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+
+    def per_request(self, requests):
+        """(cycles, instructions) per request, or (None, None)."""
+        self.proc.wait()
+        found = {}
+        try:
+            for line in open(self.out):
+                f = line.strip().split(",")
+                if len(f) > 2 and f[0].isdigit():
+                    found[f[2].split(":")[0]] = int(f[0])
+        except OSError:
+            pass
+        if not requests or "cycles" not in found or "instructions" not in found:
+            return None, None
+        return found["cycles"] / requests, found["instructions"] / requests
+
+
 def wrk(url, conns, secs, core, extra=()):
     out = subprocess.run(["taskset", "-c", str(core), "wrk", "-t1", f"-c{conns}", f"-d{secs}s",
                           "--latency", *extra, url], capture_output=True, text=True).stdout
@@ -204,7 +245,9 @@ def wrk(url, conns, secs, core, extra=()):
         return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50": pct(50), "p99": pct(99), "non2xx": int(errors.group(1)) if errors else 0}
+    total = re.search(r"(\d+) requests in", out)
+    return {"rps": rps, "p50": pct(50), "p99": pct(99), "non2xx": int(errors.group(1)) if errors else 0,
+            "requests": int(total.group(1)) if total else None}
 
 
 def h2load(url, conns, secs, core):
@@ -217,7 +260,9 @@ def h2load(url, conns, secs, core):
     if mean:
         v = float(mean.group(1))
         v = v / 1000 if mean.group(2) == "us" else v * 1000 if mean.group(2) == "s" else v
-    return {"rps": float(m.group(1)) if m else 0.0, "p50": None, "p99": None, "mean": v, "non2xx": 0}
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done", out)
+    return {"rps": float(m.group(1)) if m else 0.0, "p50": None, "p99": None, "mean": v, "non2xx": 0,
+            "requests": int(done.group(1)) if done else None}
 
 
 def idle_connections(port, n):
@@ -253,6 +298,7 @@ def main():
     ap.add_argument("--idle", type=int, default=9000)
     ap.add_argument("--scenarios", default="small50,small1000,16k,newconn,h2,idle")
     ap.add_argument("--write", action="store_true", help="write the table into BENCHMARKS.md")
+    ap.add_argument("--no-counters", action="store_true", help="do not count cycles with perf")
     args = ap.parse_args()
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -261,6 +307,9 @@ def main():
     proxies = args.only.split(",")
     scenarios = args.scenarios.split(",")
     pc, lc = args.proxy_core, args.load_core
+    counting = not args.no_counters and perf_works()
+    if not counting:
+        print("perf cannot count cycles here: no cycles per request", file=sys.stderr)
 
     work = tempfile.mkdtemp(prefix="ballast-bench-")
     os.makedirs(os.path.join(work, "www"))
@@ -334,6 +383,10 @@ def main():
                         pid = p.pid
                     url = f"http://127.0.0.1:{port}/"
                     before = cpu_seconds(pid) if pid else 0.0
+                    # Counted over the measured seconds (h2load warms up for one first).
+                    counters = None
+                    if counting and pid:
+                        counters = Counters(pid, args.duration, 1 if sc == "h2" else 0, work)
                     t0 = time.time()
                     if sc == "small50":
                         r = wrk(url, 50, args.duration, lc)
@@ -349,9 +402,12 @@ def main():
                         sys.exit(f"unknown scenario {sc}")
                     elapsed = time.time() - t0
                     r["cpu"] = (cpu_seconds(pid) - before) / elapsed if pid else None
+                    r["cycles"], r["instructions"] = (
+                        counters.per_request(r["requests"]) if counters else (None, None))
                     runs.setdefault((sc, name), []).append(r)
                     print(f"rep {rep + 1} {sc:10} {name:8} {r['rps']:>10.0f} req/s"
-                          f"  cpu {r['cpu'] or 0:.2f}", file=sys.stderr)
+                          f"  cpu {r['cpu'] or 0:.2f}  cycles/req {fmt(r['cycles'], ',.0f')}",
+                          file=sys.stderr)
 
         table = render(runs, idle, plan, proxies, args)
         print(table)
@@ -416,6 +472,24 @@ def render(runs, idle, plan, proxies, args):
             for name in proxies:
                 rps = med([r["rps"] for r in runs[(sc, name)]])
                 lines.append(f"|  | {name} / direct | {rps / d:.2f} |  |  |  |  |  |  |")
+    if any(r.get("cycles") for rs in runs.values() for r in rs):
+        lines += ["", "The proxy's own cycles and instructions per request (`perf stat` on its process "
+                  "during each run, medians); the last column is the median of each repetition's "
+                  "HAProxy / ballast cycles ratio, so above 1 means ballast does more per core:", "",
+                  "| scenario | proxy | cycles per request | instructions per request "
+                  "| per-core speed vs HAProxy, by cycles |", "|---|---|---:|---:|---:|"]
+        for sc, targets in plan:
+            for name in targets:
+                if name == "direct":
+                    continue
+                rs = runs[(sc, name)]
+                speed = None
+                if "haproxy" in targets:
+                    speed = med([b["cycles"] / a["cycles"] for a, b in zip(rs, runs[(sc, "haproxy")])
+                                 if a.get("cycles") and b.get("cycles")])
+                lines.append(f"| {names[sc]} | {name} | {fmt(med([r['cycles'] for r in rs]), ',.0f')} "
+                             f"| {fmt(med([r['instructions'] for r in rs]), ',.0f')} "
+                             f"| {fmt(speed, '.2f')} |")
     if idle:
         lines += ["", f"Memory per idle keep-alive client connection ({args.idle} connections):", "",
                   "| proxy | bytes per connection | vs HAProxy |", "|---|---:|---:|"]

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
-for tool in haproxy:haproxy nginx:nginx-light wrk:wrk h2load:nghttp2-client taskset:util-linux; do
+for tool in haproxy:haproxy nginx:nginx-light wrk:wrk h2load:nghttp2-client taskset:util-linux perf:linux-perf; do
   command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -70,7 +70,7 @@ pub struct ConnCtx {
     pub forwarded: Arc<ForwardedInfo>,
     pub client: SocketAddr,
     /// The client's address as a header value (`X-Forwarded-For`), made once.
-    pub client_ip: HeaderValue,
+    pub client_ip: headers::ClientIp,
     pub state: Arc<ConnState>,
     /// The listener's metric cells (the same across reloads).
     pub metrics: Arc<ListenerMetrics>,
@@ -203,12 +203,12 @@ fn prepare(
     }
     let te_trailers = http2 && multiplex::wants_trailers(req.headers());
     let (mut parts, body) = req.into_parts();
-    let id = headers::prepare_request(&mut parts, &conn.client_ip, &conn.forwarded);
+    headers::prepare_request(&mut parts, &conn.client_ip, &conn.forwarded);
+    if plan.record.is_some() {
+        plan.trace.request_id = headers::request_id(&parts.headers).map(str::to_string);
+    }
     if http2 {
         multiplex::to_http2(&mut parts, te_trailers);
-    }
-    if plan.record.is_some() {
-        plan.trace.request_id = id.to_str().ok().map(str::to_string);
     }
     crate::tls::client_cert::apply(&mut parts.headers, conn.tls.as_deref().map(|t| &t.cert));
     let body = body.into_upstream(plan.bytes_in.clone());

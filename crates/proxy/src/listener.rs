@@ -445,7 +445,7 @@ fn start<T: Transport>(
         listener: ctx.name.clone(),
         forwarded: ctx.forwarded.clone(),
         client,
-        client_ip: crate::headers::client_ip(client.ip()),
+        client_ip: crate::headers::ClientIp::new(client.ip()),
         state: state.clone(),
         metrics,
         tls,
