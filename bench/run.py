@@ -211,7 +211,9 @@ class Counters:
 
     def __init__(self, pid, secs, delay, work):
         self.out = os.path.join(work, f"perf.{pid}.{time.time_ns()}")
-        cmd = (f"sleep {delay}; exec perf stat -x, -e cycles,instructions -p {pid} "
+        # NGINX serves from a worker process: count the whole process tree.
+        pids = ",".join(str(p) for p in tree(pid))
+        cmd = (f"sleep {delay}; exec perf stat -x, -e cycles,instructions -p {pids} "
                f"-o {self.out} -- sleep {secs}")
         self.proc = subprocess.Popen(["sh", "-c", cmd], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
@@ -474,8 +476,10 @@ def render(runs, idle, plan, proxies, args):
                 lines.append(f"|  | {name} / direct | {rps / d:.2f} |  |  |  |  |  |  |")
     if any(r.get("cycles") for rs in runs.values() for r in rs):
         lines += ["", "The proxy's own cycles and instructions per request (`perf stat` on its process "
-                  "during each run, medians); the last column is the median of each repetition's "
-                  "HAProxy / ballast cycles ratio, so above 1 means ballast does more per core:", "",
+                  "during each run, medians); the last column is the median over repetitions of "
+                  "HAProxy's cycles per request divided by the proxy's, so above 1 means fewer "
+                  "cycles than HAProxy for the same work. Instructions repeat from run to run; "
+                  "cycles, the kernel's above all, move with the host's load:", "",
                   "| scenario | proxy | cycles per request | instructions per request "
                   "| per-core speed vs HAProxy, by cycles |", "|---|---|---:|---:|---:|"]
         for sc, targets in plan:
