@@ -315,26 +315,15 @@ async fn serve(
     // Nothing is read here: ballast's own HTTP/1.1 server reads the first bytes
     // and tells HTTP/2's preface apart (`Burst::Http2`).
     let (io, _, conn_ctx) = start(stream, client, None, &ctx, metrics, tunnels);
-    let plain = Box::pin(serve_plain(
-        io,
-        Bytes::new(),
-        &ctx,
-        conn_ctx,
-        timeouts,
-        &lot,
-        open,
-        true,
-    ));
+    let plain = Box::pin(serve_plain(io, &ctx, conn_ctx, timeouts, &lot, open, true));
     plain.await;
 }
 
 /// Serve a plain-TCP connection (`fresh`: new, nothing read yet) until it goes
 /// quiet, then park it in the lot: its task ends there (see `parking.rs`). A new
 /// connection that opens with HTTP/2's preface is served by HTTP/2 instead.
-#[allow(clippy::too_many_arguments)]
 async fn serve_plain(
     io: TrackedIo<tokio::net::TcpStream>,
-    pre: Bytes,
     ctx: &Arc<AcceptCtx>,
     conn_ctx: Arc<ConnCtx>,
     timeouts: Timeouts,
@@ -343,7 +332,15 @@ async fn serve_plain(
     fresh: bool,
 ) {
     let mut drain = conn_ctx.tunnels.drain.clone();
-    let served = burst(io, pre, ctx, &conn_ctx, timeouts, &mut drain, fresh);
+    let served = burst(
+        io,
+        Bytes::new(),
+        ctx,
+        &conn_ctx,
+        timeouts,
+        &mut drain,
+        fresh,
+    );
     let quiet = match served.await {
         Burst::Quiet(quiet) => quiet,
         Burst::Closed => return,
@@ -389,16 +386,7 @@ async fn resumed(
         _open: open,
     } = resume;
     let (io, _, conn_ctx) = start(socket, client, None, &ctx, metrics, tunnels);
-    let plain = Box::pin(serve_plain(
-        io,
-        Bytes::new(),
-        &ctx,
-        conn_ctx,
-        timeouts,
-        &lot,
-        open,
-        false,
-    ));
+    let plain = Box::pin(serve_plain(io, &ctx, conn_ctx, timeouts, &lot, open, false));
     plain.await;
 }
 
