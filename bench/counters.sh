@@ -11,16 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 conns=${1:-50}; secs=${2:-5}; reps=${3:-2}
-need=()
-for tool in perf:linux-perf haproxy:haproxy nginx:nginx-light wrk:wrk; do
-  command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+source bench/lib.sh
+install_tools perf:linux-perf haproxy:haproxy nginx:nginx-light wrk:wrk
 cargo build --release -q -p ballast
 BIN=target/release/ballast
-source bench/lib.sh
 extra=()
 if [ "${CLOSE:-0}" = 1 ]; then extra=(-H "Connection: close"); fi
 np=$(free_port)

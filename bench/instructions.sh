@@ -14,16 +14,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n1=${1:-10000}; n2=${2:-40000}
-need=()
-for tool in valgrind:valgrind haproxy:haproxy nginx:nginx-light h2load:nghttp2-client wrk:wrk; do
-  command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+source bench/lib.sh
+install_tools valgrind:valgrind haproxy:haproxy nginx:nginx-light h2load:nghttp2-client wrk:wrk
 cargo build --release -q -p ballast
 BIN=target/release/ballast
-source bench/lib.sh
 np=$(free_port)
 start_backend "$np"
 

@@ -3,11 +3,22 @@
 # backend, and the ballast and HAProxy configs that forward to it. Sourced, not run.
 #
 # After `source bench/lib.sh`: $work, pids=(...), free_port, start_backend,
-# ballast_config, haproxy_config, wait_http.
+# ballast_config, haproxy_config, wait_http, install_tools.
 
 work=$(mktemp -d); chmod 755 "$work"; pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
+
+# Install from Debian's packages the tools that are missing: install_tools cmd:package ...
+install_tools() {
+  local need=() tool
+  for tool in "$@"; do
+    command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
+  done
+  if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
