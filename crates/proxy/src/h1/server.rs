@@ -166,6 +166,10 @@ pub async fn serve(
             return Outcome::Hyper(rbuf.split().freeze());
         };
         rbuf.advance(len);
+        // The head now lives in the request's own allocation: with nothing
+        // pipelined behind it, the buffer goes back while the request is served,
+        // so requests waiting on their targets hold none.
+        buffers::give_back(&mut rbuf);
         let head_only = request.method() == Method::HEAD;
         // Pinned where it is made: `select!` moves its futures into a tuple, and
         // moving this one would copy all the room the request path takes.
@@ -537,6 +541,26 @@ mod tests {
         assert!(h.trailers);
         let h = head("HEAD / HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n").expect("taken");
         assert!(h.close);
+    }
+
+    /// The server gives its read buffer back while a request is served: that
+    /// takes a head that shares nothing with the buffer it was read into.
+    #[test]
+    fn a_parsed_head_leaves_its_read_buffer_free_to_go_back() {
+        let mut rbuf = BytesMut::new();
+        buffers::reserve(&mut rbuf);
+        rbuf.extend_from_slice(b"GET /a HTTP/1.1\r\nHost: example\r\n\r\n");
+        let h = parse(&rbuf).expect("taken");
+        rbuf.advance(h.len);
+        let free = buffers::free_count();
+        buffers::give_back(&mut rbuf);
+        assert_eq!(
+            buffers::free_count(),
+            free + 1,
+            "the buffer went back whole"
+        );
+        assert_eq!(h.request.headers()["host"], "example");
+        assert_eq!(h.request.uri(), "/a");
     }
 
     #[test]
