@@ -10,6 +10,7 @@ use http_body_util::Full;
 use ballast_testkit::{backends, eventually, BallastProcess, Client, Setup};
 
 mod control;
+mod drain;
 mod tls;
 mod websocket;
 

@@ -29,8 +29,11 @@
 //! hyper: a request in flight finishes and the connection closes after it, and
 //! when the drain time is up the connection closes at once.
 
+use std::future::Future;
 use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::SystemTime;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -111,6 +114,12 @@ pub async fn serve(
     let closing = until(drain.clone(), |d| d == Drain::Closing);
     let quiet = tokio::time::sleep(connection::PARK_AFTER.min(timeouts.idle));
     tokio::pin!(draining, closing, quiet);
+    let mut draining = Gated::new(drain, draining);
+    let mut closing = Gated::new(drain, closing);
+    // Running, as long as nothing has been sent on the watch since: then no
+    // request needs to take the watch's lock to know it.
+    let calm = unchanged(drain) && *drain.borrow() == Drain::Running;
+    let running = || (calm && unchanged(drain)) || *drain.borrow() == Drain::Running;
     loop {
         let mut wait = rbuf.is_empty();
         if fresh && !wait {
@@ -177,7 +186,7 @@ pub async fn serve(
             let response = forward::handle(request, conn.clone()).await;
             let how = Write {
                 head_only,
-                keep_alive: !close && *drain.borrow() == Drain::Running,
+                keep_alive: !close && running(),
                 trailers,
             };
             let written = write_response(io, response, how, &mut wbuf).await;
@@ -202,7 +211,9 @@ pub async fn serve(
 /// read that finds nothing.
 async fn read_next(io: &mut TrackedIo<TcpStream>, rbuf: &mut BytesMut) -> Result<(), ()> {
     loop {
-        io.get_ref().readable().await.map_err(drop)?;
+        std::future::poll_fn(|cx| io.get_ref().poll_read_ready(cx))
+            .await
+            .map_err(drop)?;
         buffers::reserve(rbuf);
         match io.read_buf(rbuf).now_or_never() {
             Some(Ok(0)) | Some(Err(_)) => return Err(()),
@@ -210,6 +221,56 @@ async fn read_next(io: &mut TrackedIo<TcpStream>, rbuf: &mut BytesMut) -> Result
             None => continue, // the readiness was stale
         }
     }
+}
+
+/// A drain future (`until`) polled again only once something was sent on the
+/// watch, or by a task it has not registered with. Each wake-up of a connection
+/// polls every branch of its `select!`; polling the watch's `Notified` takes
+/// the watch's lock and reads this connection's waiter node, cold in the cache
+/// when a thousand connections take turns. Gated, it is one atomic load.
+struct Gated<'a, F> {
+    drain: &'a watch::Receiver<Drain>,
+    inner: Pin<&'a mut F>,
+    registered: Option<Waker>,
+}
+
+impl<'a, F: Future<Output = ()>> Gated<'a, F> {
+    fn new(drain: &'a watch::Receiver<Drain>, inner: Pin<&'a mut F>) -> Self {
+        Gated {
+            drain,
+            inner,
+            registered: None,
+        }
+    }
+}
+
+impl<F: Future<Output = ()>> Future for Gated<'_, F> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        let unchanged = unchanged(this.drain);
+        if unchanged
+            && this
+                .registered
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            // `inner` waits on the watch with this very waker: a send wakes it.
+            return Poll::Pending;
+        }
+        let polled = this.inner.as_mut().poll(cx);
+        if polled.is_pending() {
+            this.registered = Some(cx.waker().clone());
+        }
+        polled
+    }
+}
+
+/// Nothing was sent on the watch since this receiver last looked (and the
+/// listener is still there): one atomic load, no lock.
+fn unchanged(drain: &watch::Receiver<Drain>) -> bool {
+    matches!(drain.has_changed(), Ok(false))
 }
 
 /// Resolves once the drain state satisfies `pred`.
@@ -541,6 +602,35 @@ mod tests {
         assert!(h.trailers);
         let h = head("HEAD / HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n").expect("taken");
         assert!(h.close);
+    }
+
+    /// A gated drain future skips its watch while nothing was sent, yet is
+    /// woken by a send and then sees it.
+    #[test]
+    fn a_gated_drain_future_is_woken_by_the_drain() {
+        struct Count(std::sync::atomic::AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let woken = Arc::new(Count(Default::default()));
+        let waker = Waker::from(woken.clone());
+        let mut cx = Context::from_waker(&waker);
+        let wakes = || woken.0.load(std::sync::atomic::Ordering::SeqCst);
+
+        let (tx, rx) = watch::channel(Drain::Running);
+        let closing = std::pin::pin!(until(rx.clone(), |d| d == Drain::Closing));
+        let mut gated = Gated::new(&rx, closing);
+        assert!(Pin::new(&mut gated).poll(&mut cx).is_pending());
+        assert!(Pin::new(&mut gated).poll(&mut cx).is_pending());
+        assert_eq!(wakes(), 0);
+        tx.send(Drain::Draining).unwrap();
+        assert_eq!(wakes(), 1, "a send wakes the registered task");
+        assert!(Pin::new(&mut gated).poll(&mut cx).is_pending());
+        tx.send(Drain::Closing).unwrap();
+        assert_eq!(wakes(), 2);
+        assert!(Pin::new(&mut gated).poll(&mut cx).is_ready());
     }
 
     /// The server gives its read buffer back while a request is served: that
