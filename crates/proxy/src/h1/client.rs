@@ -25,7 +25,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_util::io::poll_read_buf;
 
-use super::buffers;
+use super::buffers::{self, Lent};
 use super::codec::{self, ChunkedDecoder, Decoded, Framing, ResponseHead};
 use super::Error;
 use crate::body::UpstreamBody;
@@ -45,7 +45,6 @@ pub enum Stream {
 pub struct Conn {
     io: Stream,
     rbuf: BytesMut,
-    wbuf: Vec<u8>,
     /// It has carried a request before (it came from the pool).
     reused: bool,
 }
@@ -61,7 +60,6 @@ impl Conn {
         Conn {
             io,
             rbuf: BytesMut::new(),
-            wbuf: Vec::new(),
             reused: false,
         }
     }
@@ -113,33 +111,44 @@ impl Conn {
                 None => Framing::Chunked,
             }
         };
-        self.wbuf.clear();
-        codec::encode_request(req, framing, &mut self.wbuf);
-        // The first write tells whether anything reached the target at all.
-        let first = self.io.write(&self.wbuf).await.map_err(|e| SendError {
-            error: e.into(),
-            written: false,
-        })?;
         let written = |error: Error| SendError {
             error,
             written: true,
         };
-        if first < self.wbuf.len() {
-            self.io
-                .write_all(&self.wbuf[first..])
-                .await
-                .map_err(|e| written(e.into()))?;
-        }
-        if framing != Framing::Empty {
-            self.send_body(req.body_mut(), framing)
-                .await
-                .map_err(written)?;
+        {
+            // A lent buffer, warm in the cache, rather than one per connection,
+            // which is cold when a thousand connections take turns; it goes back
+            // before the response is awaited.
+            let mut wbuf = Lent::default();
+            buffers::reserve(&mut wbuf);
+            codec::encode_request(req, framing, &mut wbuf);
+            // The first write tells whether anything reached the target at all.
+            let first = self.io.write(&wbuf).await.map_err(|e| SendError {
+                error: e.into(),
+                written: false,
+            })?;
+            if first < wbuf.len() {
+                self.io
+                    .write_all(&wbuf[first..])
+                    .await
+                    .map_err(|e| written(e.into()))?;
+            }
+            if framing != Framing::Empty {
+                self.send_body(req.body_mut(), framing, &mut wbuf)
+                    .await
+                    .map_err(written)?;
+            }
         }
         self.io.flush().await.map_err(|e| written(e.into()))?;
         self.read_head(req.method()).await.map_err(written)
     }
 
-    async fn send_body(&mut self, body: &mut UpstreamBody, framing: Framing) -> Result<(), Error> {
+    async fn send_body(
+        &mut self,
+        body: &mut UpstreamBody,
+        framing: Framing,
+        wbuf: &mut BytesMut,
+    ) -> Result<(), Error> {
         let chunked = framing == Framing::Chunked;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(Error::ClientBody)?;
@@ -151,15 +160,15 @@ impl Conn {
                     if !chunked {
                         self.io.write_all(&data).await?;
                     } else if data.len() <= COALESCE {
-                        self.wbuf.clear();
-                        codec::encode_chunk_size(data.len(), &mut self.wbuf);
-                        self.wbuf.extend_from_slice(&data);
-                        self.wbuf.extend_from_slice(b"\r\n");
-                        self.io.write_all(&self.wbuf).await?;
+                        wbuf.clear();
+                        codec::encode_chunk_size(data.len(), wbuf);
+                        wbuf.extend_from_slice(&data);
+                        wbuf.extend_from_slice(b"\r\n");
+                        self.io.write_all(wbuf).await?;
                     } else {
-                        self.wbuf.clear();
-                        codec::encode_chunk_size(data.len(), &mut self.wbuf);
-                        self.io.write_all(&self.wbuf).await?;
+                        wbuf.clear();
+                        codec::encode_chunk_size(data.len(), wbuf);
+                        self.io.write_all(wbuf).await?;
                         self.io.write_all(&data).await?;
                         self.io.write_all(b"\r\n").await?;
                     }
@@ -168,16 +177,16 @@ impl Conn {
                 Err(frame) => frame,
             };
             if let (true, Ok(trailers)) = (chunked, frame.into_trailers()) {
-                self.wbuf.clear();
-                self.wbuf.extend_from_slice(b"0\r\n");
+                wbuf.clear();
+                wbuf.extend_from_slice(b"0\r\n");
                 for (name, value) in &trailers {
-                    self.wbuf.extend_from_slice(name.as_str().as_bytes());
-                    self.wbuf.extend_from_slice(b": ");
-                    self.wbuf.extend_from_slice(value.as_bytes());
-                    self.wbuf.extend_from_slice(b"\r\n");
+                    wbuf.extend_from_slice(name.as_str().as_bytes());
+                    wbuf.extend_from_slice(b": ");
+                    wbuf.extend_from_slice(value.as_bytes());
+                    wbuf.extend_from_slice(b"\r\n");
                 }
-                self.wbuf.extend_from_slice(b"\r\n");
-                return Ok(self.io.write_all(&self.wbuf).await?);
+                wbuf.extend_from_slice(b"\r\n");
+                return Ok(self.io.write_all(wbuf).await?);
             }
         }
         if chunked {
@@ -420,9 +429,10 @@ mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
 
-    /// A connection waiting for its response holds no lent buffer: at 1,000
-    /// requests in flight that was 32 MiB of buffers, freed past the worker's
-    /// free list and faulted in again.
+    /// A connection waiting for its response holds no lent buffer, neither the
+    /// one its request was written from nor one to read into: at 1,000 requests
+    /// in flight that was 32 MiB of buffers, freed past the worker's free list
+    /// and faulted in again.
     #[tokio::test]
     async fn a_request_waiting_for_its_response_holds_no_buffer() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -40,9 +40,9 @@ pub enum Framing {
 /// Write a request head in origin form. `framing` says how its body will be sent;
 /// the client's own `Content-Length` and `Transfer-Encoding` are replaced by it.
 /// Hop-by-hop headers must already be gone (`headers::prepare_request`).
-pub fn encode_request<B>(req: &http::Request<B>, framing: Framing, out: &mut Vec<u8>) {
+pub fn encode_request<B>(req: &http::Request<B>, framing: Framing, out: &mut BytesMut) {
     out.extend_from_slice(req.method().as_str().as_bytes());
-    out.push(b' ');
+    out.put_u8(b' ');
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
     out.extend_from_slice(if target.is_empty() {
         b"/"
@@ -446,7 +446,7 @@ mod tests {
             .header("x-y", "z")
             .body(())
             .expect("request");
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         encode_request(&req, Framing::Length(12), &mut out);
         assert_eq!(
             String::from_utf8_lossy(&out),
