@@ -30,8 +30,10 @@ thread_local! {
     static WORKER: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Start `n` worker threads (once per process).
-pub fn start(n: usize) -> io::Result<()> {
+/// Start `n` worker threads (once per process). Each calls `housekeeping` on
+/// every tick (`TICK`), for work that must run on each worker's own thread
+/// (the binary gives its allocator's collection).
+pub fn start(n: usize, housekeeping: fn()) -> io::Result<()> {
     let n = n.max(1);
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
@@ -53,7 +55,7 @@ pub fn start(n: usize) -> io::Result<()> {
                 let _ = tx.send(Ok(rt.handle().clone()));
                 // Runs for the life of the process; its tasks end with their
                 // listeners' drain.
-                rt.block_on(tick());
+                rt.block_on(tick(housekeeping));
             })?;
         handles.push(rx.recv().map_err(io::Error::other)??);
     }
@@ -72,12 +74,14 @@ const TICK: Duration = Duration::from_millis(100);
 /// connection per request that was one more system call per request (5 to
 /// HAProxy's 4, not counting `epoll_ctl`). With this tick set, a timer due later
 /// than the tick finds the driver's wake-up earlier and writes nothing. The cost
-/// is ten wake-ups a second of an idle worker.
-async fn tick() {
+/// is ten wake-ups a second of an idle worker, each of which also runs
+/// `housekeeping`.
+async fn tick(housekeeping: fn()) {
     let mut ticks = tokio::time::interval(TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
+        housekeeping();
     }
 }
 
