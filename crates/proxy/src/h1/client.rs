@@ -6,11 +6,11 @@
 //! it has the response head; `BodyReader` then hands the response body to hyper
 //! frame by frame straight from the socket, and puts the connection back in its
 //! pool the moment the body has ended cleanly. No task, channel or lock sits in
-//! between. A connection borrows a read buffer once bytes of a response arrive (not
-//! while it waits for them) and gives it back when the response has ended
-//! (`buffers.rs`): a body small enough is
-//! copied out of it, so the buffer stays whole and warm in the cache for the next
-//! response on any connection of the worker.
+//! between. A connection borrows a read buffer once bytes of a response arrive
+//! (not while it waits for them) and gives it back when the response has ended
+//! (`buffers.rs`): a body small enough is copied out of it, so the buffer stays
+//! whole and warm in the cache for the next response on any connection of the
+//! worker. The request is written from a lent buffer too.
 
 use std::io;
 use std::pin::Pin;
