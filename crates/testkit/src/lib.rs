@@ -12,6 +12,7 @@ mod client;
 pub mod grpc;
 pub mod pki;
 mod process;
+pub mod raw;
 pub mod tls;
 pub mod ws;
 

@@ -6,39 +6,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use ballast_testkit::raw::read_response;
 use ballast_testkit::{backends, eventually, BallastProcess, Setup};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::{BIN, SOON};
-
-/// Read one response (head and a `Content-Length` body); `None` if the
-/// connection ends before a whole head.
-async fn response(s: &mut TcpStream) -> Option<String> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .map_or(0, |v| v.trim().parse().expect("length"));
-            while buf.len() < end + 4 + len {
-                let n = s.read(&mut chunk).await.ok()?;
-                if n == 0 {
-                    return None;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            return Some(head);
-        }
-        match s.read(&mut chunk).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-}
 
 async fn send(s: &mut TcpStream, path: &str) {
     let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -56,9 +29,11 @@ async fn keep_alive_requests_in_flight_at_sigterm_end_their_connections() {
     let mut long = TcpStream::connect(p.addr).await.expect("connect");
     for s in [&mut short, &mut long] {
         send(s, "/").await;
-        let head = response(s).await.expect("a response");
-        assert!(head.starts_with("http/1.1 200"), "{head}");
-        assert!(!head.contains("connection: close"), "{head}");
+        let r = read_response(s, &mut Vec::new(), false)
+            .await
+            .expect("a response");
+        assert_eq!(r.status, 200);
+        assert!(!r.closes(), "{:?}", r.headers);
     }
     // One request ends within the drain time, the other would not.
     send(&mut short, "/?delay_ms=1000").await;
@@ -71,12 +46,12 @@ async fn keep_alive_requests_in_flight_at_sigterm_end_their_connections() {
     let signalled = Instant::now();
     tokio::task::block_in_place(|| p.wait_for_log("draining", SOON));
 
-    let head = tokio::time::timeout(SOON, response(&mut short))
+    let r = tokio::time::timeout(SOON, read_response(&mut short, &mut Vec::new(), false))
         .await
         .expect("in time")
         .expect("the in-flight request is answered");
-    assert!(head.starts_with("http/1.1 200"), "{head}");
-    assert!(head.contains("connection: close"), "{head}");
+    assert_eq!(r.status, 200);
+    assert!(r.closes(), "{:?}", r.headers);
     let mut rest = [0u8; 64];
     let end = tokio::time::timeout(SOON, short.read(&mut rest)).await;
     assert!(
@@ -84,12 +59,13 @@ async fn keep_alive_requests_in_flight_at_sigterm_end_their_connections() {
         "closed after its response: {end:?}"
     );
 
-    let cut = tokio::time::timeout(SOON, response(&mut long))
+    let cut = tokio::time::timeout(SOON, read_response(&mut long, &mut Vec::new(), false))
         .await
         .expect("cut in time");
     assert!(
         cut.is_none(),
-        "no response once the drain time is up: {cut:?}"
+        "no response once the drain time is up: {:?}",
+        cut.map(|r| r.status)
     );
     assert!(
         signalled.elapsed() >= Duration::from_millis(2500),

@@ -249,8 +249,7 @@ impl<F: Future<Output = ()>> Future for Gated<'_, F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        let unchanged = unchanged(this.drain);
-        if unchanged
+        if unchanged(this.drain)
             && this
                 .registered
                 .as_ref()

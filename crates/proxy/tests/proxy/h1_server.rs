@@ -1,93 +1,15 @@
 //! ballast's own HTTP/1.1 server (`h1::server`) as a client sees it on the wire,
 //! and its hand-over to hyper for the requests it leaves alone.
 
-use std::collections::HashMap;
-
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use ballast_testkit::raw::{read_response, RawResponse};
 use ballast_testkit::{backends, Ballast, Setup};
 
 use crate::errors::unchecked_target;
 
-/// One response as read off the socket.
-struct Raw {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-/// Read one response (`Content-Length`, chunked, or none for HEAD) from `buf`
-/// and the socket; what follows it stays in `buf`.
-async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool) -> Raw {
-    let end = loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break end;
-        }
-        fill(stream, buf).await;
-    };
-    let head = String::from_utf8(buf[..end].to_vec()).expect("head is text");
-    buf.drain(..end + 4);
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().expect("status line");
-    let status = status_line[9..12].parse().expect("status code");
-    let headers: HashMap<String, String> = lines
-        .map(|l| {
-            let (n, v) = l.split_once(':').expect("field");
-            (n.to_ascii_lowercase(), v.trim().to_string())
-        })
-        .collect();
-    let mut body = Vec::new();
-    if head_only {
-        return Raw {
-            status,
-            headers,
-            body,
-        };
-    }
-    if let Some(len) = headers.get("content-length") {
-        let len: usize = len.parse().expect("length");
-        while buf.len() < len {
-            fill(stream, buf).await;
-        }
-        body = buf.drain(..len).collect();
-    } else if headers.get("transfer-encoding").map(String::as_str) == Some("chunked") {
-        loop {
-            let line_end = loop {
-                if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
-                    break i;
-                }
-                fill(stream, buf).await;
-            };
-            let size =
-                usize::from_str_radix(std::str::from_utf8(&buf[..line_end]).expect("size"), 16)
-                    .expect("hex size");
-            buf.drain(..line_end + 2);
-            while buf.len() < size + 2 {
-                fill(stream, buf).await;
-            }
-            body.extend(buf.drain(..size));
-            buf.drain(..2);
-            if size == 0 {
-                break;
-            }
-        }
-    }
-    Raw {
-        status,
-        headers,
-        body,
-    }
-}
-
-async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) {
-    let mut chunk = [0u8; 8192];
-    let n = stream.read(&mut chunk).await.expect("read");
-    assert!(n > 0, "connection closed in the middle of a response");
-    buf.extend_from_slice(&chunk[..n]);
-}
-
-fn echo_path(r: &Raw) -> String {
+fn echo_path(r: &RawResponse) -> String {
     let echo: serde_json::Value = serde_json::from_slice(&r.body).expect("json echo");
     echo["path"].as_str().expect("path").to_string()
 }
@@ -104,7 +26,9 @@ async fn pipelined_requests_are_answered_in_order() {
     s.write_all(&three).await.expect("write");
     let mut buf = Vec::new();
     for path in ["/a", "/b", "/c"] {
-        let r = read_response(&mut s, &mut buf, false).await;
+        let r = read_response(&mut s, &mut buf, false)
+            .await
+            .expect("a whole response");
         assert_eq!(r.status, 200);
         assert_eq!(echo_path(&r), path);
         assert!(r.headers.contains_key("date"), "{:?}", r.headers);
@@ -126,7 +50,9 @@ async fn a_request_with_a_body_is_served_by_hyper_on_the_same_connection() {
     ];
     for (raw, path, body_bytes) in steps {
         s.write_all(raw).await.expect("write");
-        let r = read_response(&mut s, &mut buf, false).await;
+        let r = read_response(&mut s, &mut buf, false)
+            .await
+            .expect("a whole response");
         assert_eq!(r.status, 200, "{path}");
         let echo: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
         assert_eq!(echo["path"], path);
@@ -145,11 +71,15 @@ async fn head_responses_keep_their_length_and_send_no_body() {
     )
     .await
     .expect("write");
-    let head = read_response(&mut s, &mut buf, true).await;
+    let head = read_response(&mut s, &mut buf, true)
+        .await
+        .expect("a whole response");
     assert_eq!(head.status, 200);
     assert_eq!(head.headers["content-length"], "1000");
     // Had any body bytes followed the HEAD response, this would not parse.
-    let next = read_response(&mut s, &mut buf, false).await;
+    let next = read_response(&mut s, &mut buf, false)
+        .await
+        .expect("a whole response");
     assert_eq!(echo_path(&next), "/after");
 }
 
@@ -162,7 +92,9 @@ async fn large_bodies_cross_whole() {
     for len in [0usize, 1, 4096, 4097, 16 * 1024, 1 << 20] {
         let req = format!("GET /big?bytes={len} HTTP/1.1\r\nHost: x\r\n\r\n");
         s.write_all(req.as_bytes()).await.expect("write");
-        let r = read_response(&mut s, &mut buf, false).await;
+        let r = read_response(&mut s, &mut buf, false)
+            .await
+            .expect("a whole response");
         assert_eq!(r.status, 200);
         assert_eq!(r.body.len(), len, "body of {len} bytes");
     }
@@ -180,7 +112,9 @@ async fn connection_close_is_honoured_and_ballasts_own_answers_are_dated() {
         .await
         .expect("write");
     let mut buf = Vec::new();
-    let r = read_response(&mut s, &mut buf, false).await;
+    let r = read_response(&mut s, &mut buf, false)
+        .await
+        .expect("a whole response");
     assert_eq!(r.status, 502);
     assert_eq!(r.headers["connection"], "close");
     assert!(r.headers["date"].ends_with(" GMT"), "{:?}", r.headers);
@@ -195,9 +129,13 @@ async fn connection_close_is_honoured_and_ballasts_own_answers_are_dated() {
         .await
         .expect("write");
     let mut buf = Vec::new();
-    let head = read_response(&mut s, &mut buf, true).await;
+    let head = read_response(&mut s, &mut buf, true)
+        .await
+        .expect("a whole response");
     assert_eq!(head.status, 502);
-    let get = read_response(&mut s, &mut buf, false).await;
+    let get = read_response(&mut s, &mut buf, false)
+        .await
+        .expect("a whole response");
     assert_eq!(get.status, head.status);
     assert_eq!(head.headers["content-length"], get.body.len().to_string());
 }
@@ -214,7 +152,9 @@ async fn malformed_requests_get_hypers_answer_and_the_listener_goes_on() {
         let mut s = TcpStream::connect(ballast.addr).await.expect("connect");
         s.write_all(bad).await.expect("write");
         let mut buf = Vec::new();
-        let r = read_response(&mut s, &mut buf, false).await;
+        let r = read_response(&mut s, &mut buf, false)
+            .await
+            .expect("a whole response");
         assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(bad));
     }
     let mut s = TcpStream::connect(ballast.addr).await.expect("connect");
@@ -222,6 +162,8 @@ async fn malformed_requests_get_hypers_answer_and_the_listener_goes_on() {
         .await
         .expect("write");
     let mut buf = Vec::new();
-    let r = read_response(&mut s, &mut buf, false).await;
+    let r = read_response(&mut s, &mut buf, false)
+        .await
+        .expect("a whole response");
     assert_eq!(echo_path(&r), "/fine");
 }
