@@ -134,9 +134,10 @@ impl Conn {
                     .map_err(|e| written(e.into()))?;
             }
             if framing != Framing::Empty {
-                self.send_body(req.body_mut(), framing, &mut wbuf)
-                    .await
-                    .map_err(written)?;
+                // Boxed: most requests have no body, and its room would be in
+                // every request's future, copied with it.
+                let sending = Box::pin(self.send_body(req.body_mut(), framing, &mut wbuf));
+                sending.await.map_err(written)?;
             }
         }
         self.io.flush().await.map_err(|e| written(e.into()))?;
