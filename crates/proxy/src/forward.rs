@@ -226,6 +226,7 @@ fn prepare(
 /// binding its body uses), which for the plan is 616 bytes more in every
 /// request's future, copied with it. The block here uses the plan where it was
 /// captured.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
 fn run(mut plan: Plan, conn: Arc<ConnCtx>) -> impl Future<Output = Response<ResponseBody>> + Send {
     async move {
         let conn = &*conn;
@@ -474,9 +475,9 @@ async fn send(
         let mut lease = Lease::new(conn, in_flight);
         let sent_at = Instant::now();
         trace.sent_at = Some(sent_at);
-        let sent = tokio::time::timeout(timeout, lease.conn_mut().send(req)).await;
+        let sent = lease.conn_mut().send_by(req, sent_at + timeout).await;
         let SendError { error, written } = match sent {
-            Ok(Ok(head)) => {
+            Some(Ok(head)) => {
                 let head_at = Instant::now();
                 let status = head.status.as_u16();
                 target.metrics.requests.inc(status);
@@ -490,8 +491,8 @@ async fn send(
                 *response.headers_mut() = head.headers;
                 return Ok(response);
             }
-            Ok(Err(e)) => e,
-            Err(_) => return Err((ProxyError::ResponseTimeout(target.addr), false)),
+            Some(Err(e)) => e,
+            None => return Err((ProxyError::ResponseTimeout(target.addr), false)),
         };
         // Still whole here: a replayable request may be sent again.
         let replayable = req.body().is_end_stream() && is_idempotent(req.method());

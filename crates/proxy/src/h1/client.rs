@@ -12,9 +12,11 @@
 //! whole and warm in the cache for the next response on any connection of the
 //! worker. The request is written from a lent buffer too.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use http::{Request, StatusCode};
@@ -22,6 +24,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 use tokio_rustls::client::TlsStream;
 use tokio_util::io::poll_read_buf;
 
@@ -47,6 +50,8 @@ pub struct Conn {
     rbuf: BytesMut,
     /// It has carried a request before (it came from the pool).
     reused: bool,
+    /// The response timeout's timer, kept from one request to the next (`send_by`).
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 /// A failed exchange, and whether any of the request reached the socket.
@@ -61,6 +66,7 @@ impl Conn {
             io,
             rbuf: BytesMut::new(),
             reused: false,
+            timer: None,
         }
     }
 
@@ -98,6 +104,55 @@ impl Conn {
 
     /// Write the request and read the response head (informational responses are
     /// skipped).
+    /// `send`, with until `deadline` for the whole response head; `None` if it
+    /// did not come by then.
+    ///
+    /// The timer is the connection's, kept from one request to the next and
+    /// moved only when it fires: a timer that fires before `deadline` (it was
+    /// set for an earlier request) is set again, and a later one is moved
+    /// earlier. Made anew for each request, as `tokio::time::timeout` does, a
+    /// timer takes the runtime's handle, a place in its timer wheel and then
+    /// its removal, every request; this way a request reads the timer's
+    /// deadline and compares.
+    pub async fn send_by(
+        &mut self,
+        req: &mut Request<UpstreamBody>,
+        deadline: Instant,
+    ) -> Option<Result<ResponseHead, SendError>> {
+        let deadline = tokio::time::Instant::from_std(deadline);
+        let mut timer = match self.timer.take() {
+            Some(mut timer) => {
+                if timer.deadline() > deadline {
+                    timer.as_mut().reset(deadline);
+                }
+                timer
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        };
+        let result = {
+            let mut send = std::pin::pin!(self.send(req));
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(result) = send.as_mut().poll(cx) {
+                    return Poll::Ready(Some(result));
+                }
+                while timer.as_mut().poll(cx).is_ready() {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Poll::Ready(None);
+                    }
+                    // Set for an earlier request: wait on.
+                    timer.as_mut().reset(deadline);
+                }
+                Poll::Pending
+            })
+            .await
+        };
+        // Stop the timer from holding this task's waker until it fires: the task
+        // may be long over by then, and would be kept in memory.
+        let _ = timer.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        self.timer = Some(timer);
+        result
+    }
+
     pub async fn send(
         &mut self,
         req: &mut Request<UpstreamBody>,

@@ -1,6 +1,6 @@
 //! A target's own errors pass through unchanged; ballast's own are 502/503/504.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ballast_testkit::{backend, backends, Ballast, Client, Setup};
 use tokio::io::AsyncReadExt;
@@ -105,4 +105,34 @@ async fn a_timed_out_request_is_not_retried_on_another_target() {
         .expect("request");
     assert_eq!(r.status, 504);
     assert_eq!(bs[0].requests() + bs[1].requests(), 1);
+}
+
+/// The response timeout's timer is kept by the pooled connection from one
+/// request to the next and only moved when it fires: here the timer set for the
+/// first request fires while the second is still within its own time, which
+/// must not end it.
+#[tokio::test]
+async fn a_request_on_a_reused_connection_gets_its_whole_response_timeout() {
+    let b = backend("slow").await;
+    let mut setup = unchecked_target(b.addr());
+    setup.group_extra = "response_timeout = \"2s\"".to_string();
+    let ballast = Ballast::start(&setup).await;
+    let client = Client::http1();
+    let first = client.get(&ballast.url("/")).await.expect("request");
+    assert_eq!(first.status, 200);
+    let connections = b.open_connections();
+    // The second request goes out at least 0.8 s after the first, and its
+    // response comes 1.6 s later: after the first request's deadline, before
+    // its own.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let second = client
+        .get(&ballast.url("/?delay_ms=1600"))
+        .await
+        .expect("request");
+    assert_eq!(second.status, 200, "{}", second.text());
+    assert_eq!(
+        b.open_connections(),
+        connections,
+        "both requests went over the same pooled connection"
+    );
 }
