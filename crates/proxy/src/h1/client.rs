@@ -136,7 +136,7 @@ impl Conn {
                     return Poll::Ready(Some(result));
                 }
                 while timer.as_mut().poll(cx).is_ready() {
-                    if tokio::time::Instant::now() >= deadline {
+                    if timer.deadline() >= deadline {
                         return Poll::Ready(None);
                     }
                     // Set for an earlier request: wait on.
