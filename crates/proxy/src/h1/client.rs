@@ -102,8 +102,6 @@ impl Conn {
         self.rbuf.is_empty().then_some(self)
     }
 
-    /// Write the request and read the response head (informational responses are
-    /// skipped).
     /// `send`, with until `deadline` for the whole response head; `None` if it
     /// did not come by then.
     ///
@@ -153,6 +151,8 @@ impl Conn {
         result
     }
 
+    /// Write the request and read the response head (informational responses are
+    /// skipped).
     pub async fn send(
         &mut self,
         req: &mut Request<UpstreamBody>,
