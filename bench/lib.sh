@@ -66,7 +66,7 @@ defaults
   timeout server 60s
   http-reuse always
 frontend f
-  bind 127.0.0.1:$1
+  bind 127.0.0.1:$1 defer-accept
   default_backend b
 backend b
   server s1 127.0.0.1:$2 check

@@ -166,8 +166,8 @@ defaults
   option http-keep-alive
   http-reuse always
 frontend fe
-  bind 127.0.0.1:{port}
-  bind 127.0.0.1:{h2port} proto h2
+  bind 127.0.0.1:{port} defer-accept
+  bind 127.0.0.1:{h2port} proto h2 defer-accept
   default_backend be
 backend be
   balance roundrobin
@@ -186,7 +186,7 @@ http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 75s;
 {servers}
     keepalive 256;
   }}
-  server {{ listen 127.0.0.1:{port} backlog=4096; listen 127.0.0.1:{h2port} http2;
+  server {{ listen 127.0.0.1:{port} backlog=4096 deferred; listen 127.0.0.1:{h2port} http2 deferred;
     location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; }}
   }}
 }}

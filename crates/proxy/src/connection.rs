@@ -31,8 +31,9 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
+
+use crate::socket::Socket;
 
 /// How long an HTTP/1 keep-alive connection stays quiet before it gives its
 /// buffers back (see the module docs). Long enough that a client sending request
@@ -42,15 +43,15 @@ pub const PARK_AFTER: Duration = Duration::from_millis(250);
 
 /// A client connection's byte stream: plain TCP or TLS over it.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
-    /// The socket, when nothing above it buffers data of its own, so that its
-    /// readiness means the client sent something (what parking waits on).
-    fn socket(&self) -> Option<&TcpStream> {
-        None
+    /// Whether nothing above the socket buffers data of its own, so that the
+    /// socket's readiness means the client sent something (what parking waits on).
+    fn parkable(&self) -> bool {
+        false
     }
 
     /// The connection as plain TCP, which ballast's own HTTP/1.1 server serves
     /// (`h1::server`).
-    fn plain(_io: &mut TrackedIo<Self>) -> Option<&mut TrackedIo<TcpStream>>
+    fn plain(_io: &mut TrackedIo<Self>) -> Option<&mut TrackedIo<Socket>>
     where
         Self: Sized,
     {
@@ -58,19 +59,19 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     }
 }
 
-impl Transport for TcpStream {
-    fn socket(&self) -> Option<&TcpStream> {
-        Some(self)
+impl Transport for Socket {
+    fn parkable(&self) -> bool {
+        true
     }
 
-    fn plain(io: &mut TrackedIo<Self>) -> Option<&mut TrackedIo<TcpStream>> {
+    fn plain(io: &mut TrackedIo<Self>) -> Option<&mut TrackedIo<Socket>> {
         Some(io)
     }
 }
 
 /// Boxed: a TLS session is large, and the connection task keeps the size of its
 /// largest state for its whole life.
-impl Transport for Box<tokio_rustls::server::TlsStream<TcpStream>> {}
+impl Transport for Box<tokio_rustls::server::TlsStream<Socket>> {}
 
 /// A client socket as an upgraded (WebSocket) connection takes it over.
 pub trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -168,7 +169,7 @@ impl Drop for Activity {
 /// starts to arrive, with bytes already read from it put back in front (`pre`:
 /// what the protocol sniff read, or what hyper had read but not used when the
 /// connection parked or upgraded).
-pub struct TrackedIo<T = TcpStream> {
+pub struct TrackedIo<T = Socket> {
     inner: T,
     state: Arc<ConnState>,
     pre: Bytes,
@@ -177,6 +178,10 @@ pub struct TrackedIo<T = TcpStream> {
 impl<T> TrackedIo<T> {
     pub fn get_ref(&self) -> &T {
         &self.inner
+    }
+
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.inner
     }
 
     /// Put bytes back, to be read before the socket's.

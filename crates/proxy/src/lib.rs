@@ -7,10 +7,13 @@
 //! atomics. The access log (`access_log.rs`) and metrics (`metrics.rs`,
 //! `exposition.rs`) are fed from the data path by atomics and `try_send` only.
 //!
-//! No unsafe code but one call, isolated and explained where it is: handing the
-//! parking lot's epoll descriptor to tokio (`parking.rs`), which tokio's API
-//! marks unsafe; it is what lets an idle connection cost no task (measured in
-//! BENCHMARKS.md).
+//! No unsafe code but three calls, isolated and explained where they are:
+//! handing the parking lot's epoll descriptor to tokio (`parking.rs`) and the
+//! listening socket to tokio's readiness (`listener.rs`'s accept loop), both
+//! marked unsafe by tokio's API, and setting `TCP_DEFER_ACCEPT`, which neither
+//! std nor socket2 offers (`listener::defer_accept`). The first lets an idle
+//! connection cost no task, the others let a connection for one request be
+//! served without joining tokio's epoll set (measured in BENCHMARKS.md).
 #![deny(unsafe_code)]
 
 mod access_log;
@@ -39,6 +42,7 @@ mod rfc3339;
 pub mod rule;
 mod server;
 mod snapshot;
+mod socket;
 mod target;
 mod target_group;
 mod tls;

@@ -40,6 +40,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::{watch, Notify};
 
 use crate::connection::{self, Drain};
+use crate::socket::Socket;
 
 /// Events taken from the lot's epoll set per call.
 const BATCH: usize = 256;
@@ -109,7 +110,7 @@ impl<T: Send + 'static> Lot<T> {
     /// `value` back), or until `deadline` (ms on `connection::now_ms`'s clock),
     /// when it is closed. An error (the listener drains, or epoll refused the
     /// socket) closes the connection.
-    pub fn park(&self, socket: tokio::net::TcpStream, value: T, deadline: u64) -> io::Result<()> {
+    pub fn park(&self, socket: Socket, value: T, deadline: u64) -> io::Result<()> {
         let socket = socket.into_std()?;
         let mut slots = self.lock();
         if !slots.open {
@@ -328,7 +329,7 @@ mod tests {
         let mut clients = Vec::new();
         for value in 0..3u32 {
             let (client, server) = pair(&listener).await;
-            lot.park(server, value, far).expect("park");
+            lot.park(server.into(), value, far).expect("park");
             clients.push(client);
         }
         assert_eq!(lot.len(), 3);
@@ -371,7 +372,7 @@ mod tests {
         assert_eq!(stays.read_to_end(&mut rest).expect("read"), 0);
         let (_, server) = pair(&listener).await;
         assert!(
-            lot.park(server, 9, far).is_err(),
+            lot.park(server.into(), 9, far).is_err(),
             "a drained lot takes nothing"
         );
     }
@@ -390,7 +391,7 @@ mod tests {
         // Parked with a near deadline, woken at once, parked again with a far one
         // in the same slot: the old deadline must not close it.
         let (mut first, server) = pair(&listener).await;
-        lot.park(server, 1, connection::now_ms() + 200)
+        lot.park(server.into(), 1, connection::now_ms() + 200)
             .expect("park");
         first.write_all(b"x").expect("write");
         let (mut socket, value) = rx.recv().await.expect("woken");
@@ -400,11 +401,11 @@ mod tests {
         socket.read_exact(&mut byte).expect("read the byte");
         socket.set_nonblocking(true).expect("non-blocking");
         let socket = TcpStream::from_std(socket).expect("tokio");
-        lot.park(socket, 2, connection::now_ms() + 60_000)
+        lot.park(socket.into(), 2, connection::now_ms() + 60_000)
             .expect("park again");
         // A second connection expires.
         let (second, server) = pair(&listener).await;
-        lot.park(server, 3, connection::now_ms() + 300)
+        lot.park(server.into(), 3, connection::now_ms() + 300)
             .expect("park");
         let mut second = TcpStream::from_std(second).expect("tokio");
         let mut rest = Vec::new();

@@ -46,7 +46,6 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::buffers::{self, Lent};
@@ -55,6 +54,7 @@ use crate::body::{RequestBody, ResponseBody};
 use crate::connection::{self, ConnState, Drain, Timeouts, TrackedIo};
 use crate::forward::{self, ConnCtx};
 use crate::headers::has_token;
+use crate::socket::Socket;
 
 /// The most header fields in a request served here (hyper's limit too).
 const MAX_HEADERS: usize = 100;
@@ -93,7 +93,7 @@ pub fn preface(buf: &[u8]) -> Option<bool> {
 /// Serve requests on a plain TCP connection, starting with the bytes in `pre`;
 /// `fresh` if nothing has been read from it yet.
 pub async fn serve(
-    io: &mut TrackedIo<TcpStream>,
+    io: &mut TrackedIo<Socket>,
     pre: Bytes,
     conn: &Arc<ConnCtx>,
     state: &ConnState,
@@ -208,17 +208,20 @@ pub async fn serve(
 /// closed or the socket failed. A lent buffer is taken only once there is
 /// something to read. The read goes through `poll_read`, which also forgets the
 /// socket's readiness after a short read, so the next wait does not begin with a
-/// read that finds nothing.
-async fn read_next(io: &mut TrackedIo<TcpStream>, rbuf: &mut BytesMut) -> Result<(), ()> {
+/// read that finds nothing. A socket not registered yet (`socket.rs`) is read
+/// at once, and registered if that finds nothing.
+async fn read_next(io: &mut TrackedIo<Socket>, rbuf: &mut BytesMut) -> Result<(), ()> {
     loop {
-        std::future::poll_fn(|cx| io.get_ref().poll_read_ready(cx))
+        std::future::poll_fn(|cx| io.get_mut().poll_read_ready(cx))
             .await
             .map_err(drop)?;
         buffers::reserve(rbuf);
         match io.read_buf(rbuf).now_or_never() {
             Some(Ok(0)) | Some(Err(_)) => return Err(()),
             Some(Ok(_)) => return Ok(()),
-            None => continue, // the readiness was stale
+            // The readiness was stale, or the socket had never waited: wait,
+            // holding no lent buffer.
+            None => buffers::give_back(rbuf),
         }
     }
 }
@@ -364,7 +367,7 @@ struct Write {
 
 /// Write a response; `true` if the connection can take another request.
 async fn write_response(
-    io: &mut TrackedIo<TcpStream>,
+    io: &mut TrackedIo<Socket>,
     response: Response<ResponseBody>,
     how: Write,
     wbuf: &mut BytesMut,
@@ -415,7 +418,7 @@ async fn write_response(
 /// Stream a response body after its head (which is in `wbuf`); `Ok(false)` if it
 /// ended short or failed.
 async fn write_body(
-    io: &mut TrackedIo<TcpStream>,
+    io: &mut TrackedIo<Socket>,
     body: &mut ResponseBody,
     framing: Framing,
     trailers_allowed: bool,
@@ -490,7 +493,7 @@ async fn write_body(
 }
 
 /// Write `a` then `b` with as few writes as the socket allows.
-async fn write_two(io: &mut TrackedIo<TcpStream>, a: &[u8], b: &[u8]) -> io::Result<()> {
+async fn write_two(io: &mut TrackedIo<Socket>, a: &[u8], b: &[u8]) -> io::Result<()> {
     let (mut a, mut b) = (a, b);
     while !a.is_empty() {
         let n = io

@@ -17,7 +17,7 @@ use arc_swap::ArcSwap;
 use ballast_config::{ListenerTls, MtlsMode};
 use rustls::server::Acceptor;
 use rustls::ServerConfig;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 
@@ -99,12 +99,12 @@ impl Terminator {
     }
 
     /// Run the server side of a handshake within `timeout`.
-    pub async fn accept(
+    pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
-        stream: TcpStream,
+        stream: S,
         client: SocketAddr,
         timeout: Duration,
-    ) -> Option<(TlsStream<TcpStream>, TlsConnInfo)> {
+    ) -> Option<(TlsStream<S>, TlsConnInfo)> {
         let started = Instant::now();
         let state = self.current.load_full();
         // The hello is read first, so that a failure can still be logged with the
@@ -161,7 +161,7 @@ fn prepare_with(sessions: &Sessions, tls: &ListenerTls) -> Result<TermState, Str
     })
 }
 
-fn conn_info(tls: &TlsStream<TcpStream>, state: &TermState) -> TlsConnInfo {
+fn conn_info<S>(tls: &TlsStream<S>, state: &TermState) -> TlsConnInfo {
     let (_, conn) = tls.get_ref();
     let version = match conn.protocol_version() {
         Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
