@@ -680,3 +680,30 @@ where
         self.get_mut().0.poll_without_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    /// A listening socket from `bind` hands a connection over once its client
+    /// has sent something, not when the handshake completes.
+    #[tokio::test]
+    async fn a_connection_is_accepted_once_its_client_has_sent_something() {
+        let listener = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        // Silent, it is held by the kernel for about a second: not accepted
+        // within a fraction of that.
+        let early = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+        assert!(early.is_err(), "accepted before the client sent anything");
+        client.write_all(b"GET / HTTP/1.1\r\n").await.expect("send");
+        let (accepted, _) = listener.accept().await.expect("accept");
+        let mut first = [0u8; 3];
+        let n = accepted.try_read(&mut first).expect("the request is there");
+        assert_eq!(&first[..n], b"GET");
+    }
+}

@@ -45,7 +45,8 @@ async fn a_slow_request_head_is_cut_off() {
 }
 
 /// A new connection that says nothing has the header timeout to start, not the
-/// idle timeout.
+/// idle timeout (once the kernel has handed it over: the listening socket defers
+/// a silent connection for about a second).
 #[tokio::test]
 async fn a_silent_new_connection_is_closed_after_the_header_timeout() {
     let bs = backends(1).await;
