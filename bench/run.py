@@ -268,21 +268,25 @@ def h2load(url, conns, secs, core):
 
 
 def idle_connections(port, n):
-    """Open n keep-alive connections, one request each, and leave them idle."""
+    """Open n keep-alive connections, one request each, and leave them idle.
+
+    Each response is read before the next connection opens: with all n requests
+    in flight at once, each proxy would also open (and pool) about as many
+    connections to the backends, and the figure would be theirs as much as the
+    idle clients'."""
     socks = []
     req = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
     for _ in range(n):
         s = socket.create_connection(("127.0.0.1", port))
-        s.sendall(req)
-        socks.append(s)
-    for s in socks:
         s.settimeout(10)
+        s.sendall(req)
         data = b""
         while b"\r\n\r\n" not in data:
             chunk = s.recv(4096)
             if not chunk:
                 raise RuntimeError("connection closed during the idle test")
             data += chunk
+        socks.append(s)
     return socks
 
 
