@@ -167,3 +167,26 @@ async fn malformed_requests_get_hypers_answer_and_the_listener_goes_on() {
         .expect("a whole response");
     assert_eq!(echo_path(&r), "/fine");
 }
+
+/// A new connection is read directly, at most 8 KiB at first (`socket.rs`): a
+/// longer head, sent whole as the connection's first bytes, is served all the
+/// same, every header intact.
+#[tokio::test]
+async fn a_long_first_head_on_a_new_connection_is_served_whole() {
+    let bs = backends(1).await;
+    let ballast = Ballast::start(&Setup::new(&bs)).await;
+    for len in [7 * 1024, 12 * 1024] {
+        let long = "v".repeat(len);
+        let mut s = TcpStream::connect(ballast.addr).await.expect("connect");
+        let head = format!("GET /long HTTP/1.1\r\nHost: x\r\nX-Long: {long}\r\n\r\n");
+        s.write_all(head.as_bytes()).await.expect("write");
+        let mut buf = Vec::new();
+        let r = read_response(&mut s, &mut buf, false)
+            .await
+            .expect("a whole response");
+        assert_eq!(r.status, 200, "{len}");
+        let echo: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+        assert_eq!(echo["path"], "/long");
+        assert_eq!(echo["headers"]["x-long"], long.as_str(), "{len}");
+    }
+}
