@@ -36,7 +36,6 @@ use socket2::{Domain, Protocol, Type};
 use tokio::io::unix::AsyncFd;
 use tokio::io::AsyncReadExt;
 use tokio::io::Interest;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
@@ -57,7 +56,7 @@ use crate::upgrade::Tunnels;
 /// restarts, a deep accept backlog for bursts of new connections, and a
 /// connection handed over only once the client has sent something
 /// (`defer_accept`).
-pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let socket =
         socket2::Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
@@ -68,7 +67,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
     defer_accept(&socket)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
 }
 
 /// How long the kernel holds a connection whose client has sent nothing: after
@@ -125,7 +124,7 @@ impl ListenerHandle {
     pub fn start(
         name: &str,
         bind: SocketAddr,
-        socket: TcpListener,
+        socket: std::net::TcpListener,
         shared: Arc<Shared>,
         tls: Option<Arc<Terminator>>,
     ) -> io::Result<Self> {
@@ -145,9 +144,6 @@ impl ListenerHandle {
             tls,
         };
         let ctx = Arc::new(ctx);
-        // The accept loops take the socket out of tokio's stream type: they
-        // accept without registering what they accept (`socket.rs`).
-        let socket = socket.into_std()?;
         let accept = match crate::workers::handles() {
             None => {
                 let lot = start_lot(None, &ctx, &drain_rx, &connections)?;
@@ -694,6 +690,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_is_accepted_once_its_client_has_sent_something() {
         let listener = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio");
         let addr = listener.local_addr().expect("addr");
         let mut client = tokio::net::TcpStream::connect(addr).await.expect("connect");
         // Silent, it is held by the kernel for about a second: not accepted

@@ -147,23 +147,41 @@ impl AsyncRead for Socket {
     }
 }
 
+impl Socket {
+    /// A write, directly or, once it would block, by tokio's stream.
+    fn poll_write_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        direct: impl FnOnce(&mut std::net::TcpStream) -> io::Result<usize>,
+        driven: impl FnOnce(
+            Pin<&mut tokio::net::TcpStream>,
+            &mut Context<'_>,
+        ) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        let written = match &mut self.inner {
+            Inner::Driven(socket) => return driven(Pin::new(socket), cx),
+            Inner::Direct(socket) => direct(socket),
+            Inner::Failed => return Poll::Ready(Err(failed())),
+        };
+        match self.wait(written) {
+            Ok(Ok(n)) => Poll::Ready(Ok(n)),
+            Ok(Err(socket)) => driven(socket, cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
 impl AsyncWrite for Socket {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let written = match &mut this.inner {
-            Inner::Driven(socket) => return Pin::new(socket).poll_write(cx, data),
-            Inner::Direct(socket) => socket.write(data),
-            Inner::Failed => return Poll::Ready(Err(failed())),
-        };
-        match this.wait(written) {
-            Ok(Ok(n)) => Poll::Ready(Ok(n)),
-            Ok(Err(socket)) => socket.poll_write(cx, data),
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        self.get_mut().poll_write_with(
+            cx,
+            |socket| socket.write(data),
+            |socket, cx| socket.poll_write(cx, data),
+        )
     }
 
     fn poll_write_vectored(
@@ -171,17 +189,11 @@ impl AsyncWrite for Socket {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let written = match &mut this.inner {
-            Inner::Driven(socket) => return Pin::new(socket).poll_write_vectored(cx, bufs),
-            Inner::Direct(socket) => socket.write_vectored(bufs),
-            Inner::Failed => return Poll::Ready(Err(failed())),
-        };
-        match this.wait(written) {
-            Ok(Ok(n)) => Poll::Ready(Ok(n)),
-            Ok(Err(socket)) => socket.poll_write_vectored(cx, bufs),
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        self.get_mut().poll_write_with(
+            cx,
+            |socket| socket.write_vectored(bufs),
+            |socket, cx| socket.poll_write_vectored(cx, bufs),
+        )
     }
 
     fn is_write_vectored(&self) -> bool {
