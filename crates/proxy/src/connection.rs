@@ -180,10 +180,6 @@ impl<T> TrackedIo<T> {
         &self.inner
     }
 
-    pub fn get_mut(&mut self) -> &mut T {
-        &mut self.inner
-    }
-
     /// Put bytes back, to be read before the socket's.
     pub fn put_back(&mut self, pre: Bytes) {
         debug_assert!(self.pre.is_empty());

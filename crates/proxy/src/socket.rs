@@ -69,13 +69,11 @@ impl Socket {
 
     /// The socket, registered with tokio's driver if it was not yet.
     fn driven(&mut self) -> io::Result<&mut tokio::net::TcpStream> {
-        if let Inner::Direct(_) = self.inner {
-            let Inner::Direct(socket) = std::mem::replace(&mut self.inner, Inner::Failed) else {
-                return Err(failed());
-            };
-            // On failure the socket is dropped (closed) and stays `Failed`.
-            self.inner = Inner::Driven(tokio::net::TcpStream::from_std(socket)?);
-        }
+        // On failure the socket is dropped (closed) and stays `Failed`.
+        self.inner = match std::mem::replace(&mut self.inner, Inner::Failed) {
+            Inner::Direct(socket) => Inner::Driven(tokio::net::TcpStream::from_std(socket)?),
+            other => other,
+        };
         match &mut self.inner {
             Inner::Driven(socket) => Ok(socket),
             _ => Err(failed()),
@@ -85,7 +83,7 @@ impl Socket {
     /// Ready when the socket may have something to read. A direct socket is
     /// taken to have (the read that finds nothing registers it); a driven one
     /// waits for its readiness.
-    pub fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &self.inner {
             Inner::Direct(_) => Poll::Ready(Ok(())),
             Inner::Driven(socket) => socket.poll_read_ready(cx),
@@ -93,8 +91,8 @@ impl Socket {
         }
     }
 
-    /// The socket as tokio's stream, once a direct operation found it would
-    /// have to wait (`Ok(None)`: it did not, here is its result).
+    /// A direct operation's result (`Ok(Ok(..))`), or, if it would have had to
+    /// wait, the socket registered as tokio's stream (`Ok(Err(..))`).
     fn wait<R>(
         &mut self,
         direct: io::Result<R>,
@@ -109,6 +107,8 @@ impl Socket {
     }
 }
 
+/// A socket already registered (the parking lot's tests).
+#[cfg(test)]
 impl From<tokio::net::TcpStream> for Socket {
     fn from(socket: tokio::net::TcpStream) -> Socket {
         Socket {

@@ -212,7 +212,7 @@ pub async fn serve(
 /// at once, and registered if that finds nothing.
 async fn read_next(io: &mut TrackedIo<Socket>, rbuf: &mut BytesMut) -> Result<(), ()> {
     loop {
-        std::future::poll_fn(|cx| io.get_mut().poll_read_ready(cx))
+        std::future::poll_fn(|cx| io.get_ref().poll_read_ready(cx))
             .await
             .map_err(drop)?;
         buffers::reserve(rbuf);
