@@ -67,6 +67,11 @@ defaults
   http-reuse always
 frontend f
   bind 127.0.0.1:$1 defer-accept
+  option forwardfor
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Port %[dst_port]
+  unique-id-format %[uuid()]
+  unique-id-header X-Request-Id
   default_backend b
 backend b
   server s1 127.0.0.1:$2 check

@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -168,6 +169,11 @@ defaults
 frontend fe
   bind 127.0.0.1:{port} defer-accept
   bind 127.0.0.1:{h2port} proto h2 defer-accept
+  option forwardfor
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Port %[dst_port]
+  unique-id-format %[uuid()]
+  unique-id-header X-Request-Id
   default_backend be
 backend be
   balance roundrobin
@@ -187,7 +193,11 @@ http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 75s;
     keepalive 256;
   }}
   server {{ listen 127.0.0.1:{port} backlog=4096 deferred; listen 127.0.0.1:{h2port} http2 deferred;
-    location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+    location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Forwarded-Port $server_port;
+      proxy_set_header X-Request-Id $request_id; }}
   }}
 }}
 """
@@ -252,6 +262,22 @@ def wrk(url, conns, secs, core, extra=()):
             "requests": int(total.group(1)) if total else None}
 
 
+def load(sc, port, h2port, secs, core):
+    """Run scenario `sc`'s load generator against a proxy for `secs` seconds."""
+    url = f"http://127.0.0.1:{port}/"
+    if sc == "small50":
+        return wrk(url, 50, secs, core)
+    if sc == "small1000":
+        return wrk(url, 1000, secs, core)
+    if sc == "16k":
+        return wrk(url + "16k", 50, secs, core)
+    if sc == "newconn":
+        return wrk(url, 50, secs, core, ["-H", "Connection: close"])
+    if sc == "h2":
+        return h2load(f"http://127.0.0.1:{h2port}/", 50, secs, core)
+    sys.exit(f"unknown scenario {sc}")
+
+
 def h2load(url, conns, secs, core):
     out = subprocess.run(["taskset", "-c", str(core), "h2load", "-c", str(conns), "-m", "10",
                           "-D", str(secs), "--warm-up-time=1", url],
@@ -303,6 +329,8 @@ def main():
     # per connection); this workplace's hard limit is 20,000 and cannot be raised.
     ap.add_argument("--idle", type=int, default=9000)
     ap.add_argument("--scenarios", default="small50,small1000,16k,newconn,h2,idle")
+    ap.add_argument("--paired", type=int, default=5,
+                    help="repetitions of each scenario with ballast and a peer loaded at once (0: none)")
     ap.add_argument("--write", action="store_true", help="write the table into BENCHMARKS.md")
     ap.add_argument("--no-counters", action="store_true", help="do not count cycles with perf")
     args = ap.parse_args()
@@ -381,7 +409,11 @@ def main():
             plan.append((sc, targets))
         for rep in range(args.reps):
             for sc, targets in plan:
-                for name in targets:
+                # Each repetition starts with the next proxy, so that none always
+                # runs first (just after another scenario) or last.
+                k = rep % len(proxies)
+                order = targets[k:len(proxies)] + targets[:k] + targets[len(proxies):]
+                for name in order:
                     if name == "direct":
                         pid, port, h2port = None, backends[0], None
                     else:
@@ -394,18 +426,7 @@ def main():
                     if counting and pid:
                         counters = Counters(pid, args.duration, 1 if sc == "h2" else 0, work)
                     t0 = time.time()
-                    if sc == "small50":
-                        r = wrk(url, 50, args.duration, lc)
-                    elif sc == "small1000":
-                        r = wrk(url, 1000, args.duration, lc)
-                    elif sc == "16k":
-                        r = wrk(url + "16k", 50, args.duration, lc)
-                    elif sc == "newconn":
-                        r = wrk(url, 50, args.duration, lc, ["-H", "Connection: close"])
-                    elif sc == "h2":
-                        r = h2load(f"http://127.0.0.1:{h2port}/", 50, args.duration, lc)
-                    else:
-                        sys.exit(f"unknown scenario {sc}")
+                    r = load(sc, port, h2port, args.duration, lc)
                     elapsed = time.time() - t0
                     r["cpu"] = (cpu_seconds(pid) - before) / elapsed if pid else None
                     r["cycles"], r["instructions"] = (
@@ -415,7 +436,30 @@ def main():
                           f"  cpu {r['cpu'] or 0:.2f}  cycles/req {fmt(r['cycles'], ',.0f')}",
                           file=sys.stderr)
 
-        table = render(runs, idle, plan, proxies, args)
+        # Paired: ballast and one peer on the proxy core at the same moment, each
+        # under its own load generator, so that both see the same host. Each one's
+        # requests per CPU-second of its own; the ratio of the two.
+        same_moment = {}  # (scenario, peer) -> list of ratios
+        peers = [n for n in proxies if n != "ballast"] if "ballast" in proxies else []
+        for rep in range(args.paired if peers else 0):
+            for sc, _ in plan:
+                for peer in peers:
+                    pair = [started["ballast"], started[peer]]
+                    before = [cpu_seconds(p.pid) for p, _, _ in pair]
+                    with ThreadPoolExecutor(2) as ex:
+                        jobs = [ex.submit(load, sc, port, h2port, args.duration, lc)
+                                for _, port, h2port in pair]
+                        results = [j.result() for j in jobs]
+                    used = [cpu_seconds(p.pid) - b for (p, _, _), b in zip(pair, before)]
+                    done = [r["requests"] for r in results]
+                    if all(used) and all(done):
+                        ratio = (done[0] / used[0]) / (done[1] / used[1])
+                        same_moment.setdefault((sc, peer), []).append(ratio)
+                        print(f"pair {rep + 1} {sc:10} ballast/{peer:8} {ratio:.2f}"
+                              f"  ({done[0] / used[0]:,.0f} and {done[1] / used[1]:,.0f}"
+                              f" req per CPU-second)", file=sys.stderr)
+
+        table = render(runs, idle, plan, proxies, args, same_moment)
         print(table)
         if args.write:
             write_benchmarks(table)
@@ -433,7 +477,7 @@ def fmt(x, spec):
     return "—" if x is None else format(x, spec)
 
 
-def render(runs, idle, plan, proxies, args):
+def render(runs, idle, plan, proxies, args, same_moment):
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
     lines = [
@@ -498,6 +542,21 @@ def render(runs, idle, plan, proxies, args):
                 lines.append(f"| {names[sc]} | {name} | {fmt(med([r['cycles'] for r in rs]), ',.0f')} "
                              f"| {fmt(med([r['instructions'] for r in rs]), ',.0f')} "
                              f"| {fmt(speed, '.2f')} |")
+    if same_moment:
+        peers = sorted({peer for _, peer in same_moment})
+        lines += ["", f"Paired at the same moment ({args.paired} repetitions of {args.duration}s): "
+                  "ballast and one peer pinned to the same core and loaded at once, each by its "
+                  "own load generator, so that both run on the same host at the same time. "
+                  "Requests per CPU-second of ballast's own divided by the peer's; median, and "
+                  "the lowest and highest repetition:", "",
+                  "| scenario | " + " | ".join(f"ballast vs {p}" for p in peers) + " |",
+                  "|---|" + "---:|" * len(peers)]
+        for sc, _ in plan:
+            cells = []
+            for peer in peers:
+                rs = same_moment.get((sc, peer), [])
+                cells.append(f"**{med(rs):.2f}** ({min(rs):.2f}–{max(rs):.2f})" if rs else "—")
+            lines.append(f"| {names[sc]} | " + " | ".join(cells) + " |")
     if idle:
         lines += ["", f"Memory per idle keep-alive client connection ({args.idle} connections):", "",
                   "| proxy | bytes per connection | vs HAProxy |", "|---|---:|---:|"]
