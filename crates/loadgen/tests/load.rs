@@ -7,10 +7,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ballast_loadgen::measure;
-use common::{args, start, Options, BODY};
+use common::{args, exclusive, shared, start, Options, BODY};
 
 #[test]
 fn closed_loop_request_count_matches_what_the_server_saw() {
+    let _cpu = shared();
     let server = start(Options::default());
     let url = server.url("/count");
     let s = measure(&args(&["-c", "4", "-n", "300", "--threads", "1", &url])).expect("run");
@@ -28,6 +29,7 @@ fn closed_loop_request_count_matches_what_the_server_saw() {
 
 #[test]
 fn duration_run_records_what_the_server_answered_in_time() {
+    let _cpu = shared();
     let server = start(Options::default());
     let url = server.url("/");
     let s = measure(&args(&["-c", "4", "-d", "500ms", "--threads", "1", &url])).expect("run");
@@ -45,6 +47,7 @@ fn duration_run_records_what_the_server_answered_in_time() {
 
 #[test]
 fn warmup_requests_are_sent_but_not_recorded() {
+    let _cpu = shared();
     let server = start(Options::default());
     let url = server.url("/");
     let s = measure(&args(&[
@@ -68,6 +71,7 @@ fn warmup_requests_are_sent_but_not_recorded() {
 
 #[test]
 fn http2_multiplexes_streams_over_few_connections() {
+    let _cpu = shared();
     let server = start(Options::default());
     let url = server.url("/h2");
     let s = measure(&args(&[
@@ -95,6 +99,7 @@ fn http2_multiplexes_streams_over_few_connections() {
 
 #[test]
 fn open_loop_keeps_the_requested_rate() {
+    let _cpu = exclusive();
     let server = start(Options::default());
     let url = server.url("/");
     let s = measure(&args(&[
@@ -110,7 +115,17 @@ fn open_loop_keeps_the_requested_rate() {
     ]))
     .expect("run");
     assert!((180..=201).contains(&s.requests), "{} requests", s.requests);
-    assert!(s.late < 20, "{} late", s.late);
+    // The server answers at once, so a request leaves late (more than the 2 ms
+    // slack after its intended start) only when this process was not scheduled in
+    // time: on a loaded machine, a few in a hundred. A broken timetable (a wrong
+    // origin, lanes bunched together) makes nearly every request late, so the
+    // bound is "most leave on time", not a share the machine's noise decides.
+    assert!(
+        s.late * 4 < s.requests,
+        "{} late of {} requests",
+        s.late,
+        s.requests
+    );
     let s = measure(&args(&[
         "-c",
         "4",
@@ -124,7 +139,10 @@ fn open_loop_keeps_the_requested_rate() {
     ]))
     .expect("run");
     assert_eq!(s.requests, 100);
-    assert!(s.seconds() > 0.15 && s.seconds() < 0.5, "{}", s.seconds());
+    // Paced: 100 requests at 500/s cannot end before 0.198 s (a closed loop would
+    // take a few ms). The upper bound only says the run ends with its last
+    // request, not that the machine is fast.
+    assert!(s.seconds() > 0.19 && s.seconds() < 2.0, "{}", s.seconds());
 }
 
 /// A server that stops answering for one second: the closed loop stops sending while
@@ -134,6 +152,7 @@ fn open_loop_keeps_the_requested_rate() {
 /// loaded machine cannot flip the result.
 #[test]
 fn a_stall_shows_in_open_loop_p99_but_not_in_closed_loop() {
+    let _cpu = shared();
     let stall = Some((Duration::from_millis(200), Duration::from_secs(1)));
 
     let server = start(Options {

@@ -7,7 +7,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,6 +19,22 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 pub const BODY: &[u8] = b"hello from the test server\n";
+
+/// Tests of one binary run at once, on threads of one process. A closed-loop run
+/// keeps a core busy for as long as it lasts, which on a 2-core machine delays the
+/// timer wake-ups of an open-loop run beside it by milliseconds: enough to make
+/// its requests leave late for reasons that have nothing to do with the load
+/// generator. Runs that saturate the machine take `shared()` (they may overlap
+/// each other); a test that judges timing takes `exclusive()` and runs alone.
+static CPU: RwLock<()> = RwLock::new(());
+
+pub fn shared() -> RwLockReadGuard<'static, ()> {
+    CPU.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    CPU.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 #[derive(Default)]
 pub struct Counts {
