@@ -8,8 +8,8 @@ A file's module path comes from where it lies (`forward/plan.rs` is
 `crate::forward::plan`, `mod.rs` is its folder). An edge goes from a file to every
 module it names by a `crate::` or `super::` path, in `use` items or inline; a path
 is resolved to the longest module prefix that is a file, so `crate::forward::plan::Plan`
-is an edge to `forward/plan.rs`. `#[cfg(test)]` code counts like any other, except
-files named `tests.rs` or under `tests/`, which are left out: tests may reach across.
+is an edge to `forward/plan.rs`. Tests are left out (a file's `#[cfg(test)] mod
+tests`, files named `tests.rs`): tests may reach across.
 
 Printed: files, lines (median, largest), the file-level circles (strongly connected
 components of more than one file), the folder-level graph (a folder is the first path
@@ -144,6 +144,11 @@ def main():
         if is_test(rel):
             continue
         text = strip_comments(open(os.path.join(root, rel)).read())
+        # A file's inline tests (`#[cfg(test)] mod tests`, last by convention)
+        # may reach across, as test files do.
+        cut = re.search(r"#\[cfg\(test\)\]\s*mod tests", text)
+        if cut:
+            text = text[: cut.start()]
         deps = set()
         for path in referenced_paths(text, mod):
             for k in range(len(path), 0, -1):

@@ -149,7 +149,7 @@ fn main() -> ExitCode {
                 _ => None,
             };
             if let Some(n) = workers {
-                if let Err(e) = ballast_proxy::workers::start(n, alloc::collect) {
+                if let Err(e) = ballast_proxy::runtime::start(n, alloc::collect) {
                     eprintln!("ballast: cannot start the worker threads: {e}");
                     return ExitCode::from(1);
                 }

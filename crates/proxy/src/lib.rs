@@ -1,58 +1,56 @@
 //! ballast's data path: listeners, forwarding, target groups, balancing and health.
 //!
-//! The request path reads top to bottom in `forward.rs`; what it reads comes from
-//! one immutable `Snapshot` per config (`snapshot.rs`), swapped atomically by the
-//! control path in `server.rs`. Per-target state that must survive reloads (health,
-//! requests in flight, pooled connections, metric cells) lives in `target.rs` as
-//! atomics. The access log (`access_log.rs`) and metrics (`metrics.rs`,
-//! `exposition.rs`) are fed from the data path by atomics and `try_send` only.
+//! The folders are what a load balancer is made of, and their imports point one
+//! way, from the client towards the targets and down to what everything uses:
+//!
+//! - `frontend/`: listening sockets, accept loops, client connections, parking,
+//!   draining, ballast's own HTTP/1.1 server. Uses everything below.
+//! - `forward/`: one request start to finish: the handler, bodies, retries,
+//!   HTTP/2 to targets, upgrades and tunnels, forwarded headers, ballast's errors.
+//! - `routing/`: rules, conditions, path normalisation, actions, redirects.
+//! - `upstream/`: target groups, targets and their state, balancing, connection
+//!   pools, dialing, health checks, deregistration.
+//! - `http1/`: HTTP/1.1 syntax and framing, used by both sides.
+//! - `tls/`: termination on `https` listeners and TLS towards targets.
+//! - `observe/`: metric cells, Prometheus exposition, the access log.
+//! - `runtime/`: the per-core worker threads, lent buffers, the clock.
+//!
+//! The resilience work (anomaly mitigation, breakers, limits, shedding) takes its
+//! own folder between `forward/` and `upstream/`: called by the handler, reading
+//! and shaping the targets.
+//!
+//! At the root, what ties them together: the immutable `Snapshot` per config
+//! (`snapshot.rs`), built by the control path and swapped atomically, which the
+//! data path reads; and the running `Server` (`server.rs`), which applies configs
+//! and starts and stops everything. Per-target state that must survive reloads
+//! (health, requests in flight, pooled connections, metric cells) lives in
+//! `upstream/target.rs` as atomics. The access log and metrics are fed from the
+//! data path by atomics and `try_send` only.
 //!
 //! No unsafe code but three calls, isolated and explained where they are:
-//! handing the parking lot's epoll descriptor to tokio (`parking.rs`) and the
-//! listening socket to tokio's readiness (`listener.rs`'s accept loop), both
-//! marked unsafe by tokio's API, and setting `TCP_DEFER_ACCEPT`, which neither
-//! std nor socket2 offers (`listener::defer_accept`). The first lets an idle
-//! connection cost no task, the others let a connection for one request be
-//! served without joining tokio's epoll set (measured in BENCHMARKS.md).
+//! handing the parking lot's epoll descriptor to tokio (`frontend/parking.rs`) and
+//! the listening socket to tokio's readiness (`frontend/listener.rs`'s accept
+//! loop), both marked unsafe by tokio's API, and setting `TCP_DEFER_ACCEPT`,
+//! which neither std nor socket2 offers (`frontend/listener.rs`, `defer_accept`).
+//! The first lets an idle connection cost no task, the others let a connection for
+//! one request be served without joining tokio's epoll set (measured in
+//! BENCHMARKS.md).
 #![deny(unsafe_code)]
 
-mod access_log;
-mod action;
-mod balance;
-mod body;
-mod connection;
-mod dial;
-mod drain;
-mod error;
-mod exposition;
 mod forward;
-mod grpc;
-mod h1;
-mod h2pool;
-mod headers;
-mod health;
-mod health_h2;
-mod listener;
-mod metrics;
-mod multiplex;
-mod parking;
-mod pool;
-mod retry;
-mod rfc3339;
-pub mod rule;
+mod frontend;
+mod http1;
+mod observe;
+pub mod routing;
+pub mod runtime;
 mod server;
 mod snapshot;
-mod socket;
-mod target;
-mod target_group;
 mod tls;
-mod tunnel;
-mod upgrade;
-pub mod workers;
+mod upstream;
 
-pub use access_log::AccessRecord;
-pub use error::{ErrorSource, ProxyError};
+pub use forward::error::{ErrorSource, ProxyError};
+pub use observe::access_log::AccessRecord;
 pub use server::{ApplyError, Server};
 pub use snapshot::Snapshot;
-pub use target::{HealthReason, HealthState, Target};
-pub use target_group::TargetGroup;
+pub use upstream::target::{HealthReason, HealthState, Target};
+pub use upstream::target_group::TargetGroup;

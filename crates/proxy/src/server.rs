@@ -17,14 +17,11 @@ use ballast_config::{Config, ListenerConfig};
 use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 
-use crate::access_log::AccessLog;
-use crate::listener::{self, ListenerHandle};
-use crate::snapshot::Snapshot;
-
-/// What the data path shares: the current snapshot, loaded once per request.
-pub struct Shared {
-    pub snapshot: ArcSwap<Snapshot>,
-}
+use crate::frontend::listener::{self, ListenerHandle};
+use crate::observe::access_log::AccessLog;
+use crate::snapshot::{Shared, Snapshot};
+use crate::upstream::deregistration::{self, Deregistering};
+use crate::upstream::target::Target;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -99,7 +96,7 @@ impl Server {
             tls: crate::tls::Registry::default(),
         });
         server.apply(config).await?;
-        let task = crate::drain::spawn(Arc::downgrade(&server), server.published.subscribe());
+        let task = deregistration::spawn(Arc::downgrade(&server), server.published.subscribe());
         server.inner.lock().await.drain_task = Some(task);
         tokio::spawn(watch_tls_files(Arc::downgrade(&server)));
         Ok(server)
@@ -210,37 +207,15 @@ impl Server {
         }
         inner.checkers = snapshot
             .groups()
-            .map(|g| crate::health::spawn(g.clone()))
+            .map(|g| crate::upstream::health::spawn(g.clone()))
             .collect();
         self.published.send_replace(());
-    }
-
-    /// Remove deregistered targets that finished draining: the same config and
-    /// version, rebuilt. Called by the drain task.
-    pub(crate) async fn prune(&self) {
-        let mut inner = self.inner.lock().await;
-        let old = self.shared.snapshot.load_full();
-        if inner.stopped || !old.drain_done() {
-            return;
-        }
-        let connectors = old
-            .groups()
-            .filter_map(|g| Some((g.name().to_string(), g.tls.clone()?)))
-            .collect();
-        let snapshot = Snapshot::build(
-            old.config.clone(),
-            old.version,
-            Some(&old),
-            old.access_log.clone(),
-            &connectors,
-        );
-        self.publish(&mut inner, Arc::new(snapshot));
     }
 
     /// The Prometheus text of every metric (`GET /metrics`).
     pub fn metrics_text(&self) -> String {
         let snapshot = self.shared.snapshot.load();
-        let mut text = crate::exposition::render(&snapshot);
+        let mut text = snapshot.render_metrics();
         let https: Vec<(&str, u64)> = snapshot
             .config
             .listeners
@@ -248,7 +223,7 @@ impl Server {
             .filter(|l| l.tls.is_some())
             .map(|l| (l.name.as_str(), self.tls_handshake_errors(&l.name)))
             .collect();
-        crate::exposition::render_tls(&mut text, &https, self.tls_reload_errors());
+        crate::observe::exposition::render_tls(&mut text, &https, self.tls_reload_errors());
         text
     }
 
@@ -256,8 +231,14 @@ impl Server {
     /// Returns how many listeners and groups were reloaded.
     pub async fn reload_tls_files(&self) -> usize {
         let _applying = self.inner.lock().await;
-        let snapshot = self.shared.snapshot.load_full();
-        self.tls.reload_changed(&snapshot).await
+        let groups = self
+            .shared
+            .snapshot
+            .load()
+            .groups()
+            .filter_map(|g| Some((g.name().to_string(), g.tls.clone()?)))
+            .collect();
+        self.tls.reload_changed(groups).await
     }
 
     /// `ballast_tls_handshake_errors_total{listener}`.
@@ -336,5 +317,33 @@ async fn watch_tls_files(server: std::sync::Weak<Server>) {
             return;
         }
         server.reload_tls_files().await;
+    }
+}
+
+impl Deregistering for Server {
+    fn draining(&self) -> Vec<Arc<Target>> {
+        self.snapshot().draining().cloned().collect()
+    }
+
+    /// Remove deregistered targets that finished draining: the same config and
+    /// version, rebuilt. Called by the drain task.
+    async fn prune(&self) {
+        let mut inner = self.inner.lock().await;
+        let old = self.shared.snapshot.load_full();
+        if inner.stopped || !old.drain_done() {
+            return;
+        }
+        let connectors = old
+            .groups()
+            .filter_map(|g| Some((g.name().to_string(), g.tls.clone()?)))
+            .collect();
+        let snapshot = Snapshot::build(
+            old.config.clone(),
+            old.version,
+            Some(&old),
+            old.access_log.clone(),
+            &connectors,
+        );
+        self.publish(&mut inner, Arc::new(snapshot));
     }
 }

@@ -18,19 +18,26 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use ballast_config::{Config, ListenerConfig};
 
-use crate::access_log::AccessLog;
-use crate::action::RouteAction;
-use crate::metrics::ListenerMetrics;
-use crate::rule::{RequestView, Router};
-use crate::target::{HealthState, Target};
-use crate::target_group::TargetGroup;
+use crate::observe::access_log::AccessLog;
+use crate::observe::exposition::{self, GroupView, ListenerView, TargetView};
+use crate::observe::metrics::ListenerMetrics;
+use crate::routing::action::RouteAction;
+use crate::routing::{RequestView, Router};
+use crate::upstream::target::{HealthState, Target};
+use crate::upstream::target_group::TargetGroup;
 
 /// How long a pooled connection to a target may sit idle and still be reused.
 /// Below the common keep-alive timeouts of servers (nginx 75 s, Apache 5 s is the
 /// outlier: a request racing its close is retried by `forward.rs` when unsent).
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(55);
+
+/// What the data path shares: the current snapshot, loaded once per request.
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+}
 
 pub struct Snapshot {
     pub version: u64,
@@ -188,5 +195,42 @@ impl Snapshot {
 
     pub fn groups(&self) -> impl Iterator<Item = &Arc<TargetGroup>> {
         self.groups.values()
+    }
+
+    /// `GET /metrics` (but the TLS counters): the listeners and groups of this
+    /// snapshot, sorted by name, as the exposition shows them.
+    pub fn render_metrics(&self) -> String {
+        let listeners: Vec<_> = self
+            .listeners()
+            .into_iter()
+            .map(|(name, route)| ListenerView {
+                name,
+                metrics: &route.metrics,
+            })
+            .collect();
+        let mut groups: Vec<_> = self
+            .groups()
+            .map(|g| GroupView {
+                name: g.name(),
+                healthy: g.healthy_count(),
+                unhealthy: g
+                    .targets
+                    .iter()
+                    .filter(|t| t.state() == HealthState::Unhealthy)
+                    .count(),
+                failing_open: g.is_failing_open(),
+                targets: g
+                    .targets
+                    .iter()
+                    .map(|t| TargetView {
+                        address: t.addr.to_string(),
+                        weight: t.weight(),
+                        metrics: &t.metrics,
+                    })
+                    .collect(),
+            })
+            .collect();
+        groups.sort_by(|a, b| a.name.cmp(b.name));
+        exposition::render(&listeners, &groups)
     }
 }

@@ -104,8 +104,8 @@ pub fn verified(names: &HeaderNames, chain: &[CertificateDer<'_>]) -> CertHeader
                 &names.validity,
                 format!(
                     "NotBefore={};NotAfter={}",
-                    crate::rfc3339::seconds(validity.not_before.timestamp()),
-                    crate::rfc3339::seconds(validity.not_after.timestamp())
+                    crate::observe::rfc3339::seconds(validity.not_before.timestamp()),
+                    crate::observe::rfc3339::seconds(validity.not_after.timestamp())
                 ),
             ),
         ];
@@ -234,10 +234,13 @@ mod tests {
 
     #[test]
     fn dates_are_rfc3339() {
-        assert_eq!(crate::rfc3339::seconds(0), "1970-01-01T00:00:00Z");
-        assert_eq!(crate::rfc3339::seconds(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(crate::observe::rfc3339::seconds(0), "1970-01-01T00:00:00Z");
         assert_eq!(
-            crate::rfc3339::seconds(1_700_000_000),
+            crate::observe::rfc3339::seconds(951_782_400),
+            "2000-02-29T00:00:00Z"
+        );
+        assert_eq!(
+            crate::observe::rfc3339::seconds(1_700_000_000),
             "2023-11-14T22:13:20Z"
         );
     }

@@ -29,8 +29,6 @@ pub use terminator::{TermState, Terminator, TlsConnInfo};
 pub use upstream::Connector;
 use watch::Fingerprint;
 
-use crate::snapshot::Snapshot;
-
 /// The TLS state of one server: a terminator per `https` listener.
 #[derive(Default)]
 pub struct Registry {
@@ -107,10 +105,11 @@ impl Registry {
         self.reload_errors.load(Ordering::Relaxed)
     }
 
-    /// Reload the listeners and groups of `snapshot` whose files changed on disk.
+    /// Reload the listeners, and the target groups given (name and TLS client, as
+    /// the current snapshot has them), whose files changed on disk.
     /// Returns how many were reloaded. A file set that fails to load is reported
     /// once, and tried again when it changes again.
-    pub async fn reload_changed(&self, snapshot: &Snapshot) -> usize {
+    pub async fn reload_changed(&self, groups: Vec<(String, Arc<Connector>)>) -> usize {
         let terminators: Vec<_> = self
             .listeners
             .lock()
@@ -121,9 +120,8 @@ impl Registry {
             .into_iter()
             .filter(|t| t.files_changed(&files_of(t)))
             .collect();
-        let groups: Vec<_> = snapshot
-            .groups()
-            .filter_map(|g| Some((g.name().to_string(), g.tls.clone()?)))
+        let groups: Vec<_> = groups
+            .into_iter()
             .filter(|(_, c)| c.files_changed(&Fingerprint::of(&c.settings.files())))
             .collect();
         if listeners.is_empty() && groups.is_empty() {

@@ -120,10 +120,14 @@ async fn a_request_on_a_reused_connection_gets_its_whole_response_timeout() {
     // The first health check runs at start on a connection of its own, which it
     // closes when done. Counted while still open, it would make the count below one
     // too high, and the test fail by luck: wait until it has come and gone.
-    eventually("the first health check done", Duration::from_secs(10), || {
-        let b = b.clone();
-        async move { b.health_checks() >= 1 && b.open_connections() == 0 }
-    })
+    eventually(
+        "the first health check done",
+        Duration::from_secs(10),
+        || {
+            let b = b.clone();
+            async move { b.health_checks() >= 1 && b.open_connections() == 0 }
+        },
+    )
     .await;
     let client = Client::http1();
     let first = client.get(&ballast.url("/")).await.expect("request");

@@ -1,0 +1,139 @@
+//! The errors ballast itself answers with, and the one place that turns them into
+//! status codes.
+//!
+//! Data path. Each error records which side failed (pingora's `ErrorSource`): the
+//! client, a target, or ballast itself. `status()` is the single mapping to
+//! 400/502/503/504 (linkerd2-proxy's `ServerRescue`), and `reason()` is the short
+//! machine-readable cause that goes into the body and the logs. `grpc_status()`
+//! is the same mapping for gRPC requests, which are answered with a trailers-only
+//! gRPC response instead of an HTTP error page (`grpc.rs`).
+
+use http::StatusCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// A redirect uses `#{host}` and the request's host is missing or not a plain
+    /// host name.
+    #[error("invalid host for a redirect")]
+    InvalidHost,
+    /// A redirect's expansion failed its final safety check (not expected).
+    #[error("redirect expansion failed its safety check")]
+    UnsafeRedirect,
+    /// The listener was removed by a reload while this connection was open.
+    #[error("listener is shutting down")]
+    ListenerGone,
+    /// No target of the group may take a request (none healthy and not failing open,
+    /// or the group has no targets).
+    #[error("no healthy target in target group {0}")]
+    NoTarget(String),
+    /// Every attempt to connect to a target failed.
+    #[error("cannot connect to target {target}: {source}")]
+    Connect {
+        target: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("target {0} did not answer within the response timeout")]
+    ResponseTimeout(std::net::SocketAddr),
+    /// The target reset the connection or sent something that is not HTTP.
+    #[error("target {target} failed: {source}")]
+    Target {
+        target: std::net::SocketAddr,
+        source: hyper::Error,
+    },
+    /// An HTTP/1.1 target closed the connection or broke the protocol.
+    #[error("target {target} failed: {source}")]
+    TargetHttp1 {
+        target: std::net::SocketAddr,
+        source: crate::http1::Error,
+    },
+    /// A gRPC request routed to a target group that speaks HTTP/1.1.
+    #[error("target group {0} has protocol \"http1\"; gRPC needs protocol = \"http2\"")]
+    GrpcNeedsHttp2(String),
+}
+
+/// Which side of the proxy an error came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorSource {
+    Client,
+    Target,
+    Ballast,
+}
+
+impl ProxyError {
+    pub fn source_side(&self) -> ErrorSource {
+        match self {
+            ProxyError::InvalidHost => ErrorSource::Client,
+            ProxyError::GrpcNeedsHttp2(_) => ErrorSource::Ballast,
+            ProxyError::ListenerGone | ProxyError::NoTarget(_) | ProxyError::UnsafeRedirect => {
+                ErrorSource::Ballast
+            }
+            ProxyError::Connect { .. }
+            | ProxyError::ResponseTimeout(_)
+            | ProxyError::Target { .. }
+            | ProxyError::TargetHttp1 { .. } => ErrorSource::Target,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::InvalidHost => StatusCode::BAD_REQUEST,
+            ProxyError::UnsafeRedirect => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::ListenerGone | ProxyError::NoTarget(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Connect { .. }
+            | ProxyError::Target { .. }
+            | ProxyError::TargetHttp1 { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::ResponseTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::GrpcNeedsHttp2(_) => StatusCode::NOT_IMPLEMENTED,
+        }
+    }
+
+    /// The gRPC status code for the same error: UNAVAILABLE (14) where another try
+    /// may succeed, DEADLINE_EXCEEDED (4) for a timeout, INTERNAL (13) for a target
+    /// that broke the protocol, UNIMPLEMENTED (12) for gRPC to an HTTP/1.1 group
+    /// (a config problem that retrying cannot fix).
+    pub fn grpc_status(&self) -> crate::forward::grpc::Code {
+        use crate::forward::grpc::Code;
+        match self {
+            ProxyError::InvalidHost => Code::InvalidArgument,
+            ProxyError::UnsafeRedirect => Code::Internal,
+            ProxyError::ListenerGone | ProxyError::NoTarget(_) | ProxyError::Connect { .. } => {
+                Code::Unavailable
+            }
+            ProxyError::ResponseTimeout(_) => Code::DeadlineExceeded,
+            // A connection the target closed or reset is worth another try; a
+            // response that is not valid HTTP is not.
+            ProxyError::Target { source, .. }
+                if source.is_closed() || source.is_incomplete_message() || source.is_canceled() =>
+            {
+                Code::Unavailable
+            }
+            ProxyError::TargetHttp1 { source, .. } if source.is_disconnect() => Code::Unavailable,
+            ProxyError::Target { .. } | ProxyError::TargetHttp1 { .. } => Code::Internal,
+            ProxyError::GrpcNeedsHttp2(_) => Code::Unimplemented,
+        }
+    }
+
+    /// Whether ballast turned the request away without trying a target.
+    pub fn rejection(&self) -> Option<crate::observe::metrics::Rejection> {
+        use crate::observe::metrics::Rejection;
+        match self {
+            ProxyError::ListenerGone => Some(Rejection::ListenerDraining),
+            ProxyError::NoTarget(_) => Some(Rejection::NoHealthyTarget),
+            _ => None,
+        }
+    }
+
+    /// A short, stable reason for the body and the access log.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ProxyError::InvalidHost => "invalid_host",
+            ProxyError::UnsafeRedirect => "unsafe_redirect",
+            ProxyError::ListenerGone => "listener_draining",
+            ProxyError::NoTarget(_) => "no_healthy_target",
+            ProxyError::Connect { .. } => "target_connect_failed",
+            ProxyError::ResponseTimeout(_) => "target_response_timeout",
+            ProxyError::Target { .. } | ProxyError::TargetHttp1 { .. } => "target_failed",
+            ProxyError::GrpcNeedsHttp2(_) => "grpc_needs_http2",
+        }
+    }
+}

@@ -1,0 +1,488 @@
+//! The request handler: one client request, start to finish.
+//!
+//! Data path. Reads top to bottom: load the snapshot once → match the listener's
+//! rules (`rule/`) → answer a redirect or fixed response at once, or pick the
+//! target group of a forward (`action.rs`) → rewrite the head → pick a target →
+//! take or open a connection → send with the response timeout → stream the
+//! response back. Retries are limited to what is always safe:
+//! - a connect failure never reached the target: the target is marked down at once
+//!   and another one is tried;
+//! - a pooled connection that turned out closed before the request was written
+//!   (hyper hands the request back): the same target is tried on a new connection;
+//! - an idempotent request without a body that failed before any response arrived
+//!   (the target died under it): another target is tried.
+//!   A request that timed out is never retried: the target may still be working on it.
+//!
+//! The protocol towards the target is the group's: `send` here for HTTP/1.1
+//! (pooled connections), `multiplex::send` for HTTP/2 (shared connections, one
+//! stream per request), `upgrade::forward` for an HTTP/1.1 upgrade (WebSocket) on
+//! a dedicated connection. gRPC requests need an HTTP/2 group, have their
+//! `grpc-timeout` honoured, and get ballast's own errors the gRPC way
+//! (`error_response`).
+//!
+//! Recording the outcome costs atomics only: the listener's and the target's
+//! metric cells are already in hand (`ConnCtx`, `Target`), and with the access log
+//! on, the record rides on the response body and is sent when the body ends.
+
+use std::future::Future;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE, LOCATION, SET_COOKIE};
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body as _;
+
+use ballast_config::TargetProtocol;
+
+use crate::forward::attempt::{connect_failed, Trace};
+use crate::forward::body::{PendingLog, RequestBody, ResponseBody};
+use crate::forward::context::{Activity, ConnCtx};
+use crate::forward::error::ProxyError;
+use crate::forward::grpc;
+use crate::forward::headers::{self};
+use crate::forward::http2 as multiplex;
+use crate::forward::retry::Retry;
+use crate::forward::retry::MAX_STALE;
+use crate::forward::upgrade::{self};
+use crate::http1;
+use crate::observe::access_log::{self, AccessRecord};
+use crate::routing::action::RouteAction;
+use crate::routing::redirect::{self, Origin, RedirectError};
+use crate::routing::RequestView;
+use crate::snapshot::ListenerRoute;
+use crate::upstream::body::UpstreamBody;
+use crate::upstream::http1::{BodyReader, SendError};
+use crate::upstream::pool::Lease;
+use crate::upstream::target::Target;
+use crate::upstream::target_group::TargetGroup;
+
+/// Serve one request.
+///
+/// Everything up to the first wait (routing, the rewrite of the head, the log
+/// record) is done here, synchronously, by `plan`; the future returned holds only
+/// what the waits need. This keeps every request's future small (it is allocated
+/// and copied for each request): an async function stores its arguments for its
+/// whole life, and any local it ever borrowed, so a request head passed down by
+/// value or prepared inside it would be stored several times over.
+pub fn handle(
+    req: Request<RequestBody>,
+    conn: Arc<ConnCtx>,
+) -> impl Future<Output = Response<ResponseBody>> + Send {
+    let plan = plan(req, &conn);
+    run(plan, conn)
+}
+
+/// What a request still needs once its route is decided and its head rewritten.
+struct Plan {
+    received: Instant,
+    activity: Activity,
+    is_grpc: bool,
+    rule_priority: Option<u32>,
+    log: Option<Arc<access_log::AccessLog>>,
+    /// Boxed: it is large, and only there when the access log is on.
+    record: Option<Box<AccessRecord>>,
+    bytes_in: Option<Arc<AtomicU64>>,
+    trace: Trace,
+    group: Option<Arc<TargetGroup>>,
+    set_cookie: Option<HeaderValue>,
+    step: Step,
+}
+
+/// What is left to do for the response.
+enum Step {
+    /// Send to the group's targets.
+    Send {
+        retry: Retry,
+        timeout: Duration,
+        http2: bool,
+    },
+    /// Forward an upgrade (WebSocket) on a connection of its own.
+    Upgrade(Option<Request<RequestBody>>),
+    /// Nothing: a redirect, a fixed response, or an error, already known.
+    Done(Option<Result<Box<Response<ResponseBody>>, ProxyError>>),
+}
+
+fn plan(req: Request<RequestBody>, conn: &ConnCtx) -> Plan {
+    let received = Instant::now();
+    let activity = conn.state.begin(req.version() == http::Version::HTTP_2);
+    let is_grpc = grpc::is_grpc(req.headers());
+    let snapshot = conn.shared.snapshot.load();
+    let (decision, rule_priority) = match snapshot.listener(&conn.listener) {
+        Some(route) => decide(route, &req, conn),
+        None => (Decision::Fail(ProxyError::ListenerGone), None),
+    };
+    let log = snapshot.access_log.clone();
+    drop(snapshot);
+    let record = log.as_ref().map(|_| Box::new(begin_record(&req, conn)));
+    let bytes_in = log.as_ref().map(|_| Arc::new(AtomicU64::new(0)));
+    let mut plan = Plan {
+        received,
+        activity,
+        is_grpc,
+        rule_priority,
+        log,
+        record,
+        bytes_in,
+        trace: Trace::default(),
+        group: None,
+        set_cookie: None,
+        step: Step::Done(None),
+    };
+    plan.step = match decision {
+        Decision::Forward { group, set_cookie } => {
+            plan.set_cookie = set_cookie;
+            let step = prepare(req, &group, conn, &mut plan);
+            plan.group = Some(group);
+            step
+        }
+        Decision::Respond(response) => Step::Done(Some(Ok(response))),
+        Decision::Fail(e) => Step::Done(Some(Err(e))),
+    };
+    plan
+}
+
+/// Rewrite a request for `group` and make it ready to send.
+fn prepare(
+    req: Request<RequestBody>,
+    group: &TargetGroup,
+    conn: &ConnCtx,
+    plan: &mut Plan,
+) -> Step {
+    let http2 = group.config.protocol == TargetProtocol::Http2;
+    if plan.is_grpc && !http2 {
+        let e = ProxyError::GrpcNeedsHttp2(group.name().to_string());
+        return Step::Done(Some(Err(e)));
+    }
+    if !http2 && upgrade::requested(&req).is_some() {
+        return Step::Upgrade(Some(req));
+    }
+    let mut timeout = group.config.response_timeout;
+    if let Some(deadline) = plan.is_grpc.then(|| grpc::timeout(req.headers())).flatten() {
+        timeout = timeout.min(deadline);
+    }
+    let te_trailers = http2 && multiplex::wants_trailers(req.headers());
+    let (mut parts, body) = req.into_parts();
+    headers::prepare_request(&mut parts, &conn.client_ip, &conn.forwarded);
+    if plan.record.is_some() {
+        plan.trace.request_id = headers::request_id(&parts.headers).map(str::to_string);
+    }
+    if http2 {
+        multiplex::to_http2(&mut parts, te_trailers);
+    }
+    crate::tls::client_cert::apply(&mut parts.headers, conn.tls.as_deref().map(|t| &t.cert));
+    let body = body.into_upstream(plan.bytes_in.clone());
+    let replayable = matches!(body, UpstreamBody::Empty) && is_idempotent(&parts.method);
+    let retry = Retry::new(Request::from_parts(parts, body), replayable, http2);
+    Step::Send {
+        retry,
+        timeout,
+        http2,
+    }
+}
+
+/// The waits of a request, and what follows them. Not an `async fn`: one of
+/// those keeps each argument twice for its whole life (as given, and as the
+/// binding its body uses), which for the plan is 616 bytes more in every
+/// request's future, copied with it. The block here uses the plan where it was
+/// captured.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+fn run(mut plan: Plan, conn: Arc<ConnCtx>) -> impl Future<Output = Response<ResponseBody>> + Send {
+    async move {
+        let conn = &*conn;
+        let result = match (&mut plan.step, plan.group.as_deref()) {
+            (
+                Step::Send {
+                    retry,
+                    timeout,
+                    http2,
+                },
+                Some(group),
+            ) => attempts(retry, group, &mut plan.trace, *timeout, *http2).await,
+            (Step::Upgrade(req), Some(group)) => match req.take() {
+                Some(req) => Box::pin(upgrade::forward(req, group, conn, &mut plan.trace)).await,
+                None => Err(ProxyError::NoTarget(group.name().to_string())),
+            },
+            (Step::Done(done), _) => match done.take() {
+                Some(done) => done.map(|response| *response),
+                None => Err(ProxyError::ListenerGone),
+            },
+            (_, None) => Err(ProxyError::NoTarget(String::new())),
+        };
+        let result = result.map(|mut response| {
+            if let Some(cookie) = plan.set_cookie.take() {
+                response.headers_mut().append(SET_COOKIE, cookie);
+            }
+            response
+        });
+        let Plan {
+            received,
+            activity,
+            is_grpc,
+            rule_priority,
+            log,
+            record,
+            bytes_in,
+            trace,
+            group,
+            ..
+        } = plan;
+        let mut error_reason = None;
+        let response = result.unwrap_or_else(|e| {
+            if let Some(why) = e.rejection() {
+                conn.metrics.reject(why);
+            }
+            error_reason = Some(e.reason());
+            error_response(&e, conn, is_grpc)
+        });
+        let status = response.status().as_u16();
+        conn.metrics.requests.inc(status);
+        conn.metrics.duration.observe(received.elapsed());
+        let mut response = response.map(|b| b.with_activity(activity));
+        if let (Some(sink), Some(mut record)) = (log, record) {
+            record.target_group = group.map(|g| g.name().to_string());
+            record.rule_priority = rule_priority;
+            record.target = trace.target;
+            record.status = status;
+            record.target_status = trace.target_status;
+            record.request_id = trace.request_id;
+            record.error_reason = error_reason;
+            let since = |a: Instant, b: Option<Instant>| b.map(|b| access_log::seconds(b - a));
+            record.request_processing_time = since(received, trace.sent_at);
+            record.target_processing_time = trace.sent_at.and_then(|s| since(s, trace.head_at));
+            response = response.map(|b| b.with_log(PendingLog::new(*record, sink, bytes_in)));
+        }
+        response
+    }
+}
+
+/// Try the group's targets in turn, as far as `retry` allows.
+async fn attempts(
+    retry: &mut Retry,
+    group: &TargetGroup,
+    trace: &mut Trace,
+    timeout: Duration,
+    http2: bool,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    while let Some(target) = retry.next(group) {
+        if http2 {
+            let Some(req) = retry.take() else { break };
+            match Box::pin(multiplex::send(target, group, req, trace, timeout)).await {
+                Ok(response) => return Ok(response),
+                Err(failure) => retry.failed(failure),
+            }
+        } else {
+            let Some(req) = retry.request_mut() else {
+                break;
+            };
+            match send(target, group, req, trace, timeout).await {
+                Ok(response) => return Ok(response),
+                Err((error, sendable)) => retry.failed_in_place(error, sendable),
+            }
+        }
+    }
+    Err(retry.last_error(group))
+}
+
+/// The parts of a log record known from the request head.
+fn begin_record(req: &Request<RequestBody>, conn: &ConnCtx) -> AccessRecord {
+    let mut record = empty_record(conn);
+    record.method = req.method().as_str().to_string();
+    record.path = req.uri().path().to_string();
+    record.user_agent = req
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    record
+}
+
+fn empty_record(conn: &ConnCtx) -> AccessRecord {
+    AccessRecord {
+        time: SystemTime::now(),
+        listener: conn.listener.to_string(),
+        client: conn.client,
+        target_group: None,
+        target: None,
+        method: String::new(),
+        path: String::new(),
+        status: 0,
+        target_status: None,
+        request_processing_time: None,
+        target_processing_time: None,
+        response_processing_time: None,
+        bytes_in: 0,
+        bytes_out: 0,
+        user_agent: None,
+        request_id: None,
+        error_reason: None,
+        rule_priority: None,
+        tls_protocol: conn.tls.as_ref().map(|t| t.version),
+        tls_cipher: conn.tls.as_ref().map(|t| t.cipher),
+        complete: false,
+    }
+}
+
+/// What the listener's rules decided, owned, so no snapshot is held across awaits.
+enum Decision {
+    Forward {
+        group: Arc<TargetGroup>,
+        set_cookie: Option<HeaderValue>,
+    },
+    Respond(Box<Response<ResponseBody>>),
+    Fail(ProxyError),
+}
+
+/// Match the listener's rules and carry out an action that needs no target; also
+/// returns the priority of the rule that matched (`None`: the default action).
+fn decide(
+    route: &ListenerRoute,
+    req: &Request<RequestBody>,
+    conn: &ConnCtx,
+) -> (Decision, Option<u32>) {
+    let view = RequestView::new(req, conn.client.ip());
+    let (priority, action) = route.route(&view);
+    let decision = match action {
+        RouteAction::Forward(f) => match f.pick(req.headers()) {
+            Some((group, cookie)) => Decision::Forward {
+                group: group.clone(),
+                set_cookie: cookie.cloned(),
+            },
+            None => Decision::Fail(ProxyError::NoTarget(String::new())),
+        },
+        RouteAction::Redirect { status, template } => {
+            let origin = Origin {
+                protocol: conn.forwarded.protocol,
+                port: conn.forwarded.port_number,
+            };
+            match redirect::location(template, &view, &origin) {
+                Ok(location) => {
+                    let mut response = Response::new(ResponseBody::full(Bytes::new()));
+                    *response.status_mut() = *status;
+                    response.headers_mut().insert(LOCATION, location);
+                    Decision::Respond(Box::new(response))
+                }
+                Err(RedirectError::InvalidHost) => Decision::Fail(ProxyError::InvalidHost),
+                Err(RedirectError::Unsafe) => Decision::Fail(ProxyError::UnsafeRedirect),
+            }
+        }
+        RouteAction::Fixed {
+            status,
+            content_type,
+            body,
+        } => {
+            let mut response = Response::new(ResponseBody::full(body.clone()));
+            *response.status_mut() = *status;
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, content_type.clone());
+            Decision::Respond(Box::new(response))
+        }
+    };
+    (decision, priority)
+}
+
+/// One attempt on one target, on a pooled connection or a new one. A pooled
+/// connection is checked before use (`pool.rs`); if it still turns out closed when
+/// the request goes out (the target closed it at that very moment), the request is
+/// sent again on a new connection to the same target when that is safe: nothing of
+/// it was written, or it is replayable and the target sent no byte of a response.
+/// On failure, says whether the request may still go to another target.
+async fn send(
+    target: &Arc<Target>,
+    group: &TargetGroup,
+    req: &mut Request<UpstreamBody>,
+    trace: &mut Trace,
+    timeout: Duration,
+) -> Result<Response<ResponseBody>, (ProxyError, bool)> {
+    let cfg = &group.config;
+    trace.target = Some(target.addr);
+    let mut in_flight = target.begin_request();
+    let mut stale = 0;
+    loop {
+        let conn = match target.pool.take() {
+            Some(conn) => conn,
+            None => match target
+                .pool
+                .connect(cfg.connect_timeout, group.tls.as_deref())
+                .await
+            {
+                Ok(conn) => conn,
+                Err(e) => return Err((connect_failed(target, group, e), true)),
+            },
+        };
+        let reused = conn.is_reused();
+        let mut lease = Lease::new(conn, in_flight);
+        let sent_at = Instant::now();
+        trace.sent_at = Some(sent_at);
+        let sent = lease.conn_mut().send_by(req, sent_at + timeout).await;
+        let SendError { error, written } = match sent {
+            Some(Ok(head)) => {
+                let head_at = Instant::now();
+                let status = head.status.as_u16();
+                target.metrics.requests.inc(status);
+                target.metrics.duration.observe(head_at - sent_at);
+                trace.head_at = Some(head_at);
+                trace.target_status = Some(status);
+                let reader = BodyReader::new(lease, &head);
+                let mut response = Response::new(ResponseBody::upstream(reader));
+                *response.status_mut() = head.status;
+                // Hop-by-hop fields were left out when the head was parsed.
+                *response.headers_mut() = head.headers;
+                return Ok(response);
+            }
+            Some(Err(e)) => e,
+            None => return Err((ProxyError::ResponseTimeout(target.addr), false)),
+        };
+        // Still whole here: a replayable request may be sent again.
+        let replayable = req.body().is_end_stream() && is_idempotent(req.method());
+        let again = !written || (matches!(error, http1::Error::Closed) && replayable);
+        if reused && again && stale < MAX_STALE {
+            stale += 1;
+            in_flight = lease.into_in_flight();
+            continue;
+        }
+        let error = ProxyError::TargetHttp1 {
+            target: target.addr,
+            source: error,
+        };
+        return Err((error, !written || replayable));
+    }
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// ballast's own answer to a request it could not forward: a short text page, or
+/// for a gRPC request a trailers-only gRPC response with the matching status.
+pub fn error_response(error: &ProxyError, conn: &ConnCtx, is_grpc: bool) -> Response<ResponseBody> {
+    let status = error.status();
+    tracing::debug!(listener = %conn.listener, client = %conn.client, %status, reason = error.reason(), grpc = is_grpc, %error, "request failed");
+    if is_grpc {
+        return grpc::error_response(error.grpc_status(), error.reason(), error);
+    }
+    let text = format!(
+        "{} {}: {}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        error.reason()
+    );
+    let mut response = Response::new(ResponseBody::full(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        );
+    }
+    response
+}

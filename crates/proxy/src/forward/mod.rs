@@ -1,0 +1,29 @@
+//! Forwarding: one client request, start to finish.
+//!
+//! Data path. `handler.rs` reads top to bottom: route, rewrite the head, pick a
+//! target, send, stream the response back. Around it: the client connection as its
+//! requests see it (`context.rs`), the bodies that carry a request to its target
+//! and a response back with the guards that must live as long as it
+//! (`body.rs`), the safe-retry rules (`retry.rs`), what each attempt leaves behind
+//! (`attempt.rs`), HTTP/2 towards targets (`http2.rs`), WebSocket upgrades and
+//! their tunnels (`upgrade.rs`, `tunnel.rs`), the forwarded headers
+//! (`headers.rs`), and ballast's own errors with their one mapping to a status
+//! (`error.rs`), in the gRPC form for gRPC clients (`grpc.rs`).
+//!
+//! May use: `routing/`, `upstream/`, `http1/`, `tls/`, `observe/`, `runtime/` and
+//! the snapshot. Not `frontend/`, which calls in here.
+
+pub mod attempt;
+pub mod body;
+pub mod context;
+pub mod error;
+pub mod grpc;
+mod handler;
+pub mod headers;
+pub mod http2;
+pub mod retry;
+pub mod tunnel;
+pub mod upgrade;
+
+pub use context::ConnCtx;
+pub use handler::handle;

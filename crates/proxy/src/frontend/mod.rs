@@ -1,0 +1,20 @@
+//! The client side: listening sockets, accept loops, client connections, their
+//! timeouts, parking and draining, and ballast's own HTTP/1.1 server.
+//!
+//! Data path. `listener.rs` binds and accepts (on every worker, see `runtime/`);
+//! `serve.rs` tells the protocol of a new connection apart (HTTP/1.1, h2c, TLS)
+//! and serves it, with ballast's own server for the common HTTP/1.1 request
+//! (`http1/`) and hyper for the rest; `connection.rs` keeps a connection's
+//! header-read and idle timeouts and its part in a drain; `socket.rs` reads and
+//! writes a socket before it ever joins tokio's driver; `parking.rs` holds idle
+//! keep-alive connections without a task.
+//!
+//! May use: `forward/` (each request is handed to `forward::handle`), `http1/`,
+//! `tls/`, `observe/`, `runtime/` and the snapshot.
+
+pub mod connection;
+pub mod http1;
+pub mod listener;
+pub mod parking;
+pub mod serve;
+pub mod socket;

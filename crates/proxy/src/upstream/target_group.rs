@@ -1,0 +1,129 @@
+//! A target group as the data path sees it: its targets, its balancer and whether it
+//! is failing open.
+//!
+//! Data path. Built once per snapshot by the control path, then read-only apart
+//! from atomics. Unhealthy state routing (SPEC §4): while fewer than
+//! `minimum_healthy_targets` targets are healthy, the group routes to all of its
+//! targets that are not draining, and says so in the log when that starts and ends.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use ballast_config::TargetGroupConfig;
+
+use crate::upstream::balance::Balancer;
+use crate::upstream::target::{HealthState, Target};
+
+pub struct TargetGroup {
+    pub config: TargetGroupConfig,
+    pub targets: Vec<Arc<Target>>,
+    balancer: Balancer,
+    fail_open: AtomicBool,
+    /// TLS towards the targets, when the group has `tls`.
+    pub tls: Option<Arc<crate::tls::Connector>>,
+}
+
+/// The targets already tried for one request; attempts are few, so a short array.
+#[derive(Default)]
+pub struct Tried {
+    indices: [usize; Tried::MAX],
+    len: usize,
+}
+
+impl Tried {
+    pub const MAX: usize = 4;
+
+    pub fn add(&mut self, i: usize) {
+        if self.len < Self::MAX {
+            self.indices[self.len] = i;
+            self.len += 1;
+        }
+    }
+
+    pub fn contains(&self, i: usize) -> bool {
+        self.indices[..self.len].contains(&i)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl TargetGroup {
+    pub fn new(config: TargetGroupConfig, targets: Vec<Arc<Target>>) -> Self {
+        let balancer = Balancer::new(config.algorithm, &targets);
+        let group = TargetGroup {
+            config,
+            targets,
+            balancer,
+            fail_open: AtomicBool::new(false),
+            tls: None,
+        };
+        group
+            .fail_open
+            .store(group.should_fail_open(), Ordering::Relaxed);
+        group
+    }
+
+    pub fn with_tls(mut self, tls: Option<Arc<crate::tls::Connector>>) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Choose a target for a request, skipping those already tried.
+    pub fn pick(&self, tried: &Tried) -> Option<usize> {
+        let fail_open = self.fail_open.load(Ordering::Relaxed);
+        self.balancer.pick(&self.targets, |i| {
+            if tried.contains(i) {
+                return false;
+            }
+            match self.targets[i].state() {
+                HealthState::Healthy => true,
+                HealthState::Initial | HealthState::Unhealthy => fail_open,
+                HealthState::Draining | HealthState::Unused => false,
+            }
+        })
+    }
+
+    pub fn healthy_count(&self) -> usize {
+        self.targets.iter().filter(|t| t.is_healthy()).count()
+    }
+
+    pub fn is_failing_open(&self) -> bool {
+        self.fail_open.load(Ordering::Relaxed)
+    }
+
+    fn should_fail_open(&self) -> bool {
+        !self.targets.is_empty()
+            && self.healthy_count()
+                < self.config.unhealthy_state_routing.minimum_healthy_targets as usize
+    }
+
+    /// Re-evaluate unhealthy state routing after a health change; logs a transition.
+    pub fn refresh_routing(&self) {
+        let fail_open = self.should_fail_open();
+        if self.fail_open.swap(fail_open, Ordering::Relaxed) != fail_open {
+            let healthy = self.healthy_count();
+            let minimum = self.config.unhealthy_state_routing.minimum_healthy_targets;
+            if fail_open {
+                tracing::warn!(
+                    target_group = %self.name(), healthy, minimum,
+                    "fewer healthy targets than minimum_healthy_targets: failing open, routing to all targets"
+                );
+            } else {
+                tracing::info!(
+                    target_group = %self.name(), healthy, minimum,
+                    "enough healthy targets again: routing to healthy targets only"
+                );
+            }
+        }
+    }
+}
