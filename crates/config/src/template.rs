@@ -1,5 +1,5 @@
 //! Redirect `location` templates, parsed and checked at config time so that the
-//! proxy's expansion (`ballast_proxy::rule::redirect`) can never point a redirect
+//! proxy's expansion (`ballast_proxy::routing::redirect`) can never point a redirect
 //! anywhere the operator did not write.
 //!
 //! Control path only. Written by hand: the grammar is small and its error messages

@@ -13,7 +13,7 @@
 use std::hint::black_box;
 
 use ballast_config::{Config, RuleConfig};
-use ballast_proxy::rule::{RequestView, Router};
+use ballast_proxy::routing::{RequestView, Router};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use http::{HeaderMap, Method};
 
