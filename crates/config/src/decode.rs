@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::duration;
 use crate::error::ConfigError;
+use crate::size;
 use crate::source::{Key, Node, Pos, Value};
 
 /// Collected errors of one decode.
@@ -226,6 +227,43 @@ pub fn duration_in(
         return None;
     }
     Some(d)
+}
+
+pub fn boolean(node: &Node, path: &str, errs: &mut Errors) -> Option<bool> {
+    match node.value {
+        Value::Bool(b) => Some(b),
+        _ => {
+            errs.wrong_type(path, node, "true or false");
+            None
+        }
+    }
+}
+
+/// A byte size in the config's grammar (`size.rs`), within `lo..=hi`.
+pub fn size_in(node: &Node, path: &str, lo: usize, hi: usize, errs: &mut Errors) -> Option<usize> {
+    let s = string(node, path, errs)?;
+    let Some(n) = size::parse(&s) else {
+        errs.at(
+            path,
+            node.pos,
+            format!("invalid size {s:?}; expected {}", size::ALLOWED),
+        );
+        return None;
+    };
+    if n < lo || n > hi {
+        errs.at(
+            path,
+            node.pos,
+            format!(
+                "size {} is out of range; allowed: {} to {}",
+                size::format(n),
+                size::format(lo),
+                size::format(hi)
+            ),
+        );
+        return None;
+    }
+    Some(n)
 }
 
 pub fn socket_addr(node: &Node, path: &str, errs: &mut Errors) -> Option<SocketAddr> {

@@ -15,6 +15,7 @@ mod parse;
 mod parse_grpc;
 mod pattern;
 mod rule;
+pub mod size;
 mod source;
 mod template;
 pub mod tls;

@@ -114,6 +114,14 @@ pub struct ListenerConfig {
     /// long is closed.
     #[serde(serialize_with = "duration::serialize")]
     pub upgrade_idle_timeout: Duration,
+    /// What happens to HTTP/1 requests that parsers could read two ways.
+    pub desync_mitigation_mode: DesyncMitigationMode,
+    /// Drop request header fields whose names hold anything but `A-Z a-z 0-9 -`.
+    pub drop_invalid_header_fields: bool,
+    /// The largest request head (request line and fields; for HTTP/2 the decoded
+    /// header list) accepted; larger ones are answered 431.
+    #[serde(serialize_with = "crate::size::serialize")]
+    pub max_request_head_size: usize,
     /// In priority order, lowest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<RuleConfig>,
@@ -126,6 +134,27 @@ impl ListenerConfig {
     pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
     pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
     pub const DEFAULT_UPGRADE_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+    /// NGINX's large header buffers hold 32 KiB, HAProxy's buffer 16 KiB; 64 KiB
+    /// takes every browser's request and bounds what one client makes us hold.
+    pub const DEFAULT_MAX_REQUEST_HEAD_SIZE: usize = 64 * 1024;
+    /// hyper's HTTP/1.1 server reads with buffers of at least 8 KiB.
+    pub const MIN_REQUEST_HEAD_SIZE: usize = 8 * 1024;
+    pub const MAX_REQUEST_HEAD_SIZE: usize = 1024 * 1024;
+}
+
+/// What a listener does with an HTTP/1 request by its desync classification
+/// (compliant, acceptable, ambiguous, severe), as the managed load balancers do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DesyncMitigationMode {
+    /// Forward every request; classify and count only.
+    Monitor,
+    /// Forward compliant and acceptable requests; forward an ambiguous one but close
+    /// the client's and the target's connection after it; refuse a severe one (400).
+    #[default]
+    Defensive,
+    /// Forward compliant requests only; refuse everything else (400).
+    Strictest,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -261,6 +261,33 @@ fn decode_listener(
         (Duration::from_millis(1), Duration::from_secs(24 * 3600)),
         errs,
     );
+    let desync_mitigation_mode = match f.optional("desync_mitigation_mode") {
+        None => Some(DesyncMitigationMode::default()),
+        Some(n) => d::one_of(
+            n,
+            &f.path("desync_mitigation_mode"),
+            &[
+                ("monitor", DesyncMitigationMode::Monitor),
+                ("defensive", DesyncMitigationMode::Defensive),
+                ("strictest", DesyncMitigationMode::Strictest),
+            ],
+            errs,
+        ),
+    };
+    let drop_invalid_header_fields = match f.optional("drop_invalid_header_fields") {
+        None => Some(false),
+        Some(n) => d::boolean(n, &f.path("drop_invalid_header_fields"), errs),
+    };
+    let max_request_head_size = match f.optional("max_request_head_size") {
+        None => Some(ListenerConfig::DEFAULT_MAX_REQUEST_HEAD_SIZE),
+        Some(n) => d::size_in(
+            n,
+            &f.path("max_request_head_size"),
+            ListenerConfig::MIN_REQUEST_HEAD_SIZE,
+            ListenerConfig::MAX_REQUEST_HEAD_SIZE,
+            errs,
+        ),
+    };
     let rules = match f.optional("rules") {
         None => Some(Vec::new()),
         Some(n) => decode_rules(n, &f.path("rules"), refs, errs),
@@ -277,6 +304,9 @@ fn decode_listener(
             default_action: action.clone()?,
             header_read_timeout: header_read_timeout?,
             idle_timeout: idle_timeout?,
+            desync_mitigation_mode: desync_mitigation_mode?,
+            drop_invalid_header_fields: drop_invalid_header_fields?,
+            max_request_head_size: max_request_head_size?,
             rules: rules?,
             tls: tls?,
         })

@@ -40,6 +40,7 @@
 mod forward;
 mod frontend;
 mod http1;
+mod hygiene;
 mod observe;
 pub mod routing;
 pub mod runtime;

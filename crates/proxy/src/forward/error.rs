@@ -46,9 +46,27 @@ pub enum ProxyError {
         target: std::net::SocketAddr,
         source: crate::http1::Error,
     },
+    /// A request whose host or path two parsers could read two ways (`hygiene/`);
+    /// the reason names what was wrong (`duplicate_host`, `invalid_path`, ...).
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// The listener's desync mitigation mode does not forward this class.
+    #[error("refused by desync mitigation: {} request ({})", .0.class.as_str(), .0.reason)]
+    Desync(crate::hygiene::desync::Verdict),
     /// A gRPC request routed to a target group that speaks HTTP/1.1.
     #[error("target group {0} has protocol \"http1\"; gRPC needs protocol = \"http2\"")]
     GrpcNeedsHttp2(String),
+}
+
+impl From<crate::hygiene::Refusal> for ProxyError {
+    fn from(refusal: crate::hygiene::Refusal) -> Self {
+        use crate::hygiene::Refusal;
+        match refusal {
+            Refusal::Host(e) => ProxyError::BadRequest(e.reason()),
+            Refusal::Path => ProxyError::BadRequest("invalid_path"),
+            Refusal::Desync(verdict) => ProxyError::Desync(verdict),
+        }
+    }
 }
 
 /// Which side of the proxy an error came from.
@@ -62,7 +80,9 @@ pub enum ErrorSource {
 impl ProxyError {
     pub fn source_side(&self) -> ErrorSource {
         match self {
-            ProxyError::InvalidHost => ErrorSource::Client,
+            ProxyError::InvalidHost | ProxyError::BadRequest(_) | ProxyError::Desync(_) => {
+                ErrorSource::Client
+            }
             ProxyError::GrpcNeedsHttp2(_) => ErrorSource::Ballast,
             ProxyError::ListenerGone | ProxyError::NoTarget(_) | ProxyError::UnsafeRedirect => {
                 ErrorSource::Ballast
@@ -76,7 +96,9 @@ impl ProxyError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::InvalidHost => StatusCode::BAD_REQUEST,
+            ProxyError::InvalidHost | ProxyError::BadRequest(_) | ProxyError::Desync(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ProxyError::UnsafeRedirect => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::ListenerGone | ProxyError::NoTarget(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect { .. }
@@ -94,7 +116,9 @@ impl ProxyError {
     pub fn grpc_status(&self) -> crate::forward::grpc::Code {
         use crate::forward::grpc::Code;
         match self {
-            ProxyError::InvalidHost => Code::InvalidArgument,
+            ProxyError::InvalidHost | ProxyError::BadRequest(_) | ProxyError::Desync(_) => {
+                Code::InvalidArgument
+            }
             ProxyError::UnsafeRedirect => Code::Internal,
             ProxyError::ListenerGone | ProxyError::NoTarget(_) | ProxyError::Connect { .. } => {
                 Code::Unavailable
@@ -119,14 +143,18 @@ impl ProxyError {
         match self {
             ProxyError::ListenerGone => Some(Rejection::ListenerDraining),
             ProxyError::NoTarget(_) => Some(Rejection::NoHealthyTarget),
+            ProxyError::Desync(_) => Some(Rejection::Desync),
             _ => None,
         }
     }
 
     /// A short, stable reason for the body and the access log.
     pub fn reason(&self) -> &'static str {
+        use crate::observe::metrics::Rejection;
         match self {
             ProxyError::InvalidHost => "invalid_host",
+            ProxyError::BadRequest(reason) => reason,
+            ProxyError::Desync(_) => Rejection::Desync.as_str(),
             ProxyError::UnsafeRedirect => "unsafe_redirect",
             ProxyError::ListenerGone => "listener_draining",
             ProxyError::NoTarget(_) => "no_healthy_target",

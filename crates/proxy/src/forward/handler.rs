@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE, LOCATION, SET_COOKIE};
+use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body as _;
 
@@ -47,6 +47,7 @@ use crate::forward::retry::Retry;
 use crate::forward::retry::MAX_STALE;
 use crate::forward::upgrade::{self};
 use crate::http1;
+use crate::hygiene::{self, Seen};
 use crate::observe::access_log::{self, AccessRecord};
 use crate::routing::action::RouteAction;
 use crate::routing::redirect::{self, Origin, RedirectError};
@@ -69,8 +70,9 @@ use crate::upstream::target_group::TargetGroup;
 pub fn handle(
     req: Request<RequestBody>,
     conn: Arc<ConnCtx>,
+    seen: Seen,
 ) -> impl Future<Output = Response<ResponseBody>> + Send {
-    let plan = plan(req, &conn);
+    let plan = plan(req, &conn, seen);
     run(plan, conn)
 }
 
@@ -87,6 +89,9 @@ struct Plan {
     trace: Trace,
     group: Option<Arc<TargetGroup>>,
     set_cookie: Option<HeaderValue>,
+    /// Close the client's connection after the response (and the target's after
+    /// this request): a refused or an ambiguous HTTP/1 request (`hygiene/`).
+    close: bool,
     step: Step,
 }
 
@@ -104,18 +109,46 @@ enum Step {
     Done(Option<Result<Box<Response<ResponseBody>>, ProxyError>>),
 }
 
-fn plan(req: Request<RequestBody>, conn: &ConnCtx) -> Plan {
+fn plan(mut req: Request<RequestBody>, conn: &ConnCtx, seen: Seen) -> Plan {
     let received = Instant::now();
-    let activity = conn.state.begin(req.version() == http::Version::HTTP_2);
+    let http2 = req.version() == http::Version::HTTP_2;
+    let activity = conn.state.begin(http2);
     let is_grpc = grpc::is_grpc(req.headers());
     let snapshot = conn.shared.snapshot.load();
+    let mut verdict = None;
+    let mut close = false;
     let (decision, rule_priority) = match snapshot.listener(&conn.listener) {
-        Some(route) => decide(route, &req, conn),
+        Some(route) => {
+            let policy = hygiene::Policy {
+                mode: route.config.desync_mitigation_mode,
+                drop_invalid_header_fields: route.config.drop_invalid_header_fields,
+            };
+            let checked = hygiene::check(&mut req, policy, seen);
+            verdict = checked.verdict;
+            if let Some(v) = verdict {
+                conn.metrics.classified(v.class);
+            }
+            match checked.outcome {
+                Ok(pass) => {
+                    close = pass.close;
+                    decide(route, &req, conn)
+                }
+                Err(refusal) => {
+                    close = true;
+                    (Decision::Fail(refusal.into()), None)
+                }
+            }
+        }
         None => (Decision::Fail(ProxyError::ListenerGone), None),
     };
     let log = snapshot.access_log.clone();
     drop(snapshot);
-    let record = log.as_ref().map(|_| Box::new(begin_record(&req, conn)));
+    let record = log.as_ref().map(|_| {
+        let mut record = Box::new(begin_record(&req, conn));
+        record.desync_classification = verdict.map(|v| v.class.as_str());
+        record.desync_reason = verdict.map(|v| v.reason);
+        record
+    });
     let bytes_in = log.as_ref().map(|_| Arc::new(AtomicU64::new(0)));
     let mut plan = Plan {
         received,
@@ -128,6 +161,8 @@ fn plan(req: Request<RequestBody>, conn: &ConnCtx) -> Plan {
         trace: Trace::default(),
         group: None,
         set_cookie: None,
+        // HTTP/2 has no connection to close per request.
+        close: close && !http2,
         step: Step::Done(None),
     };
     plan.step = match decision {
@@ -165,6 +200,13 @@ fn prepare(
     let te_trailers = http2 && multiplex::wants_trailers(req.headers());
     let (mut parts, body) = req.into_parts();
     headers::prepare_request(&mut parts, &conn.client_ip, &conn.forwarded);
+    if plan.close && !http2 {
+        // The target's connection is not used again after this request
+        // (`upstream/http1.rs` reads this field as ballast's own).
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     if plan.record.is_some() {
         plan.trace.request_id = headers::request_id(&parts.headers).map(str::to_string);
     }
@@ -226,6 +268,7 @@ fn run(mut plan: Plan, conn: Arc<ConnCtx>) -> impl Future<Output = Response<Resp
             bytes_in,
             trace,
             group,
+            close,
             ..
         } = plan;
         let mut error_reason = None;
@@ -236,6 +279,14 @@ fn run(mut plan: Plan, conn: Arc<ConnCtx>) -> impl Future<Output = Response<Resp
             error_reason = Some(e.reason());
             error_response(&e, conn, is_grpc)
         });
+        let mut response = response;
+        if close {
+            // Hop-by-hop fields of targets' responses are gone by now: this one is
+            // ballast's, and both HTTP/1.1 servers close after the response.
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         let status = response.status().as_u16();
         conn.metrics.requests.inc(status);
         conn.metrics.duration.observe(received.elapsed());
@@ -317,6 +368,8 @@ fn empty_record(conn: &ConnCtx) -> AccessRecord {
         user_agent: None,
         request_id: None,
         error_reason: None,
+        desync_classification: None,
+        desync_reason: None,
         rule_priority: None,
         tls_protocol: conn.tls.as_ref().map(|t| t.version),
         tls_cipher: conn.tls.as_ref().map(|t| t.cipher),

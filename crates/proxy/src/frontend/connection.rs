@@ -196,6 +196,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
 pub struct Timeouts {
     pub header_read: Duration,
     pub idle: Duration,
+    /// The largest request head taken (`max_request_head_size`).
+    pub max_request_head: usize,
 }
 
 /// Wrap an accepted socket for serving, returning the state its requests report to.

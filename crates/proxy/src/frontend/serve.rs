@@ -41,6 +41,7 @@ use crate::frontend::connection::{self, Ended, Served, Timeouts, TrackedIo, Tran
 use crate::frontend::http1::{self as own_http1, Outcome};
 use crate::frontend::parking::Lot;
 use crate::frontend::socket::Socket;
+use crate::hygiene::Seen;
 use crate::observe::metrics::{ConnectionGuard, ListenerMetrics};
 use crate::snapshot::Shared;
 use crate::tls::{Terminator, TlsConnInfo};
@@ -74,6 +75,7 @@ impl AcceptCtx {
                 Timeouts {
                     header_read: l.config.header_read_timeout,
                     idle: l.config.idle_timeout,
+                    max_request_head: l.config.max_request_head_size,
                 },
                 l.metrics.clone(),
             ),
@@ -82,6 +84,7 @@ impl AcceptCtx {
                 Timeouts {
                     header_read: ListenerConfig::DEFAULT_HEADER_READ_TIMEOUT,
                     idle: ListenerConfig::DEFAULT_IDLE_TIMEOUT,
+                    max_request_head: ListenerConfig::DEFAULT_MAX_REQUEST_HEAD_SIZE,
                 },
                 Arc::default(),
             ),
@@ -95,7 +98,7 @@ pub(super) fn http1_builder() -> http1::Builder {
         .timer(TokioTimer::new())
         // Timeouts are enforced by `connection::supervise` (see there for why).
         .header_read_timeout(None)
-        .max_buf_size(256 * 1024);
+        .max_buf_size(ListenerConfig::DEFAULT_MAX_REQUEST_HEAD_SIZE);
     builder
 }
 
@@ -104,7 +107,7 @@ pub(super) fn http2_builder() -> http2::Builder<TokioExecutor> {
     builder
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
-        .max_header_list_size(64 * 1024);
+        .max_header_list_size(ListenerConfig::DEFAULT_MAX_REQUEST_HEAD_SIZE as u32);
     builder
 }
 
@@ -277,11 +280,16 @@ async fn serve_h2<T: Transport>(
     // path inline (then 2.4 KB, now 1.3 KB) that was 2,400 instructions per
     // request.
     let service = service_fn(move |req: Request<Incoming>| {
-        let handling = forward::handle(req.map(RequestBody::Incoming), conn_ctx.clone());
+        let req = req.map(RequestBody::Incoming);
+        let handling = forward::handle(req, conn_ctx.clone(), Seen::Parsed);
         Box::pin(handling.map(Ok::<_, Infallible>))
     });
+    // The listener's bound on a header list (`max_request_head_size`).
+    let limit = u32::try_from(timeouts.max_request_head).unwrap_or(u32::MAX);
     let mut conn = Box::pin(
         ctx.h2
+            .clone()
+            .max_header_list_size(limit)
             .serve_connection(connection::serve_over(io, pre), service),
     );
     let shutdown = |c: Pin<&mut _>| http2::Connection::graceful_shutdown(c);
@@ -338,6 +346,8 @@ async fn burst<T: Transport>(
 ) -> Burst<T> {
     let state = &*conn_ctx.state;
     let parkable = io.get_ref().parkable();
+    // The desync verdict of the head ballast's own server left to hyper.
+    let mut classified = None;
     loop {
         if let Some(plain) = T::plain(&mut io) {
             let first = std::mem::take(&mut pre);
@@ -345,21 +355,28 @@ async fn burst<T: Transport>(
             match served.await {
                 Outcome::Closed => return Burst::Closed,
                 Outcome::Park => return Burst::Quiet(io),
-                Outcome::Hyper(rest) => pre = rest,
+                Outcome::Hyper(rest, verdict) => (pre, classified) = (rest, verdict),
                 Outcome::Http2(first) => return Burst::Http2(io, first),
             }
             fresh = false;
         }
         let handler = conn_ctx.clone();
+        // The first request hyper reads is the head ballast's own server just
+        // classified (fields as sent); hyper's later ones are classified from
+        // what hyper kept.
+        let seen = std::cell::Cell::new(classified.take());
         // Boxed so that hyper can give the connection back (`poll_without_shutdown`
         // needs an `Unpin` future); the box lives as long as the request.
         let service = service_fn(move |req: Request<Incoming>| {
-            let handling = forward::handle(req.map(RequestBody::Incoming), handler.clone());
+            let seen = seen.take().map_or(Seen::Parsed, Seen::Raw);
+            let handling = forward::handle(req.map(RequestBody::Incoming), handler.clone(), seen);
             Box::pin(handling.map(Ok::<_, Infallible>))
         });
         // Boxed: hyper's connection is moved out of and taken apart below.
         let mut conn = Box::new(
             ctx.h1
+                .clone()
+                .max_buf_size(timeouts.max_request_head)
                 .serve_connection(connection::serve_over(io, pre), service),
         );
         let ended = {

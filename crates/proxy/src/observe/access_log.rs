@@ -59,6 +59,9 @@ pub struct AccessRecord {
     pub request_id: Option<String>,
     /// Why ballast answered itself (`no_healthy_target`, `target_connect_failed`...).
     pub error_reason: Option<&'static str>,
+    /// The HTTP/1 request's desync classification and its reason (`hygiene/`).
+    pub desync_classification: Option<&'static str>,
+    pub desync_reason: Option<&'static str>,
     /// Priority of the listener rule that matched; absent for the default action.
     pub rule_priority: Option<u32>,
     /// The TLS protocol version and cipher suite on `https` listeners.

@@ -9,6 +9,7 @@
 
 use std::fmt::Write as _;
 
+use crate::hygiene::desync::Class;
 use crate::observe::metrics::{Histogram, ListenerMetrics, Rejection, TargetMetrics, BUCKETS};
 
 /// One listener as a scrape shows it.
@@ -147,6 +148,22 @@ pub fn render(listeners: &[ListenerView<'_>], groups: &[GroupView<'_>]) -> Strin
                 "ballast_rejected_requests_total",
                 &[("listener", name), ("reason", why.as_str())],
                 metrics.rejected(why),
+            );
+        }
+    }
+    family(
+        &mut out,
+        "ballast_desync_requests_total",
+        "counter",
+        "HTTP/1 requests by listener and desync classification (compliant, acceptable, ambiguous, severe).",
+    );
+    for ListenerView { name, metrics } in listeners {
+        for class in Class::ALL {
+            sample(
+                &mut out,
+                "ballast_desync_requests_total",
+                &[("listener", name), ("classification", class.as_str())],
+                metrics.desync(class),
             );
         }
     }

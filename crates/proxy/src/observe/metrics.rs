@@ -11,6 +11,7 @@
 //! index a flat array (100–599), so the `code` label costs no lookup either, and
 //! every label set is bounded by the config (no per-path or per-client labels).
 
+use crate::hygiene::desync::Class;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -94,15 +95,22 @@ impl CodeCounts {
 pub enum Rejection {
     NoHealthyTarget = 0,
     ListenerDraining = 1,
+    /// Refused by the listener's desync mitigation mode (`hygiene/`).
+    Desync = 2,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 2] = [Rejection::NoHealthyTarget, Rejection::ListenerDraining];
+    pub const ALL: [Rejection; 3] = [
+        Rejection::NoHealthyTarget,
+        Rejection::ListenerDraining,
+        Rejection::Desync,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Rejection::NoHealthyTarget => "no_healthy_target",
             Rejection::ListenerDraining => "listener_draining",
+            Rejection::Desync => "desync",
         }
     }
 }
@@ -119,6 +127,8 @@ pub struct ListenerMetrics {
     /// Times a quiet keep-alive connection was parked (its HTTP state freed).
     pub parked_total: AtomicU64,
     rejected: [AtomicU64; Rejection::ALL.len()],
+    /// HTTP/1 requests by desync class (`hygiene::desync::Class` as index).
+    desync: [AtomicU64; Class::ALL.len()],
 }
 
 impl ListenerMetrics {
@@ -128,6 +138,14 @@ impl ListenerMetrics {
 
     pub fn rejected(&self, why: Rejection) -> u64 {
         self.rejected[why as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn classified(&self, class: Class) {
+        self.desync[class as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn desync(&self, class: Class) -> u64 {
+        self.desync[class as usize].load(Ordering::Relaxed)
     }
 
     /// Count a client connection as open until the guard drops.

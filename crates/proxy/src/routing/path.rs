@@ -4,10 +4,14 @@
 //! Data path. The path a rule sees is: percent-decoded once (`%2e%2e` is `..`,
 //! `%2F` is `/`), `\` read as `/` (some servers do), dot segments removed as in
 //! RFC 3986 §5.2.4 (a segment that is `.` or `..` before a `;`, as Tomcat reads
-//! `..;`, counts too), empty segments dropped (`//admin` is `/admin`), and a leading
-//! `/` ensured. A trailing `/` is kept. The path forwarded to the target is never
-//! changed. Most paths need none of this: a single scan finds that and borrows the
-//! path; only a path with `%`, `\`, `//` or a dot segment is copied (one allocation).
+//! `..;`, counts too), path parameters cut from every segment (`/admin;x` and
+//! `/admin;jsessionid=1/` are `/admin` and `/admin/`, as Tomcat, Jetty and Spring
+//! read them), empty segments dropped (`//admin` is `/admin`), and a leading `/`
+//! ensured. A trailing `/` is kept. The path forwarded to the target is never
+//! changed. (A percent-encoded NUL or control character never gets here: the
+//! request is refused, `hygiene/`.) Most paths need none of this: a single scan
+//! finds that and borrows the path; only a path with `%`, `\`, `;`, `//` or a dot
+//! segment is copied (one allocation).
 
 use std::borrow::Cow;
 
@@ -25,7 +29,7 @@ pub fn normalise(path: &str) -> Cow<'_, [u8]> {
             Some(i) => &seg[..i],
             None => seg,
         };
-        if seg.is_empty() || base == b"." {
+        if base.is_empty() || base == b"." {
             trailing = true;
         } else if base == b".." {
             let parent = out.iter().rposition(|&b| b == b'/').unwrap_or(0);
@@ -33,7 +37,7 @@ pub fn normalise(path: &str) -> Cow<'_, [u8]> {
             trailing = true;
         } else {
             out.push(b'/');
-            out.extend_from_slice(seg);
+            out.extend_from_slice(base);
             trailing = false;
         }
     }
@@ -50,7 +54,7 @@ fn needs_work(b: &[u8]) -> bool {
     }
     for (i, &c) in b.iter().enumerate() {
         match c {
-            b'%' | b'\\' => return true,
+            b'%' | b'\\' | b';' => return true,
             b'/' => match b.get(i + 1) {
                 Some(b'/') => return true,
                 Some(b'.') => {
@@ -113,15 +117,7 @@ mod tests {
 
     #[test]
     fn plain_paths_are_borrowed() {
-        for p in [
-            "/",
-            "/a/b",
-            "/a/b/",
-            "/a/.well-known/x",
-            "/a/..b/c",
-            "/a;b/c",
-            "/x.y",
-        ] {
+        for p in ["/", "/a/b", "/a/b/", "/a/.well-known/x", "/a/..b/c", "/x.y"] {
             assert!(matches!(normalise(p), Cow::Borrowed(_)), "{p}");
         }
     }
@@ -139,6 +135,15 @@ mod tests {
         assert_eq!(n("/.."), "/");
         assert_eq!(n("/public/..;/admin"), "/admin");
         assert_eq!(n("*"), "/*");
+    }
+
+    #[test]
+    fn path_parameters_are_cut_from_every_segment() {
+        assert_eq!(n("/admin;x"), "/admin");
+        assert_eq!(n("/admin;jsessionid=1/users"), "/admin/users");
+        assert_eq!(n("/a;b/c;d/"), "/a/c/");
+        assert_eq!(n("/;x/admin"), "/admin");
+        assert_eq!(n("/admin%3bx"), "/admin");
     }
 
     #[test]

@@ -197,7 +197,12 @@ impl Conn {
             }
         }
         self.io.flush().await.map_err(|e| written(e.into()))?;
-        self.read_head(req.method()).await.map_err(written)
+        // Hop-by-hop fields were removed from the client's request: a
+        // `Connection` field here is ballast's own `close` (`hygiene/`).
+        let last = req.headers().contains_key(http::header::CONNECTION);
+        let mut head = self.read_head(req.method()).await.map_err(written)?;
+        head.keep_alive &= !last;
+        Ok(head)
     }
 
     async fn send_body(

@@ -48,8 +48,10 @@ use crate::forward::context::{ConnState, Drain};
 use crate::forward::{self, ConnCtx};
 use crate::frontend::connection::{self, Timeouts, TrackedIo};
 use crate::frontend::socket::Socket;
+use crate::hygiene::desync::Verdict;
+use crate::hygiene::Seen;
 use crate::runtime::buffers::{self, Lent};
-use request::{parse, Head};
+use request::{parse, Head, Parsed};
 use response::{write_response, Write};
 
 /// How serving here ended.
@@ -60,8 +62,8 @@ pub enum Outcome {
     /// Quiet for `PARK_AFTER`, with nothing read: park it.
     Park,
     /// A request this server does not take: hyper serves the connection from
-    /// these bytes on.
-    Hyper(Bytes),
+    /// these bytes on; the first head's desync verdict if it was complete.
+    Hyper(Bytes, Option<Verdict>),
     /// A new connection opened with the HTTP/2 preface: these bytes, the preface
     /// first, are HTTP/2's.
     Http2(Bytes),
@@ -152,14 +154,15 @@ pub async fn serve(
             }
             continue;
         }
-        let Some(Head {
+        let Head {
             len,
             request,
             close,
             trailers,
-        }) = parse(&rbuf)
-        else {
-            return Outcome::Hyper(rbuf.split().freeze());
+            verdict,
+        } = match parse(&rbuf, timeouts.max_request_head) {
+            Parsed::Take(head) => head,
+            Parsed::Leave(verdict) => return Outcome::Hyper(rbuf.split().freeze(), verdict),
         };
         rbuf.advance(len);
         // The head now lives in the request's own allocation: with nothing
@@ -170,7 +173,7 @@ pub async fn serve(
         // Pinned where it is made: `select!` moves its futures into a tuple, and
         // moving this one would copy all the room the request path takes.
         let served = std::pin::pin!(async {
-            let response = forward::handle(request, conn.clone()).await;
+            let response = forward::handle(request, conn.clone(), Seen::Raw(verdict)).await;
             let how = Write {
                 head_only,
                 keep_alive: !close && running(),

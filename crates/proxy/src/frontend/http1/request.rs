@@ -5,6 +5,9 @@
 //!
 //! Data path. The head is copied into one allocation of its own size that every
 //! header value slices, so the read buffer can go back to the worker at once.
+//! Every complete head is also given its desync classification here, from the
+//! fields as httparse read them (`hygiene/desync.rs`), including the heads left
+//! to hyper, whose view of them is already normalised.
 
 use bytes::Bytes;
 use http::header::{
@@ -15,11 +18,21 @@ use http::{Method, Request, Uri, Version};
 
 use crate::forward::body::RequestBody;
 use crate::http1::hop_by_hop::has_token;
+use crate::hygiene::desync::{self, Verdict};
 
 /// The most header fields in a request served here (hyper's limit too).
 pub(super) const MAX_HEADERS: usize = 100;
-/// The largest request head served here; larger ones go to hyper.
+/// The largest request head served here; larger ones go to hyper (which answers
+/// 431 beyond the listener's `max_request_head_size`).
 pub(super) const MAX_HEAD: usize = 16 * 1024;
+
+/// What became of the bytes at the front of the read buffer.
+pub(super) enum Parsed {
+    /// A request this server takes.
+    Take(Head),
+    /// Left to hyper, with the head's desync verdict when it was complete.
+    Leave(Option<Verdict>),
+}
 
 /// A request head this server takes.
 pub(super) struct Head {
@@ -30,18 +43,42 @@ pub(super) struct Head {
     pub(super) close: bool,
     /// The client accepts trailers (`TE: trailers`).
     pub(super) trailers: bool,
+    pub(super) verdict: Verdict,
 }
 
-/// Parse a complete request head without a body, or `None` for anything hyper
-/// should see instead (see the module docs).
-pub(super) fn parse(buf: &[u8]) -> Option<Head> {
+/// Parse a complete request head without a body, no larger than `max_head`, or
+/// leave it to hyper (see the module docs).
+pub(super) fn parse(buf: &[u8], max_head: usize) -> Parsed {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut slots);
-    let len = match parsed.parse(buf) {
-        Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
-        _ => return None,
+    let Ok(httparse::Status::Complete(len)) = parsed.parse(buf) else {
+        return Parsed::Leave(None);
     };
-    if parsed.version != Some(1) {
+    let verdict = desync::classify(
+        parsed.method.unwrap_or_default().as_bytes(),
+        if parsed.version == Some(0) {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        },
+        parsed.path.unwrap_or_default().as_bytes(),
+        parsed.headers.iter().map(|h| (h.name.as_bytes(), h.value)),
+    );
+    match take(&parsed, buf, len, max_head.min(MAX_HEAD), verdict) {
+        Some(head) => Parsed::Take(head),
+        None => Parsed::Leave(Some(verdict)),
+    }
+}
+
+/// The head as a request this server takes, or `None`.
+fn take(
+    parsed: &httparse::Request<'_, '_>,
+    buf: &[u8],
+    len: usize,
+    max_head: usize,
+    verdict: Verdict,
+) -> Option<Head> {
+    if len > max_head || parsed.version != Some(1) {
         return None;
     }
     let method = Method::from_bytes(parsed.method?.as_bytes()).ok()?;
@@ -86,6 +123,7 @@ pub(super) fn parse(buf: &[u8]) -> Option<Head> {
         request,
         close,
         trailers,
+        verdict,
     })
 }
 
@@ -97,7 +135,10 @@ mod tests {
     use crate::runtime::buffers;
 
     fn head(raw: &str) -> Option<Head> {
-        parse(raw.as_bytes())
+        match parse(raw.as_bytes(), MAX_HEAD) {
+            Parsed::Take(head) => Some(head),
+            Parsed::Leave(_) => None,
+        }
     }
 
     #[test]
@@ -122,7 +163,9 @@ mod tests {
         let mut rbuf = BytesMut::new();
         buffers::reserve(&mut rbuf);
         rbuf.extend_from_slice(b"GET /a HTTP/1.1\r\nHost: example\r\n\r\n");
-        let h = parse(&rbuf).expect("taken");
+        let Parsed::Take(h) = parse(&rbuf, MAX_HEAD) else {
+            panic!("not taken");
+        };
         rbuf.advance(h.len);
         let free = buffers::free_count();
         buffers::give_back(&mut rbuf);
