@@ -13,6 +13,7 @@ pub mod grpc;
 pub mod pki;
 mod process;
 pub mod raw;
+pub mod recorder;
 pub mod tls;
 pub mod ws;
 

@@ -9,6 +9,7 @@ mod grpc;
 mod h1_server;
 mod h1_targets;
 mod http2;
+mod hygiene;
 mod mtls;
 mod reload;
 mod rules;

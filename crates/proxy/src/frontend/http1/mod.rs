@@ -174,9 +174,12 @@ pub async fn serve(
         // moving this one would copy all the room the request path takes.
         let served = std::pin::pin!(async {
             let response = forward::handle(request, conn.clone(), Seen::Raw(verdict)).await;
+            // A `Connection` field on the response is ballast's own `close`
+            // (`hygiene/`): the targets' hop-by-hop fields were removed.
+            let closing = response.headers().contains_key(http::header::CONNECTION);
             let how = Write {
                 head_only,
-                keep_alive: !close && running(),
+                keep_alive: !close && !closing && running(),
                 trailers,
             };
             let written = write_response(io, response, how, &mut wbuf).await;
