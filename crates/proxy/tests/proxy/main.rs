@@ -10,6 +10,7 @@ mod h1_server;
 mod h1_targets;
 mod http2;
 mod mtls;
+mod protocol;
 mod reload;
 mod rules;
 mod timeouts;
