@@ -103,17 +103,48 @@ impl TlsClient {
 }
 
 /// Wait briefly for an alert the server may send right after the handshake.
+/// What arrives is taken into the TLS session without reading its plaintext,
+/// which stays there for the HTTP client: an HTTP/2 server (ALPN `h2`) speaks
+/// first, with its SETTINGS frame.
 async fn tls_probe(tls: &mut TlsStream<TcpStream>) -> std::io::Result<()> {
-    use tokio::io::AsyncReadExt;
-    let mut buf = [0u8; 1];
-    match tokio::time::timeout(std::time::Duration::from_millis(100), tls.read(&mut buf)).await {
-        Err(_) => Ok(()), // nothing to read: the server kept the connection
-        Ok(Ok(0)) => Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "closed after handshake",
-        )),
-        Ok(Ok(_)) => Err(std::io::Error::other("unexpected data before a request")),
-        Ok(Err(e)) => Err(e),
+    use std::io::{Error, ErrorKind};
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(100);
+    let (tcp, conn) = tls.get_mut();
+    let h2 = conn.alpn_protocol() == Some(b"h2");
+    loop {
+        match tokio::time::timeout_at(deadline, tcp.readable()).await {
+            Err(_) => return Ok(()), // nothing to read: the server kept the connection
+            Ok(ready) => ready?,
+        }
+        let n = match conn.read_tls(&mut TryRead(tcp)) {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        let state = conn
+            .process_new_packets()
+            .map_err(|e| Error::new(ErrorKind::InvalidData, e))?;
+        if state.plaintext_bytes_to_read() > 0 {
+            if h2 {
+                return Ok(());
+            }
+            return Err(Error::other("unexpected data before a request"));
+        }
+        if n == 0 || state.peer_has_closed() {
+            return Err(Error::new(
+                ErrorKind::UnexpectedEof,
+                "closed after handshake",
+            ));
+        }
+    }
+}
+
+/// A tokio socket read without waiting (`tls_probe` feeds rustls with it).
+struct TryRead<'a>(&'a TcpStream);
+
+impl std::io::Read for TryRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.try_read(buf)
     }
 }
 

@@ -76,8 +76,8 @@ impl Transport for Box<tokio_rustls::server::TlsStream<Socket>> {}
 
 /// The client's socket (or the TLS stream over it), noting when a request head
 /// starts to arrive, with bytes already read from it put back in front (`pre`:
-/// what the protocol sniff read, or what hyper had read but not used when the
-/// connection parked or upgraded).
+/// what ballast's own HTTP/1.1 server read before handing the connection over,
+/// or what hyper had read but not used when the connection parked or upgraded).
 pub struct TrackedIo<T = Socket> {
     inner: T,
     state: Arc<ConnState>,

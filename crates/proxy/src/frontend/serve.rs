@@ -1,16 +1,22 @@
 //! Serving one accepted connection: telling its protocol apart and serving it.
 //!
-//! Data path, one task per connection. Its first bytes say which protocol it
-//! speaks: the HTTP/2 connection preface (h2c with prior knowledge, or h2 chosen by
-//! ALPN over TLS) or HTTP/1.1, both on one port. On plain TCP the common HTTP/1.1
-//! request (a complete head, no body) is served by ballast's own server
-//! (`frontend/http1`); hyper serves the rest, and HTTP/2, supervised by
-//! `connection::supervise` for timeouts and drain. An HTTP/1 connection over
-//! plain TCP waits between bursts of requests without a task, in the listener's
-//! parking lot on its worker (`parking.rs`), and is handed to a tunnel after a
-//! WebSocket upgrade (`forward/upgrade.rs`). On an `https` listener the connection
-//! task first runs the TLS handshake (`tls::Terminator`, bounded by the
-//! header-read timeout).
+//! Data path, one task per connection. On plain TCP its first bytes say which
+//! protocol it speaks, both on one port: the HTTP/2 connection preface (h2c with
+//! prior knowledge) or HTTP/1.1; one that starts like the preface and then breaks
+//! it is closed (`frontend/http1`). The common HTTP/1.1 request (a complete head,
+//! no body) is served by ballast's own server (`frontend/http1`); hyper serves
+//! the rest, and HTTP/2, supervised by `connection::supervise` for timeouts and
+//! drain. An HTTP/1 connection over plain TCP waits between bursts of requests
+//! without a task, in the listener's parking lot on its worker (`parking.rs`),
+//! and is handed to a tunnel after a WebSocket upgrade (`forward/upgrade.rs`).
+//!
+//! On an `https` listener the connection task first runs the TLS handshake
+//! (`tls::Terminator`, bounded by the header-read timeout). The protocol is then
+//! the one ALPN agreed (`h2`, else HTTP/1.1), never guessed from the bytes: a
+//! client that agreed on one and speaks the other is not answered in the other.
+//! After `h2`, HTTP/1.1 bytes are a broken preface and hyper's HTTP/2 server
+//! closes the connection (RFC 9113 §3.4); after `http/1.1` or no ALPN, hyper's
+//! HTTP/1.1 server closes one that sends the HTTP/2 preface, answering nothing.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -19,7 +25,6 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use ballast_config::ListenerConfig;
 use bytes::{Bytes, BytesMut};
@@ -29,7 +34,6 @@ use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::{service_fn, HttpService};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
 use crate::forward::body::{RequestBody, ResponseBody};
@@ -44,7 +48,7 @@ use crate::frontend::socket::Socket;
 use crate::hygiene::Seen;
 use crate::observe::metrics::{ConnectionGuard, ListenerMetrics};
 use crate::snapshot::Shared;
-use crate::tls::{Terminator, TlsConnInfo};
+use crate::tls::{AppProtocol, Terminator, TlsConnInfo};
 
 /// What a parked connection keeps to be served again: the client's address,
 /// inline in the lot's slot. Its context and state are made again when it wakes
@@ -212,8 +216,9 @@ pub(super) async fn resumed(
     plain.await;
 }
 
-/// A TLS connection: the handshake, then HTTP/2 or HTTP/1.1 (never parked:
-/// rustls may hold decrypted bytes that the socket's readiness would not show).
+/// A TLS connection: the handshake, then HTTP/2 or HTTP/1.1 as ALPN agreed
+/// (never parked: rustls may hold decrypted bytes that the socket's readiness
+/// would not show).
 async fn serve_tls(
     terminator: Arc<Terminator>,
     stream: Socket,
@@ -227,16 +232,29 @@ async fn serve_tls(
     let Some((tls, info)) = accept.await else {
         return; // counted and logged by the terminator
     };
+    let protocol = info.protocol;
     let info = Some(Arc::new(info));
+    // The connection's state starts its header-read clock now: the first request
+    // (for HTTP/2, the preface and a request) must come within `header_read`
+    // (`connection::supervise`).
     let (io, state, conn_ctx) = start(Box::new(tls), client, info, ctx, metrics, tunnels);
     let mut drain = conn_ctx.tunnels.drain.clone();
-    let Some((io, pre, http2)) = sniff(io, timeouts.header_read).await else {
-        return;
-    };
-    if http2 {
-        serve_h2(io, pre, ctx, conn_ctx, &state, timeouts, drain).await;
-    } else {
-        burst(io, pre, ctx, &conn_ctx, timeouts, &mut drain, false).await;
+    match protocol {
+        AppProtocol::Http2 => {
+            serve_h2(io, Bytes::new(), ctx, conn_ctx, &state, timeouts, drain).await;
+        }
+        AppProtocol::Http1 => {
+            burst(
+                io,
+                Bytes::new(),
+                ctx,
+                &conn_ctx,
+                timeouts,
+                &mut drain,
+                false,
+            )
+            .await;
+        }
     }
 }
 
@@ -294,31 +312,6 @@ async fn serve_h2<T: Transport>(
     );
     let shutdown = |c: Pin<&mut _>| http2::Connection::graceful_shutdown(c);
     connection::supervise(conn.as_mut(), shutdown, state, timeouts, &mut drain, false).await;
-}
-
-/// Read the first bytes of a TLS connection: HTTP/2 if they are the preface
-/// (a plain-TCP connection is told apart by `frontend/http1`). Returns the bytes read
-/// (to be served first) or `None` if the client went away or was too slow.
-async fn sniff<T: Transport>(
-    mut io: TrackedIo<T>,
-    limit: Duration,
-) -> Option<(TrackedIo<T>, Bytes, bool)> {
-    // TLS keeps buffers of its own already: this one is small.
-    let mut buf = BytesMut::new();
-    let read = async {
-        loop {
-            if io.read_buf(&mut buf).await.ok()? == 0 {
-                return None;
-            }
-            match own_http1::preface(&buf) {
-                Some(false) => continue,
-                Some(true) => return Some(true),
-                None => return Some(false),
-            }
-        }
-    };
-    let http2 = tokio::time::timeout(limit, read).await.ok()??;
-    Some((io, buf.freeze(), http2))
 }
 
 /// How a burst of requests on a connection ended.

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 
 use ballast_config::Config;
 
-pub use terminator::{TermState, Terminator, TlsConnInfo};
+pub use terminator::{AppProtocol, TermState, Terminator, TlsConnInfo};
 pub use upstream::Connector;
 use watch::Fingerprint;
 

@@ -7,6 +7,11 @@
 //! reload never cuts a connection and never rebinds the socket. A failed handshake
 //! is counted and logged with its reason and affects no other connection; the
 //! handshake is bounded by the listener's header-read timeout.
+//!
+//! The handshake also settles the connection's protocol: what ALPN agreed (`h2`
+//! or `http/1.1`, no ALPN meaning HTTP/1.1) is recorded in `TlsConnInfo`, and the
+//! connection speaks that and nothing else (RFC 9113 §3.2, RFC 7301), whatever
+//! its first bytes look like.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,6 +56,28 @@ pub struct TlsConnInfo {
     pub cipher: &'static str,
     pub server_name: Option<String>,
     pub cert: CertHeaders,
+    /// The protocol ALPN agreed, which the connection is served with.
+    pub protocol: AppProtocol,
+}
+
+/// The application protocol of a TLS connection, as ALPN chose it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppProtocol {
+    /// `http/1.1`, or no ALPN at all.
+    Http1,
+    /// `h2`.
+    Http2,
+}
+
+impl AppProtocol {
+    /// The protocol for what ALPN agreed (`None`: the client offered no ALPN, or
+    /// nothing in common: HTTP/1.1).
+    pub fn from_alpn(alpn: Option<&[u8]>) -> Self {
+        match alpn {
+            Some(b"h2") => AppProtocol::Http2,
+            _ => AppProtocol::Http1,
+        }
+    }
 }
 
 impl Terminator {
@@ -127,6 +154,7 @@ impl Terminator {
                 tracing::debug!(
                     listener = %self.listener, client = %client, tls_version = info.version,
                     cipher = info.cipher, server_name = info.server_name.as_deref().unwrap_or(""),
+                    protocol = ?info.protocol,
                     handshake_ms = started.elapsed().as_secs_f64() * 1e3, verify,
                     "TLS handshake"
                 );
@@ -183,5 +211,21 @@ fn conn_info<S>(tls: &TlsStream<S>, state: &TermState) -> TlsConnInfo {
         cipher,
         server_name: conn.server_name().map(str::to_string),
         cert,
+        protocol: AppProtocol::from_alpn(conn.alpn_protocol()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_protocol_is_what_alpn_agreed_and_http1_without_it() {
+        assert_eq!(AppProtocol::from_alpn(Some(b"h2")), AppProtocol::Http2);
+        assert_eq!(
+            AppProtocol::from_alpn(Some(b"http/1.1")),
+            AppProtocol::Http1
+        );
+        assert_eq!(AppProtocol::from_alpn(None), AppProtocol::Http1);
     }
 }

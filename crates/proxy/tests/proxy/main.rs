@@ -11,6 +11,7 @@ mod h1_targets;
 mod http2;
 mod hygiene;
 mod mtls;
+mod protocol;
 mod reload;
 mod rules;
 mod timeouts;

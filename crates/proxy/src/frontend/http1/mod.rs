@@ -22,7 +22,10 @@
 //! are looked at for the HTTP/2 preface (h2c with prior knowledge,
 //! `Outcome::Http2`) where they land in the lent buffer, so a connection costs no
 //! separate first read, buffer or timer. Until it has sent its first bytes it is
-//! given `header_read` to do so, and it is not parked.
+//! given `header_read` to do so, and it is not parked. Bytes that go as far as the
+//! preface's request line (`PRI * HTTP/2.0`) and then differ from the preface are
+//! a broken HTTP/2 connection, not an HTTP/1.1 request: the connection is closed
+//! (RFC 9113 §3.4), where hyper would have answered `400` in HTTP/1.1 (`opening`).
 //!
 //! A connection is served here until it has been quiet for `PARK_AFTER`; then it
 //! parks in its listener's lot (`parking.rs`) holding no buffer. However the
@@ -72,11 +75,36 @@ pub enum Outcome {
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// `Some(true)` if `buf` starts with the whole HTTP/2 preface, `Some(false)` if
-/// it is a beginning of it (more bytes decide), `None` if it is not HTTP/2.
-pub fn preface(buf: &[u8]) -> Option<bool> {
-    let n = buf.len().min(PREFACE.len());
-    (buf[..n] == PREFACE[..n]).then_some(n == PREFACE.len())
+/// How far the preface's request line goes: bytes that match this much of the
+/// preface mean HTTP/2 (no HTTP/1.1 request starts with it).
+const PREFACE_LINE: usize = b"PRI * HTTP/2.0".len();
+
+/// What the first bytes of a new plain-TCP connection say it speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opening {
+    /// The whole HTTP/2 preface: h2c with prior knowledge.
+    Http2,
+    /// A beginning of the preface: more bytes decide.
+    Undecided,
+    /// The preface's request line, then something else: a broken HTTP/2
+    /// connection, to be closed (RFC 9113 §3.4).
+    Broken,
+    /// Not the preface's request line: HTTP/1.
+    Http1,
+}
+
+/// Tell what a new connection opening with `buf` speaks (see `Opening`).
+pub fn opening(buf: &[u8]) -> Opening {
+    let same = buf.iter().zip(PREFACE).take_while(|(a, b)| a == b).count();
+    if same == PREFACE.len() {
+        Opening::Http2
+    } else if same == buf.len() {
+        Opening::Undecided
+    } else if same >= PREFACE_LINE {
+        Opening::Broken
+    } else {
+        Opening::Http1
+    }
 }
 
 /// Serve requests on a plain TCP connection, starting with the bytes in `pre`;
@@ -112,10 +140,14 @@ pub async fn serve(
     loop {
         let mut wait = rbuf.is_empty();
         if fresh && !wait {
-            match preface(&rbuf) {
-                Some(true) => return Outcome::Http2(rbuf.split().freeze()),
-                Some(false) => wait = true,
-                None => fresh = false,
+            match opening(&rbuf) {
+                Opening::Http2 => return Outcome::Http2(rbuf.split().freeze()),
+                Opening::Undecided => wait = true,
+                Opening::Broken => {
+                    tracing::debug!(client = %conn.client, "broken HTTP/2 preface: closed");
+                    return Outcome::Closed;
+                }
+                Opening::Http1 => fresh = false,
             }
         }
         if wait {
@@ -284,6 +316,30 @@ async fn until(mut drain: watch::Receiver<Drain>, pred: fn(Drain) -> bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_opens_with_the_preface_a_part_of_it_a_broken_one_or_http1() {
+        use Opening::*;
+        let cases: [(&[u8], Opening); 14] = [
+            (b"", Undecided),
+            (b"P", Undecided),
+            (b"PRI * HT", Undecided),
+            (b"PRI * HTTP/2.0", Undecided),
+            (b"PRI * HTTP/2.0\r\n\r\nS", Undecided),
+            (PREFACE, Http2),
+            (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04", Http2),
+            (b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n", Broken),
+            (b"PRI * HTTP/2.0\r\nHost: x\r\n\r\n", Broken),
+            (b"PRI * HTTP/2.0 ", Broken),
+            (b"PRI * HTTP/2.1\r\n\r\n", Http1),
+            (b"PRI * HTTP/1.1\r\nHost: x\r\n\r\n", Http1),
+            (b"POST / HTTP/1.1\r\n", Http1),
+            (b"PUT / HTTP/1.1\r\n", Http1),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(opening(bytes), want, "{:?}", String::from_utf8_lossy(bytes));
+        }
+    }
 
     /// A gated drain future skips its watch while nothing was sent, yet is
     /// woken by a send and then sees it.
