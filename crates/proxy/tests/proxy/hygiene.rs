@@ -292,3 +292,202 @@ async fn each_request_class_gets_what_its_mode_says() {
         failures.join("\n")
     );
 }
+
+/// One raw request on a connection of its own: the response, if any.
+async fn one(addr: SocketAddr, raw: &str) -> Option<RawResponse> {
+    exchange(addr, raw.as_bytes()).await.response
+}
+
+fn protect_admin() -> String {
+    "[[listeners.rules]]\npriority = 1\nconditions = [{ host = \"admin.example\" }]\n\
+     action = { type = \"fixed_response\", status = 403, body = \"forbidden\" }\n\
+     [[listeners.rules]]\npriority = 2\nconditions = [{ path = \"/admin\" }]\n\
+     action = { type = \"fixed_response\", status = 403, body = \"forbidden\" }\n"
+        .to_string()
+}
+
+/// Defect 1: a second `Host` went past a host rule and reached the target with
+/// both lines; now it is a 400 in every mode and nothing is forwarded.
+#[tokio::test]
+async fn a_second_host_cannot_reach_a_protected_host() {
+    let rig = rig(&protect_admin()).await;
+    for addr in &rig.listeners {
+        let r = one(*addr, "GET /x HTTP/1.1\r\nHost: admin.example\r\n\r\n").await;
+        assert_eq!(r.map(|r| r.status), Some(403));
+        for raw in [
+            "GET /dup1 HTTP/1.1\r\nHost: public.example\r\nHost: admin.example\r\n\r\n",
+            "GET /dup2 HTTP/1.1\r\nHost: admin.example\r\nHost: public.example\r\n\r\n",
+            "POST /dup3 HTTP/1.1\r\nHost: public.example\r\nHost: admin.example\r\nContent-Length: 1\r\n\r\nx",
+        ] {
+            let r = one(*addr, raw).await.expect("an answer");
+            assert_eq!(r.status, 400, "{raw:?}");
+            assert_eq!(String::from_utf8_lossy(&r.body), "400 Bad Request: duplicate_host\n");
+        }
+    }
+    assert!(rig.recorder.requests_to("/dup").is_empty());
+    // Counted as the client's: no 5xx anywhere.
+    let text = rig.ballast.server.metrics_text();
+    assert!(
+        text.contains("ballast_requests_total{listener=\"public\",code=\"400\"} 3\n"),
+        "{text}"
+    );
+}
+
+/// Defect 2: no `Host`, or one that is not a valid authority, is a 400.
+#[tokio::test]
+async fn a_missing_or_invalid_host_is_a_400() {
+    let rig = rig("").await;
+    let addr = rig.ballast.addr;
+    for (raw, reason) in [
+        ("GET /h1 HTTP/1.1\r\n\r\n", "missing_host"),
+        (
+            "POST /h2 HTTP/1.1\r\nContent-Length: 1\r\n\r\nx",
+            "missing_host",
+        ),
+        (
+            "GET /h3 HTTP/1.1\r\nHost: a.example, b.example\r\n\r\n",
+            "invalid_host",
+        ),
+        (
+            "GET /h4 HTTP/1.1\r\nHost: u:p@a.example\r\n\r\n",
+            "invalid_host",
+        ),
+        (
+            "GET /h5 HTTP/1.1\r\nHost: a.example/x\r\n\r\n",
+            "invalid_host",
+        ),
+        ("GET /h6 HTTP/1.1\r\nHost:\r\n\r\n", "invalid_host"),
+    ] {
+        let r = one(addr, raw).await.expect("an answer");
+        assert_eq!(
+            (r.status, String::from_utf8_lossy(&r.body).into_owned()),
+            (400, format!("400 Bad Request: {reason}\n")),
+            "{raw:?}"
+        );
+    }
+    assert!(rig.recorder.requests_to("/h").is_empty());
+    // HTTP/1.0 may go without; the host the target gets is the one given.
+    let r = one(addr, "GET /ok10 HTTP/1.0\r\n\r\n")
+        .await
+        .expect("an answer");
+    assert_eq!(r.status, 200);
+    let r = one(addr, "GET /ok11 HTTP/1.1\r\nHost: a.example:8080\r\n\r\n").await;
+    assert_eq!(r.map(|r| r.status), Some(200));
+    let got = rig.recorder.requests_to("/ok11");
+    assert_eq!(got[0].field("host"), Some("a.example:8080"));
+    assert_eq!(got[0].fields("host"), 1);
+}
+
+/// Defect 5: rules see through path parameters, and an encoded NUL or control
+/// character is refused.
+#[tokio::test]
+async fn path_rules_see_through_parameters_and_nul_is_refused() {
+    let rig = rig(&protect_admin()).await;
+    let addr = rig.ballast.addr;
+    for path in [
+        "/admin",
+        "/admin;x",
+        "/admin;jsessionid=1",
+        "/ADMIN/..;/admin;",
+        "/x/..;/admin;a=b",
+    ] {
+        let raw = format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n");
+        let r = one(addr, &raw).await.expect("an answer");
+        assert_eq!(r.status, 403, "{path}");
+    }
+    for path in ["/admin%00", "/admin%00.html", "/admin%0d%0a", "/admin%7F"] {
+        let raw = format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n");
+        let r = one(addr, &raw).await.expect("an answer");
+        assert_eq!(
+            (r.status, String::from_utf8_lossy(&r.body).into_owned()),
+            (400, "400 Bad Request: invalid_path\n".to_string()),
+            "{path}"
+        );
+    }
+    assert!(rig
+        .recorder
+        .requests()
+        .iter()
+        .all(|r| !r.path().contains("admin")));
+}
+
+/// Defect 6: `max_request_head_size` bounds the head (431 beyond it), 64 KiB by
+/// default; the bound is the listener's.
+#[tokio::test]
+async fn the_request_head_is_bounded_by_the_listener() {
+    let big = |n: usize| {
+        format!(
+            "GET /big{n} HTTP/1.1\r\nHost: h\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(n)
+        )
+    };
+    let rig = rig("").await;
+    let r = one(rig.ballast.addr, &big(60 * 1024)).await;
+    assert_eq!(r.map(|r| r.status), Some(200), "60 KiB fits the default");
+    let r = one(rig.ballast.addr, &big(70 * 1024)).await;
+    assert_eq!(r.map(|r| r.status), Some(431), "70 KiB does not");
+
+    let rig = rig_with_head_size("16KiB").await;
+    let r = one(rig.ballast.addr, &big(10 * 1024)).await;
+    assert_eq!(r.map(|r| r.status), Some(200));
+    let r = one(rig.ballast.addr, &big(20 * 1024)).await;
+    assert_eq!(r.map(|r| r.status), Some(431));
+    assert!(rig.recorder.requests_to("/big20480").is_empty());
+}
+
+async fn rig_with_head_size(size: &str) -> Rig {
+    rig(&format!("max_request_head_size = \"{size}\"")).await
+}
+
+/// `drop_invalid_header_fields` drops `Transfer_Encoding` and the like before
+/// the request is classified: forwarded without it, and not ambiguous.
+#[tokio::test]
+async fn invalid_header_fields_can_be_dropped() {
+    let rig = rig("drop_invalid_header_fields = true").await;
+    let raw = b"POST /drop HTTP/1.1\r\nHost: h\r\nTransfer_Encoding: chunked\r\nX.Dot: 1\r\nX-Ok: 2\r\nContent-Length: 5\r\n\r\nhello";
+    for addr in &rig.listeners {
+        let seen = exchange(*addr, raw).await;
+        assert_eq!(seen.response.map(|r| r.status), Some(200));
+        assert!(!seen.closed, "not ambiguous once dropped");
+    }
+    for got in rig.recorder.requests_to("/drop") {
+        assert_eq!(got.fields("transfer_encoding"), 0, "{}", got.head);
+        assert_eq!(got.fields("x.dot"), 0, "{}", got.head);
+        assert_eq!(got.field("x-ok"), Some("2"));
+        assert_eq!(got.body, b"hello");
+    }
+    assert_eq!(rig.recorder.requests_to("/drop").len(), 3);
+}
+
+/// The classification and its reason are in the access log.
+#[tokio::test]
+async fn the_classification_is_logged() {
+    let recorder = Recorder::start().await;
+    let log = std::env::temp_dir().join(format!("ballast-desync-log-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let mut setup = Setup::with_targets(&[recorder.addr]);
+    setup.access_log = log.display().to_string();
+    let ballast = Ballast::start(&setup).await;
+    ballast.all_healthy().await;
+    let seen = exchange(
+        ballast.addr,
+        b"GET /logged HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello",
+    )
+    .await;
+    assert!(seen.closed, "ambiguous in defensive mode");
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    eventually("an access-log line", SOON, || async {
+        read().contains("/logged")
+    })
+    .await;
+    let text = read();
+    let line = text.lines().find(|l| l.contains("/logged")).expect("line");
+    let line: serde_json::Value = serde_json::from_str(line).expect("JSON");
+    assert_eq!(line["desync_classification"], "ambiguous", "{line}");
+    assert_eq!(
+        line["desync_reason"], "undefined_content_length_semantics",
+        "{line}"
+    );
+    assert_eq!(line["status"], 200);
+    let _ = std::fs::remove_file(&log);
+}
