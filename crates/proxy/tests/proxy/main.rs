@@ -14,6 +14,7 @@ mod mtls;
 mod protocol;
 mod reload;
 mod rules;
+mod smuggling;
 mod timeouts;
 mod tls;
 mod tls_reload;
