@@ -1,16 +1,19 @@
 //! What each attempt on a target leaves behind, shared by the HTTP/1.1 path
 //! (`handler.rs`), the HTTP/2 path (`http2.rs`) and the upgrade path
 //! (`upgrade.rs`): the request's `Trace` (which target, when the request went out
-//! and its response head came back, the target's status) for its metrics and its
-//! access-log line, and what a failed connect does to its target.
+//! and its response head came back, the target's status, what became of the
+//! client's body) for its metrics and its access-log line, and what a failed
+//! connect does to its target.
 //!
 //! Data path. A trace is a few plain fields on the request's future; a failed
 //! connect costs one atomic add and, the first time, one health change.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::forward::error::ProxyError;
+use crate::upstream::body::{ClientFault, Tally};
 use crate::upstream::target::Target;
 use crate::upstream::target_group::TargetGroup;
 
@@ -23,6 +26,17 @@ pub struct Trace {
     pub sent_at: Option<Instant>,
     pub head_at: Option<Instant>,
     pub target_status: Option<u16>,
+    /// The client's body, as it was sent: its bytes, and why it broke off if it
+    /// did. `None` for a request without a body.
+    pub body: Option<Arc<Tally>>,
+}
+
+impl Trace {
+    /// Why the client's body broke off while it was sent to a target, if it did:
+    /// then a failed exchange is the client's failure, not the target's.
+    pub fn client_fault(&self) -> Option<ClientFault> {
+        self.body.as_ref()?.fault()
+    }
 }
 
 /// A connection to a target failed on the data path: count it, mark the target

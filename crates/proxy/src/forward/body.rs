@@ -9,13 +9,14 @@
 //! connection's activity count (for its idle timeout). Frames pass as they are, so
 //! trailers (gRPC's `grpc-status`) cross in both directions.
 //!
-//! With the access log on, both bodies count the bytes that pass (a plain add per
-//! frame) and the response body carries the request's log record: it is completed
-//! and handed to the log writer when the body ends or is dropped, so its times and
-//! sizes are the whole exchange's.
+//! A client's request body counts the bytes that pass (a plain add per frame) in
+//! the tally it shares with its handler, which also records why the body broke off
+//! if it did (`upstream/body.rs`). With the access log on, the response body counts
+//! its bytes too and carries the request's log record: it is completed and handed
+//! to the log writer when the body ends or is dropped, so its times and sizes are
+//! the whole exchange's.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -26,7 +27,7 @@ use hyper::body::Incoming;
 
 use crate::forward::context::Activity;
 use crate::observe::access_log::{self, AccessLog, AccessRecord};
-use crate::upstream::body::UpstreamBody;
+use crate::upstream::body::{Tally, UpstreamBody};
 use crate::upstream::http1::BodyReader;
 use crate::upstream::http2::StreamGuard;
 use crate::upstream::target::InFlight;
@@ -41,11 +42,9 @@ pub enum RequestBody {
 
 impl RequestBody {
     /// The body to send on: `Empty` when there is nothing to stream.
-    pub fn into_upstream(self, counter: Option<Arc<AtomicU64>>) -> UpstreamBody {
+    pub fn into_upstream(self) -> UpstreamBody {
         match self {
-            RequestBody::Incoming(body) if !body.is_end_stream() => {
-                UpstreamBody::Client(body, counter)
-            }
+            RequestBody::Incoming(body) if !body.is_end_stream() => UpstreamBody::client(body),
             _ => UpstreamBody::Empty,
         }
     }
@@ -66,17 +65,14 @@ pub struct PendingLog {
     pub sink: Arc<AccessLog>,
     /// When the response head was ready.
     pub head_at: Instant,
-    pub bytes_in: Option<Arc<AtomicU64>>,
+    /// The request body's tally, for the bytes that came in.
+    pub bytes_in: Option<Arc<Tally>>,
     bytes_out: u64,
     ended: bool,
 }
 
 impl PendingLog {
-    pub fn new(
-        record: AccessRecord,
-        sink: Arc<AccessLog>,
-        bytes_in: Option<Arc<AtomicU64>>,
-    ) -> Self {
+    pub fn new(record: AccessRecord, sink: Arc<AccessLog>, bytes_in: Option<Arc<Tally>>) -> Self {
         PendingLog {
             record,
             sink,
@@ -97,7 +93,7 @@ impl PendingLog {
             ended,
         } = *self;
         record.bytes_out = bytes_out;
-        record.bytes_in = bytes_in.map_or(0, |c| c.load(Ordering::Relaxed));
+        record.bytes_in = bytes_in.map_or(0, |tally| tally.bytes());
         record.response_processing_time = Some(access_log::seconds(head_at.elapsed()));
         record.complete = ended || end_stream;
         sink.send(record);

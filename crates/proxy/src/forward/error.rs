@@ -7,8 +7,18 @@
 //! machine-readable cause that goes into the body and the logs. `grpc_status()`
 //! is the same mapping for gRPC requests, which are answered with a trailers-only
 //! gRPC response instead of an HTTP error page (`grpc.rs`).
+//!
+//! A client's error is a 400 and never counts against a target. A request body
+//! that breaks off while it is streamed to a target (malformed, or the client gone)
+//! makes the target's exchange fail too, and used to be answered as the target's
+//! failure: a 502 that fed 5xx alarms with errors no target made. The body records
+//! the failure where it happens (`upstream/body.rs`), the attempt turns it into
+//! `ClientBodyInvalid` or `ClientClosed`, and nothing is retried, marked down or
+//! counted on the target for it.
 
 use http::StatusCode;
+
+use crate::upstream::body::ClientFault;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -53,6 +63,15 @@ pub enum ProxyError {
     /// The listener's desync mitigation mode does not forward this class.
     #[error("refused by desync mitigation: {} request ({})", .0.class.as_str(), .0.reason)]
     Desync(crate::hygiene::desync::Verdict),
+    /// The client's request body broke off while it was sent to a target because
+    /// it was malformed: a bad chunk, HTTP/2 DATA that disagrees with
+    /// `content-length`.
+    #[error("the client's request body is malformed")]
+    ClientBodyInvalid,
+    /// The client went away while its request body was sent to a target: it
+    /// closed its connection or reset its HTTP/2 stream.
+    #[error("the client went away in the middle of its request body")]
+    ClientClosed,
     /// A gRPC request routed to a target group that speaks HTTP/1.1.
     #[error("target group {0} has protocol \"http1\"; gRPC needs protocol = \"http2\"")]
     GrpcNeedsHttp2(String),
@@ -80,9 +99,11 @@ pub enum ErrorSource {
 impl ProxyError {
     pub fn source_side(&self) -> ErrorSource {
         match self {
-            ProxyError::InvalidHost | ProxyError::BadRequest(_) | ProxyError::Desync(_) => {
-                ErrorSource::Client
-            }
+            ProxyError::InvalidHost
+            | ProxyError::BadRequest(_)
+            | ProxyError::Desync(_)
+            | ProxyError::ClientBodyInvalid
+            | ProxyError::ClientClosed => ErrorSource::Client,
             ProxyError::GrpcNeedsHttp2(_) => ErrorSource::Ballast,
             ProxyError::ListenerGone | ProxyError::NoTarget(_) | ProxyError::UnsafeRedirect => {
                 ErrorSource::Ballast
@@ -96,9 +117,13 @@ impl ProxyError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::InvalidHost | ProxyError::BadRequest(_) | ProxyError::Desync(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            // A broken body is a 400, as NGINX and HAProxy answer it; a client that
+            // went away gets no answer, but its request counts as the client's 400.
+            ProxyError::InvalidHost
+            | ProxyError::BadRequest(_)
+            | ProxyError::Desync(_)
+            | ProxyError::ClientBodyInvalid
+            | ProxyError::ClientClosed => StatusCode::BAD_REQUEST,
             ProxyError::UnsafeRedirect => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::ListenerGone | ProxyError::NoTarget(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect { .. }
@@ -112,13 +137,16 @@ impl ProxyError {
     /// The gRPC status code for the same error: UNAVAILABLE (14) where another try
     /// may succeed, DEADLINE_EXCEEDED (4) for a timeout, INTERNAL (13) for a target
     /// that broke the protocol, UNIMPLEMENTED (12) for gRPC to an HTTP/1.1 group
-    /// (a config problem that retrying cannot fix).
+    /// (a config problem that retrying cannot fix), INVALID_ARGUMENT (3) for a
+    /// malformed request and CANCELLED (1) for a client that went away.
     pub fn grpc_status(&self) -> crate::forward::grpc::Code {
         use crate::forward::grpc::Code;
         match self {
-            ProxyError::InvalidHost | ProxyError::BadRequest(_) | ProxyError::Desync(_) => {
-                Code::InvalidArgument
-            }
+            ProxyError::InvalidHost
+            | ProxyError::BadRequest(_)
+            | ProxyError::Desync(_)
+            | ProxyError::ClientBodyInvalid => Code::InvalidArgument,
+            ProxyError::ClientClosed => Code::Cancelled,
             ProxyError::UnsafeRedirect => Code::Internal,
             ProxyError::ListenerGone | ProxyError::NoTarget(_) | ProxyError::Connect { .. } => {
                 Code::Unavailable
@@ -155,6 +183,8 @@ impl ProxyError {
             ProxyError::InvalidHost => "invalid_host",
             ProxyError::BadRequest(reason) => reason,
             ProxyError::Desync(_) => Rejection::Desync.as_str(),
+            ProxyError::ClientBodyInvalid => "client_body_invalid",
+            ProxyError::ClientClosed => "client_closed",
             ProxyError::UnsafeRedirect => "unsafe_redirect",
             ProxyError::ListenerGone => "listener_draining",
             ProxyError::NoTarget(_) => "no_healthy_target",
@@ -162,6 +192,41 @@ impl ProxyError {
             ProxyError::ResponseTimeout(_) => "target_response_timeout",
             ProxyError::Target { .. } | ProxyError::TargetHttp1 { .. } => "target_failed",
             ProxyError::GrpcNeedsHttp2(_) => "grpc_needs_http2",
+        }
+    }
+}
+
+impl From<ClientFault> for ProxyError {
+    fn from(fault: ClientFault) -> Self {
+        match fault {
+            ClientFault::Invalid => ProxyError::ClientBodyInvalid,
+            ClientFault::Closed => ProxyError::ClientClosed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forward::grpc::Code;
+
+    #[test]
+    fn a_clients_broken_body_is_the_clients_400() {
+        let cases = [
+            (
+                ClientFault::Invalid,
+                "client_body_invalid",
+                Code::InvalidArgument,
+            ),
+            (ClientFault::Closed, "client_closed", Code::Cancelled),
+        ];
+        for (fault, reason, code) in cases {
+            let e = ProxyError::from(fault);
+            assert_eq!(e.source_side(), ErrorSource::Client);
+            assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+            assert_eq!(e.reason(), reason);
+            assert_eq!(e.grpc_status(), code);
+            assert!(e.rejection().is_none());
         }
     }
 }

@@ -27,6 +27,7 @@ pub static GRPC_TIMEOUT: &str = "grpc-timeout";
 /// gRPC status codes ballast answers with (grpc/doc/statuscodes.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Code {
+    Cancelled = 1,
     InvalidArgument = 3,
     DeadlineExceeded = 4,
     Unimplemented = 12,

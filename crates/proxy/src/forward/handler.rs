@@ -12,6 +12,8 @@
 //! - an idempotent request without a body that failed before any response arrived
 //!   (the target died under it): another target is tried.
 //!   A request that timed out is never retried: the target may still be working on it.
+//!   Nor is one whose own body broke off (malformed, or the client gone): that is
+//!   the client's failure, a 400, and not the target's (`error.rs`).
 //!
 //! The protocol towards the target is the group's: `send` here for HTTP/1.1
 //! (pooled connections), `multiplex::send` for HTTP/2 (shared connections, one
@@ -25,7 +27,6 @@
 //! on, the record rides on the response body and is sent when the body ends.
 
 use std::future::Future;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -53,7 +54,7 @@ use crate::routing::action::RouteAction;
 use crate::routing::redirect::{self, Origin, RedirectError};
 use crate::routing::RequestView;
 use crate::snapshot::ListenerRoute;
-use crate::upstream::body::UpstreamBody;
+use crate::upstream::body::{ClientFault, UpstreamBody};
 use crate::upstream::http1::{BodyReader, SendError};
 use crate::upstream::pool::Lease;
 use crate::upstream::target::Target;
@@ -85,7 +86,6 @@ struct Plan {
     log: Option<Arc<access_log::AccessLog>>,
     /// Boxed: it is large, and only there when the access log is on.
     record: Option<Box<AccessRecord>>,
-    bytes_in: Option<Arc<AtomicU64>>,
     trace: Trace,
     group: Option<Arc<TargetGroup>>,
     set_cookie: Option<HeaderValue>,
@@ -149,7 +149,6 @@ fn plan(mut req: Request<RequestBody>, conn: &ConnCtx, seen: Seen) -> Plan {
         record.desync_reason = verdict.map(|v| v.reason);
         record
     });
-    let bytes_in = log.as_ref().map(|_| Arc::new(AtomicU64::new(0)));
     let mut plan = Plan {
         received,
         activity,
@@ -157,7 +156,6 @@ fn plan(mut req: Request<RequestBody>, conn: &ConnCtx, seen: Seen) -> Plan {
         rule_priority,
         log,
         record,
-        bytes_in,
         trace: Trace::default(),
         group: None,
         set_cookie: None,
@@ -214,7 +212,8 @@ fn prepare(
         multiplex::to_http2(&mut parts, te_trailers);
     }
     crate::tls::client_cert::apply(&mut parts.headers, conn.tls.as_deref().map(|t| &t.cert));
-    let body = body.into_upstream(plan.bytes_in.clone());
+    let body = body.into_upstream();
+    plan.trace.body = body.tally().cloned();
     let replayable = matches!(body, UpstreamBody::Empty) && is_idempotent(&parts.method);
     let retry = Retry::new(Request::from_parts(parts, body), replayable, http2);
     Step::Send {
@@ -265,7 +264,6 @@ fn run(mut plan: Plan, conn: Arc<ConnCtx>) -> impl Future<Output = Response<Resp
             rule_priority,
             log,
             record,
-            bytes_in,
             trace,
             group,
             close,
@@ -302,7 +300,7 @@ fn run(mut plan: Plan, conn: Arc<ConnCtx>) -> impl Future<Output = Response<Resp
             let since = |a: Instant, b: Option<Instant>| b.map(|b| access_log::seconds(b - a));
             record.request_processing_time = since(received, trace.sent_at);
             record.target_processing_time = trace.sent_at.and_then(|s| since(s, trace.head_at));
-            response = response.map(|b| b.with_log(PendingLog::new(*record, sink, bytes_in)));
+            response = response.map(|b| b.with_log(PendingLog::new(*record, sink, trace.body)));
         }
         response
     }
@@ -488,6 +486,12 @@ async fn send(
             Some(Err(e)) => e,
             None => return Err((ProxyError::ResponseTimeout(target.addr), false)),
         };
+        if let http1::Error::ClientBody(e) = &error {
+            // Reading the client's body failed, not the target: the client's
+            // failure. The connection, left with part of a body on it, closes
+            // with the lease; the request goes nowhere else.
+            return Err((ClientFault::of(e).into(), false));
+        }
         // Still whole here: a replayable request may be sent again.
         let replayable = req.body().is_end_stream() && is_idempotent(req.method());
         let again = !written || (matches!(error, http1::Error::Closed) && replayable);

@@ -10,6 +10,12 @@
 //! or is abandoned. Dropping the body (a client that reset its stream) drops the
 //! upstream stream, which h2 answers with RST_STREAM(CANCEL) to the target, so a
 //! cancellation travels end to end.
+//!
+//! hyper's client reads the request body in a task of its own; when the client's
+//! body breaks off (malformed, or the client gone), it resets the target's stream
+//! and fails the request like any other reset. The body recorded why
+//! (`Trace::client_fault`), so that failure is answered as the client's, with
+//! nothing counted against the target.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -126,12 +132,23 @@ pub async fn send(
             }
             Ok(Err(e)) => e,
             Err(_) => {
+                // A body that broke off before the timeout: the client's failure.
+                let error = trace
+                    .client_fault()
+                    .map_or(ProxyError::ResponseTimeout(target.addr), Into::into);
                 return Err(Failure {
-                    error: ProxyError::ResponseTimeout(target.addr),
+                    error,
                     unsent: None,
-                })
+                });
             }
         };
+        if let Some(fault) = trace.client_fault() {
+            // The client's body broke off, and hyper reset the stream for it.
+            return Err(Failure {
+                error: fault.into(),
+                unsent: None,
+            });
+        }
         match e.take_message() {
             // The connection closed (GOAWAY) before the stream was opened: the
             // request is whole, so try another connection to the same target.

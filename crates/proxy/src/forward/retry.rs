@@ -4,7 +4,8 @@
 //! upgrade path (`upgrade.rs`): a connect failure or a pooled connection found
 //! closed hands the request back unsent, so it can always go elsewhere; a request
 //! without a body and with an idempotent method is replayable, so it is sent again
-//! after a failure; anything else fails with the attempt. Each caller loops
+//! after a failure; anything else fails with the attempt, and so does a request
+//! whose own body broke off (the client's failure, `error.rs`). Each caller loops
 //! `while let Some(target) = retry.next(group)` around its own attempt, so no
 //! closure or boxed future sits on the request path.
 

@@ -87,7 +87,8 @@ pub async fn forward(
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(UPGRADE, upgrade);
     }
-    let body = body.into_upstream(None);
+    let body = body.into_upstream();
+    trace.body = body.tally().cloned();
     let replayable = matches!(body, UpstreamBody::Empty);
     let mut retry = Retry::new(Request::from_parts(parts, body), replayable, true);
     while let Some(target) = retry.next(group) {
@@ -152,10 +153,14 @@ async fn attempt(
             Ok((response, in_flight))
         }
         Ok(Err(source)) => Err(Failure {
-            error: ProxyError::Target {
-                target: target.addr,
-                source,
-            },
+            // A body that broke off is the client's failure, not the target's.
+            error: trace.client_fault().map_or(
+                ProxyError::Target {
+                    target: target.addr,
+                    source,
+                },
+                Into::into,
+            ),
             unsent: None,
         }),
         Err(_) => Err(Failure {

@@ -30,7 +30,8 @@ pub enum Error {
     Invalid(&'static str),
     #[error("response head larger than {} bytes", codec::MAX_HEAD)]
     HeadTooLarge,
-    /// Reading the client's request body failed (the client went away).
+    /// Reading the client's request body failed (malformed, or the client went
+    /// away): the client's failure, not the target's.
     #[error("request body: {0}")]
     ClientBody(hyper::Error),
     #[error(transparent)]

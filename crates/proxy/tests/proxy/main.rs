@@ -2,6 +2,7 @@
 //! 127.0.0.1:0, talking HTTP over real sockets.
 
 mod balancing;
+mod client_errors;
 mod errors;
 mod failover;
 mod forwarding;
