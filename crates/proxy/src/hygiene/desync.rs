@@ -168,7 +168,8 @@ mod tests {
     fn classes_and_reasons() {
         let host = ("Host", "a.example");
         assert_eq!(raw("GET", "/", &[host]), Verdict::COMPLIANT);
-        let cases: &[(&str, &[(&str, &str)], Class, &str)] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Class, &'a str);
+        let cases: &[Case<'_>] = &[
             (
                 "GET",
                 &[host, ("Content-Length", "0")],

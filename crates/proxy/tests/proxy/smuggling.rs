@@ -171,6 +171,9 @@ async fn classic_probes_never_smuggle_a_request() {
 
 // ---- HTTP/2, written frame by frame ----
 
+/// A header field as name and value bytes.
+type Field<'a> = (&'a [u8], &'a [u8]);
+
 /// An HPACK literal field, not indexed, no Huffman (RFC 7541 §6.2.2); names and
 /// values under 127 bytes.
 fn literal(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -201,7 +204,7 @@ const END_HEADERS: u8 = 0x4;
 async fn h2_request(
     addr: SocketAddr,
     path: &str,
-    fields: &[(&[u8], &[u8])],
+    fields: &[Field<'_>],
     data: Option<&[u8]>,
 ) -> Option<u16> {
     let mut s = TcpStream::connect(addr).await.expect("connect");
@@ -283,7 +286,8 @@ async fn http2_requests_that_would_downgrade_unsafely_never_reach_the_target() {
         Some(200),
         "a plain request works"
     );
-    let cases: Vec<(&str, Vec<(&[u8], &[u8])>, Option<&[u8]>)> = vec![
+    type Case<'a> = (&'a str, Vec<Field<'a>>, Option<&'a [u8]>);
+    let cases: Vec<Case<'_>> = vec![
         (
             "CR LF in a value",
             vec![(b"x-a", b"1\r\nTransfer-Encoding: chunked")],
