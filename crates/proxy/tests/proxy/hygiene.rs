@@ -491,3 +491,29 @@ async fn the_classification_is_logged() {
     assert_eq!(line["status"], 200);
     let _ = std::fs::remove_file(&log);
 }
+
+/// On HTTP/2 the same bound holds for the decoded header list.
+#[tokio::test]
+async fn the_http2_header_list_is_bounded_too() {
+    let rig = rig_with_head_size("16KiB").await;
+    let client = ballast_testkit::Client::h2c();
+    let send = |path: &str, n: usize| {
+        http::Request::get(rig.ballast.url(path))
+            .header("x-big", "a".repeat(n))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .expect("request")
+    };
+    let fits = client
+        .send(send("/h2fits", 8 * 1024))
+        .await
+        .expect("answered");
+    assert_eq!(fits.status, 200);
+    let big = client.send(send("/h2big", 20 * 1024)).await;
+    assert!(
+        big.as_ref().map_or(true, |r| r.status == 431),
+        "{:?}",
+        big.map(|r| r.status)
+    );
+    assert_eq!(rig.recorder.requests_to("/h2fits").len(), 1);
+    assert!(rig.recorder.requests_to("/h2big").is_empty());
+}
