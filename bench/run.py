@@ -134,9 +134,14 @@ http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
 """
 
 
-def ballast_conf(port, backends):
+def ballast_conf(port, backends, state):
     targets = ", ".join(f'{{ address = "127.0.0.1:{b}" }}' for b in backends)
+    # The admin API on a port of its own: two builds may run side by side.
     return f"""
+[admin]
+bind = "127.0.0.1:0"
+[state]
+dir = "{state}"
 [access_log]
 path = "off"
 [[listeners]]
@@ -331,6 +336,10 @@ def main():
     ap.add_argument("--scenarios", default="small50,small1000,16k,newconn,h2,idle")
     ap.add_argument("--paired", type=int, default=5,
                     help="repetitions of each scenario with ballast and a peer loaded at once (0: none)")
+    ap.add_argument("--baseline", metavar="BINARY",
+                    help="another ballast binary (an earlier commit's release build) run as the peer "
+                         "named `baseline`: `--only ballast,baseline` pairs the two builds at the same "
+                         "moment, so the ratio is the cost of what changed between them")
     ap.add_argument("--write", action="store_true", help="write the table into BENCHMARKS.md")
     ap.add_argument("--no-counters", action="store_true", help="do not count cycles with perf")
     args = ap.parse_args()
@@ -364,10 +373,13 @@ def main():
         started = {}
         for name in proxies:
             port, h2port = free_port(), free_port()
-            if name == "ballast":
-                conf = os.path.join(work, "ballast.toml")
-                open(conf, "w").write(ballast_conf(port, backends))
-                p = procs.start([os.path.join(ROOT, "target/release/ballast"), "serve", "--config", conf],
+            if name in ("ballast", "baseline"):
+                if name == "baseline" and not args.baseline:
+                    sys.exit("--only baseline needs --baseline BINARY")
+                binary = args.baseline if name == "baseline" else os.path.join(ROOT, "target/release/ballast")
+                conf = os.path.join(work, f"{name}.toml")
+                open(conf, "w").write(ballast_conf(port, backends, os.path.join(work, f"{name}-state")))
+                p = procs.start([binary, "serve", "--config", conf],
                                 pc, env=dict(os.environ, RUST_LOG="warn"))
                 h2port = port  # h2c prior knowledge on the same port
             elif name == "haproxy":

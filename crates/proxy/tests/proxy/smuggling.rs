@@ -207,6 +207,17 @@ async fn h2_request(
     fields: &[Field<'_>],
     data: Option<&[u8]>,
 ) -> Option<u16> {
+    h2_request_to(addr, Some(b"h"), path, fields, data).await
+}
+
+/// `h2_request` with this `:authority`, or none.
+async fn h2_request_to(
+    addr: SocketAddr,
+    authority: Option<&[u8]>,
+    path: &str,
+    fields: &[Field<'_>],
+    data: Option<&[u8]>,
+) -> Option<u16> {
     let mut s = TcpStream::connect(addr).await.expect("connect");
     let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
     out.extend(frame(0x4, 0, 0, &[]));
@@ -218,7 +229,9 @@ async fn h2_request(
     );
     literal(&mut block, b":scheme", b"http");
     literal(&mut block, b":path", path.as_bytes());
-    literal(&mut block, b":authority", b"h");
+    if let Some(authority) = authority {
+        literal(&mut block, b":authority", authority);
+    }
     for (n, v) in fields {
         literal(&mut block, n, v);
     }
@@ -328,6 +341,16 @@ async fn http2_requests_that_would_downgrade_unsafely_never_reach_the_target() {
             "{name}: answered {status:?}"
         );
         assert!(recorder.requests_to(&path).is_empty(), "{name}: forwarded");
+    }
+    // Without `:authority`: one `host`, never two, never none.
+    let one_host: [Field<'_>; 1] = [(b"host", b"h")];
+    let status = h2_request_to(addr, None, "/h2host1", &one_host, None).await;
+    assert_eq!(status, Some(200));
+    let two_hosts: [Field<'_>; 2] = [(b"host", b"public.example"), (b"host", b"admin.example")];
+    for (path, fields) in [("/h2host2", &two_hosts[..]), ("/h2host0", &[][..])] {
+        let status = h2_request_to(addr, None, path, fields, None).await;
+        assert_eq!(status, Some(400), "{path}");
+        assert!(recorder.requests_to(path).is_empty(), "{path}: forwarded");
     }
     assert!(recorder.requests_to("/h2bad").is_empty());
     let text = ballast.server.metrics_text();
