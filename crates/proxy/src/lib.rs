@@ -7,6 +7,9 @@
 //!   draining, ballast's own HTTP/1.1 server. Uses everything below.
 //! - `forward/`: one request start to finish: the handler, bodies, retries,
 //!   HTTP/2 to targets, upgrades and tunnels, forwarded headers, ballast's errors.
+//! - `hygiene/`: the checks before the rules: desync classification and the
+//!   mitigation modes, the host, the path, invalid header fields (public for its
+//!   benchmark).
 //! - `routing/`: rules, conditions, path normalisation, actions, redirects.
 //! - `upstream/`: target groups, targets and their state, balancing, connection
 //!   pools, dialing, health checks, deregistration.
@@ -40,7 +43,7 @@
 mod forward;
 mod frontend;
 mod http1;
-mod hygiene;
+pub mod hygiene;
 mod observe;
 pub mod routing;
 pub mod runtime;
