@@ -111,6 +111,7 @@ def probe(port, raw):
 
 
 def run(binary):
+    binary = os.path.abspath(binary)
     work = tempfile.mkdtemp(prefix="ballast-probes-")
     backend, port = free_port(), free_port()
     procs = [subprocess.Popen([binary, "backend", "--bind", f"127.0.0.1:{backend}"],
