@@ -56,12 +56,23 @@ pub async fn health(
                 HealthState::Initial | HealthState::Unhealthy => failing_open,
                 HealthState::Draining | HealthState::Unused => false,
             };
+            let ramp = group.config.slow_start;
+            let slow_start = t
+                .ramp_elapsed()
+                .filter(|_| !ramp.is_zero())
+                .map(|e| (e.as_secs_f64() / ramp.as_secs_f64()).min(1.0));
+            let effective = if routable {
+                t.effective_weight() as f64 / f64::from(Target::FULL)
+            } else {
+                0.0
+            };
             json!({
                 "address": t.addr.to_string(),
                 "state": state.as_str(),
                 "reason": reason_json(reason.as_str()),
                 "weight": t.weight(),
-                "effective_weight": if routable { t.weight() } else { 0 },
+                "effective_weight": effective,
+                "slow_start": slow_start,
                 "in_flight": t.in_flight(),
             })
         })

@@ -14,6 +14,7 @@ mod model;
 mod parse;
 mod parse_grpc;
 mod pattern;
+pub mod resilience;
 mod rule;
 pub mod size;
 mod source;
@@ -80,6 +81,8 @@ impl Config {
 mod test_fixture;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_resilience;
 #[cfg(test)]
 mod tests_rules;
 #[cfg(test)]

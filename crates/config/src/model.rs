@@ -301,6 +301,20 @@ pub struct TargetGroupConfig {
     /// TLS towards the targets (and their health checks).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<crate::tls::TargetTls>,
+    /// What anomaly detection may do to a target's weight.
+    pub anomaly_mitigation: crate::resilience::AnomalyMitigation,
+    /// A target that becomes healthy beside healthy peers ramps up over this
+    /// long (zero: off).
+    #[serde(serialize_with = "duration::serialize")]
+    pub slow_start: Duration,
+    /// Sticky sessions to one target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stickiness: Option<crate::resilience::Stickiness>,
+    /// Retries of failed idempotent requests within a budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<crate::resilience::RetryPolicy>,
+    #[serde(skip_serializing_if = "crate::resilience::CircuitBreaker::is_off")]
+    pub circuit_breaker: crate::resilience::CircuitBreaker,
 }
 
 impl TargetGroupConfig {

@@ -406,6 +406,7 @@ fn decode_group(node: &Node, path: &str, base: &Path, errs: &mut Errors) -> Deco
         (Duration::ZERO, Duration::from_secs(3600)),
         errs,
     );
+    let resilience = crate::resilience::decode(&mut f, errs);
     let tls_node = f.peek("tls");
     let tls = crate::tls::decode_group_tls(&mut f, base, errs);
     if let (Some(TargetProtocol::Http2), Some(Some(_)), Some(node)) = (protocol, &tls, tls_node) {
@@ -431,6 +432,11 @@ fn decode_group(node: &Node, path: &str, base: &Path, errs: &mut Errors) -> Deco
             response_timeout: response_timeout?,
             deregistration_delay: deregistration_delay?,
             tls: tls?,
+            anomaly_mitigation: resilience.anomaly_mitigation?,
+            slow_start: resilience.slow_start?,
+            stickiness: resilience.stickiness?,
+            retry: resilience.retry?,
+            circuit_breaker: resilience.circuit_breaker?,
         })
     })();
     DecodedGroup { config, name }

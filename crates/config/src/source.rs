@@ -37,9 +37,9 @@ pub struct Node {
 pub enum Value {
     String(String),
     Integer(i64),
-    // No field takes a float or datetime yet: they exist to be reported as the wrong
-    // type with their position, rather than rejected by the parser.
-    Float,
+    /// A retry budget's ratio is the one float; datetimes exist to be reported
+    /// as the wrong type with their position, rather than rejected by the parser.
+    Float(f64),
     Bool(bool),
     Datetime,
     Array(Vec<Node>),
@@ -59,7 +59,7 @@ impl Value {
         match self {
             Value::String(_) => "a string",
             Value::Integer(_) => "an integer",
-            Value::Float => "a float",
+            Value::Float(_) => "a float",
             Value::Bool(_) => "a boolean",
             Value::Datetime => "a datetime",
             Value::Array(_) => "an array",
@@ -139,7 +139,7 @@ fn convert(value: Spanned<DeValue<'_>>, lines: &Lines, text: &str) -> Node {
             // Out of i64 range: keep the text so the decoder can say what it found.
             Err(_) => Value::String(i.as_str().to_string()),
         },
-        DeValue::Float(_) => Value::Float,
+        DeValue::Float(f) => Value::Float(f.as_str().replace('_', "").parse().unwrap_or(f64::NAN)),
         DeValue::Boolean(b) => Value::Bool(b),
         DeValue::Datetime(_) => Value::Datetime,
         DeValue::Array(items) => {
@@ -157,7 +157,7 @@ pub fn from_json(value: &serde_json::Value) -> Node {
         serde_json::Value::Bool(b) => Value::Bool(*b),
         serde_json::Value::Number(n) => match n.as_i64() {
             Some(i) => Value::Integer(i),
-            None => Value::Float,
+            None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
         },
         serde_json::Value::String(s) => Value::String(s.clone()),
         serde_json::Value::Array(items) => Value::Array(items.iter().map(from_json).collect()),

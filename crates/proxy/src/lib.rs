@@ -18,9 +18,9 @@
 //! - `observe/`: metric cells, Prometheus exposition, the access log.
 //! - `runtime/`: the per-core worker threads, lent buffers, the clock.
 //!
-//! The resilience work (anomaly mitigation, breakers, limits, shedding) takes its
-//! own folder between `forward/` and `upstream/`: called by the handler, reading
-//! and shaping the targets.
+//! - `resilience/`: control loops that shape targets' effective weights (slow
+//!   start, anomaly mitigation) and the gates the handler asks (retry budgets,
+//!   circuit breakers); between `forward/` and `upstream/`.
 //!
 //! At the root, what ties them together: the immutable `Snapshot` per config
 //! (`snapshot.rs`), built by the control path and swapped atomically, which the
@@ -45,6 +45,7 @@ mod frontend;
 mod http1;
 pub mod hygiene;
 mod observe;
+mod resilience;
 pub mod routing;
 pub mod runtime;
 mod server;

@@ -207,7 +207,12 @@ impl Server {
         }
         inner.checkers = snapshot
             .groups()
-            .map(|g| crate::upstream::health::spawn(g.clone()))
+            .flat_map(|g| {
+                [
+                    crate::upstream::health::spawn(g.clone()),
+                    crate::resilience::spawn(g.clone()),
+                ]
+            })
             .collect();
         self.published.send_replace(());
     }

@@ -224,7 +224,7 @@ impl Snapshot {
                     .iter()
                     .map(|t| TargetView {
                         address: t.addr.to_string(),
-                        weight: t.weight(),
+                        weight: t.effective_weight() as f64 / f64::from(Target::FULL),
                         metrics: &t.metrics,
                     })
                     .collect(),

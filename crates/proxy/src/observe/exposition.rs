@@ -30,7 +30,8 @@ pub struct GroupView<'a> {
 /// One target as a scrape shows it.
 pub struct TargetView<'a> {
     pub address: String,
-    pub weight: u32,
+    /// The effective weight: configured × slow start × mitigation.
+    pub weight: f64,
     pub metrics: &'a TargetMetrics,
 }
 
@@ -231,7 +232,7 @@ pub fn render(listeners: &[ListenerView<'_>], groups: &[GroupView<'_>]) -> Strin
         &mut out,
         "ballast_target_weight",
         "gauge",
-        "Each target's weight.",
+        "Each target's effective weight: its configured weight shaped by slow start and anomaly mitigation.",
     );
     for g in groups {
         for t in &g.targets {

@@ -5,7 +5,9 @@
 //! (weight, requests in flight) and, for round robin, one shared counter. Lookup
 //! tables are built off the data path, when a snapshot is built (sozu's `rebuild`).
 //! The caller says which targets may be chosen (healthy, not yet tried for this
-//! request); every algorithm honours weights, and a weight of 0 is never chosen.
+//! request); every algorithm honours the *effective* weights (the configured
+//! weight shaped by slow start and anomaly mitigation, `target.rs`), and a weight
+//! of 0 is never chosen.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -45,6 +47,14 @@ impl Balancer {
 /// turn may not be chosen, the pick falls back to a weighted random choice among
 /// those that may, so a missing target's share spreads in proportion to the others'
 /// weights instead of all landing on its neighbour in the order.
+///
+/// The order follows the configured weights. A target whose effective weight is
+/// cut (a factor f < 1: ramping up, or mitigated) keeps its turn with probability
+/// f; a turn it gives up goes to a weighted random choice by effective weight.
+/// That makes each target's share exactly proportional to its effective weight:
+/// target i gets w_i·f_i/W of the turns plus its share w_i·f_i/E of the turns
+/// given up (R = 1 − E/W), which sums to w_i·f_i/E. With no cut in effect a pick
+/// costs one more atomic load than before.
 pub struct SmoothRoundRobin {
     order: Vec<u32>,
     next: AtomicUsize,
@@ -100,7 +110,10 @@ impl SmoothRoundRobin {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let i = self.order[n % self.order.len()] as usize;
         if eligible(i) {
-            return Some(i);
+            let factor = targets[i].factor();
+            if factor >= Target::FULL || fastrand::u32(..Target::FULL) < factor {
+                return Some(i);
+            }
         }
         weighted_random(targets, eligible)
     }
@@ -130,7 +143,7 @@ fn least_outstanding(
     let mut best: Option<(usize, u64, u64)> = None; // (index, load, weight)
     for k in 0..n {
         let i = (start + k) % n;
-        let w = u64::from(targets[i].weight());
+        let w = targets[i].effective_weight();
         if w == 0 || !eligible(i) {
             continue;
         }
@@ -148,7 +161,7 @@ fn least_outstanding(
 fn weighted_random(targets: &[Arc<Target>], eligible: impl Fn(usize) -> bool) -> Option<usize> {
     let total: u64 = (0..targets.len())
         .filter(|&i| eligible(i))
-        .map(|i| u64::from(targets[i].weight()))
+        .map(|i| targets[i].effective_weight())
         .sum();
     if total == 0 {
         return None;
@@ -158,7 +171,7 @@ fn weighted_random(targets: &[Arc<Target>], eligible: impl Fn(usize) -> bool) ->
         if !eligible(i) {
             continue;
         }
-        let w = u64::from(t.weight());
+        let w = t.effective_weight();
         if r < w {
             return Some(i);
         }
@@ -227,6 +240,34 @@ mod tests {
         };
         assert!(rr.order.len() as u64 <= SmoothRoundRobin::MAX_ORDER + 10);
         assert!(rr.order.contains(&7), "every non-zero weight keeps a slot");
+    }
+
+    /// Every algorithm gives a target its share by effective weight: a target cut
+    /// to a quarter (slow start or mitigation) gets a quarter of a fair share.
+    #[test]
+    fn effective_weights_shape_every_algorithm() {
+        for alg in [Algorithm::RoundRobin, Algorithm::WeightedRandom] {
+            let ts = targets(&[1, 1, 1, 1]);
+            ts[0].set_mitigation_factor(250);
+            let b = Balancer::new(alg, &ts);
+            let c = counts(&b, &ts, 40_000, |_| true);
+            // Fair share of 0: 0.25 / (0.25 + 3) of the picks.
+            let share = c[0] as f64 / 40_000.0;
+            assert!((share - 0.25 / 3.25).abs() < 0.012, "{alg:?} {c:?}");
+        }
+        // Least outstanding: with 4 requests held on each of the others, the cut
+        // target takes requests until its load per effective weight catches up.
+        let ts = targets(&[1, 1]);
+        ts[0].set_slow_start_factor(500);
+        let b = Balancer::new(Algorithm::LeastOutstandingRequests, &ts);
+        let held: Vec<_> = (0..4).map(|_| ts[1].begin_request()).collect();
+        let mut taken = Vec::new();
+        while b.pick(&ts, |_| true) == Some(0) {
+            taken.push(ts[0].begin_request());
+        }
+        // Half the weight: half the requests in flight (a tie may go either way).
+        assert!((2..=3).contains(&taken.len()), "{}", taken.len());
+        drop(held);
     }
 
     #[test]

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 
 use crate::tls::Connector;
 use crate::upstream::health_h2;
-use crate::upstream::target::{HealthReason, Probe, Target};
+use crate::upstream::target::{HealthReason, HealthState, Probe, Target};
 use crate::upstream::target_group::TargetGroup;
 
 const USER_AGENT: &str = concat!("ballast-health-checker/", env!("CARGO_PKG_VERSION"));
@@ -41,10 +41,15 @@ pub fn spawn(group: Arc<TargetGroup>) -> JoinHandle<()> {
             let http2 = group.config.protocol == TargetProtocol::Http2;
             let probes = group.targets.iter().map(|t| probe(t, &hc, http2, tls));
             let results = join_all(probes).await;
+            // Slow start applies beside peers that were healthy before this round.
+            let ramp = !group.config.slow_start.is_zero() && group.healthy_count() > 0;
             for (target, result) in group.targets.iter().zip(results) {
                 if let Some(state) =
                     target.record(result, hc.healthy_threshold, hc.unhealthy_threshold)
                 {
+                    if ramp && state == HealthState::Healthy {
+                        target.start_ramp();
+                    }
                     let (_, reason) = target.health();
                     tracing::info!(
                         target_group = %group.name(), target = %target.addr, %state,

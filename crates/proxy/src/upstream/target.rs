@@ -6,6 +6,13 @@
 //! the data path's connect failures move the health state. A `Target` outlives
 //! config snapshots: a reload that keeps the same group and address reuses the same
 //! `Arc<Target>`, so health, counters and pooled connections carry over.
+//!
+//! One state machine: the health state (with its reason) says whether a target may
+//! take requests at all; two overlays say how much: slow start's ramp and anomaly
+//! mitigation's cut, each a factor in thousandths, written by the control path
+//! (`resilience/`). The balancers read one figure, the effective weight =
+//! configured weight × slow-start factor × mitigation factor, with one more atomic
+//! load per target than the weight alone.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -122,6 +129,13 @@ pub struct Target {
     drain_deadline: AtomicU64,
     /// Woken when the last request in flight of a draining target ends.
     drained: Notify,
+    /// The overlays, in thousandths of the configured weight (`FULL` = no cut),
+    /// and their product, which the balancers read.
+    slow_start: AtomicU32,
+    mitigation: AtomicU32,
+    factor: AtomicU32,
+    /// When the current slow-start ramp began (ms on `clock_ms`); 0: none.
+    ramp_from: AtomicU64,
 }
 
 /// Milliseconds on a process-wide monotonic clock, starting at 1.
@@ -152,7 +166,79 @@ impl Target {
             metrics: TargetMetrics::default(),
             drain_deadline: AtomicU64::new(0),
             drained: Notify::new(),
+            slow_start: AtomicU32::new(Target::FULL),
+            mitigation: AtomicU32::new(Target::FULL),
+            factor: AtomicU32::new(Target::FULL),
+            ramp_from: AtomicU64::new(0),
         }
+    }
+
+    /// An overlay that takes nothing away, in thousandths.
+    pub const FULL: u32 = 1000;
+
+    /// The weight the balancers use, in thousandths of a configured weight unit:
+    /// weight × slow start × mitigation.
+    pub fn effective_weight(&self) -> u64 {
+        u64::from(self.weight()) * u64::from(self.factor())
+    }
+
+    /// The overlays' product, in thousandths (`FULL`: the configured weight).
+    pub fn factor(&self) -> u32 {
+        self.factor.load(Ordering::Relaxed)
+    }
+
+    pub fn slow_start_factor(&self) -> u32 {
+        self.slow_start.load(Ordering::Relaxed)
+    }
+
+    pub fn mitigation_factor(&self) -> u32 {
+        self.mitigation.load(Ordering::Relaxed)
+    }
+
+    /// Set slow start's factor (control path).
+    pub fn set_slow_start_factor(&self, permille: u32) {
+        self.slow_start
+            .store(permille.min(Target::FULL), Ordering::Relaxed);
+        self.publish_factor();
+    }
+
+    /// Set anomaly mitigation's factor (control path).
+    pub fn set_mitigation_factor(&self, permille: u32) {
+        self.mitigation
+            .store(permille.min(Target::FULL), Ordering::Relaxed);
+        self.publish_factor();
+    }
+
+    fn publish_factor(&self) {
+        let s = u64::from(self.slow_start_factor());
+        let m = u64::from(self.mitigation_factor());
+        // Never 0 while both overlays leave something: a cut target keeps a trickle.
+        let f = (s * m / u64::from(Target::FULL)).max(u64::from(s > 0 && m > 0)) as u32;
+        self.factor.store(f, Ordering::Relaxed);
+    }
+
+    /// Where a slow-start ramp starts, in thousandths of the configured weight.
+    pub const RAMP_FLOOR: u32 = 50;
+
+    /// Begin a slow-start ramp now, at `RAMP_FLOOR` (`resilience/slow_start.rs`
+    /// moves it along).
+    pub fn start_ramp(&self) {
+        self.ramp_from.store(clock_ms(), Ordering::Relaxed);
+        self.set_slow_start_factor(Target::RAMP_FLOOR);
+    }
+
+    /// Time since the current slow-start ramp began; `None` when there is none.
+    pub fn ramp_elapsed(&self) -> Option<Duration> {
+        match self.ramp_from.load(Ordering::Relaxed) {
+            0 => None,
+            from => Some(Duration::from_millis(clock_ms().saturating_sub(from))),
+        }
+    }
+
+    /// End the ramp: full weight as far as slow start goes.
+    pub fn end_ramp(&self) {
+        self.ramp_from.store(0, Ordering::Relaxed);
+        self.set_slow_start_factor(Target::FULL);
     }
 
     /// Deregistration: take no new requests and be removed once the requests in
@@ -317,7 +403,13 @@ impl Target {
             .health
             .compare_exchange(current, next, Ordering::Relaxed, Ordering::Relaxed)
         {
-            Ok(_) if from != to => Some(to),
+            Ok(_) if from != to => {
+                if from == HealthState::Healthy && self.ramp_elapsed().is_some() {
+                    // Leaving healthy leaves slow start.
+                    self.end_ramp();
+                }
+                Some(to)
+            }
             _ => None,
         }
     }
@@ -407,5 +499,36 @@ mod tests {
         assert_eq!(t.record(Probe::Ok, 1, 1), None);
         assert_eq!(t.mark_connect_failed(), None);
         assert_eq!(t.state(), HealthState::Draining);
+    }
+
+    /// The overlays multiply, never cut to zero, and leaving healthy ends a ramp.
+    #[test]
+    fn overlays_shape_the_effective_weight() {
+        let t = Target::new(
+            "g",
+            "127.0.0.1:1".parse().expect("addr"),
+            4,
+            Duration::from_secs(1),
+        );
+        assert_eq!(t.effective_weight(), 4 * u64::from(Target::FULL));
+        t.set_mitigation_factor(250);
+        t.set_slow_start_factor(500);
+        assert_eq!(t.factor(), 125);
+        assert_eq!(t.effective_weight(), 4 * 125);
+        t.set_mitigation_factor(1);
+        t.set_slow_start_factor(1);
+        assert_eq!(t.factor(), 1, "a trickle is kept");
+        t.set_mitigation_factor(Target::FULL);
+
+        assert_eq!(t.record(Probe::Ok, 1, 1), Some(HealthState::Healthy));
+        t.start_ramp();
+        assert!(t.ramp_elapsed().is_some());
+        assert_eq!(t.slow_start_factor(), Target::RAMP_FLOOR);
+        assert_eq!(t.mark_connect_failed(), Some(HealthState::Unhealthy));
+        assert!(
+            t.ramp_elapsed().is_none(),
+            "leaving healthy leaves slow start"
+        );
+        assert_eq!(t.factor(), Target::FULL);
     }
 }

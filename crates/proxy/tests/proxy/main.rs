@@ -15,6 +15,7 @@ mod mtls;
 mod protocol;
 mod reload;
 mod rules;
+mod slow_start;
 mod smuggling;
 mod timeouts;
 mod tls;

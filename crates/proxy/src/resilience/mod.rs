@@ -1,0 +1,35 @@
+//! Resilience: what keeps one bad target, or too much load, from hurting the rest.
+//! Control loops that shape targets' effective weights (slow start, anomaly
+//! mitigation) and the gates the request path asks (retry budgets, circuit
+//! breakers).
+//!
+//! Both paths. The loops run off the data path, one task per target group
+//! (`spawn`, started with the group's health checker for each snapshot): they read
+//! the counters the data path keeps anyway (per-target atomics), decide, and
+//! publish through per-target atomics (`upstream/target.rs`) that the balancers
+//! read with one load. May use `upstream/` and `observe/`; `forward/` asks it.
+
+pub mod slow_start;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use crate::upstream::target_group::TargetGroup;
+
+/// How often a group's controllers look at their signals.
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// Start the control loops of one group; the task runs until aborted (when its
+/// snapshot is replaced).
+pub fn spawn(group: Arc<TargetGroup>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            slow_start::step(&group);
+        }
+    })
+}
