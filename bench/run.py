@@ -134,7 +134,7 @@ http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
 """
 
 
-def ballast_conf(port, backends, state):
+def ballast_conf(port, backends, state, group_extra=""):
     targets = ", ".join(f'{{ address = "127.0.0.1:{b}" }}' for b in backends)
     # The admin API on a port of its own: two builds may run side by side.
     return f"""
@@ -152,6 +152,7 @@ default_action = {{ type = "forward", target_group = "backends" }}
 name = "backends"
 algorithm = "round_robin"
 targets = [{targets}]
+{group_extra}
 [target_groups.health_check]
 interval = "5s"
 """
@@ -340,6 +341,10 @@ def main():
                     help="another ballast binary (an earlier commit's release build) run as the peer "
                          "named `baseline`: `--only ballast,baseline` pairs the two builds at the same "
                          "moment, so the ratio is the cost of what changed between them")
+    ap.add_argument("--group-extra", default="", metavar="TOML",
+                    help="lines added to the target group of `ballast` (not of `baseline`), e.g. "
+                         "'slow_start = \"30s\"': with --baseline set to the same binary, the "
+                         "pairing measures what configured-but-idle features cost")
     ap.add_argument("--write", action="store_true", help="write the table into BENCHMARKS.md")
     ap.add_argument("--no-counters", action="store_true", help="do not count cycles with perf")
     args = ap.parse_args()
@@ -378,7 +383,8 @@ def main():
                     sys.exit("--only baseline needs --baseline BINARY")
                 binary = args.baseline if name == "baseline" else os.path.join(ROOT, "target/release/ballast")
                 conf = os.path.join(work, f"{name}.toml")
-                open(conf, "w").write(ballast_conf(port, backends, os.path.join(work, f"{name}-state")))
+                extra = args.group_extra if name == "ballast" else ""
+                open(conf, "w").write(ballast_conf(port, backends, os.path.join(work, f"{name}-state"), extra))
                 p = procs.start([binary, "serve", "--config", conf],
                                 pc, env=dict(os.environ, RUST_LOG="warn"))
                 h2port = port  # h2c prior knowledge on the same port
