@@ -2,7 +2,10 @@
 //! the head they look at (httparse, as ballast's own HTTP/1.1 server does).
 //!
 //! `classify_*` is the desync classification alone (AWS's `http_desync_guardian`
-//! fed the fields httparse read), `check_*` everything `hygiene::check` does on a
+//! fed the fields httparse read), `shortcut_*` the same verdict as ballast's own
+//! server gets it for a head it takes (`desync::classify_taken`, which runs the
+//! classifier only when a name resembles a framing field), `check_*` everything
+//! `hygiene::check` does on a
 //! request that passes (the host, the path, the mode), `parse_*` httparse on the
 //! same head. `curl` is a 3-field head (78 bytes), `browser` a 12-field one
 //! (about 800 bytes).
@@ -47,6 +50,17 @@ fn bench(c: &mut Criterion) {
         c.bench_function(&format!("classify_{name}"), |b| {
             b.iter(|| {
                 let v = desync::classify(
+                    parsed.method.unwrap_or_default().as_bytes(),
+                    Version::HTTP_11,
+                    parsed.path.unwrap_or_default().as_bytes(),
+                    parsed.headers.iter().map(|h| (h.name.as_bytes(), h.value)),
+                );
+                black_box(v)
+            })
+        });
+        c.bench_function(&format!("shortcut_{name}"), |b| {
+            b.iter(|| {
+                let v = desync::classify_taken(
                     parsed.method.unwrap_or_default().as_bytes(),
                     Version::HTTP_11,
                     parsed.path.unwrap_or_default().as_bytes(),
