@@ -250,6 +250,8 @@ impl Retry {
         if self.left == 0 || !policy.retries(why) {
             return None;
         }
+        // The last retry's response head is in: it is in flight no longer.
+        self._retry_place = None;
         let place = breaker::retry(group).ok()?;
         let target = self.pick(group, true)?;
         let now = crate::runtime::now_ms();

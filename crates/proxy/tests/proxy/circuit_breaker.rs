@@ -136,3 +136,34 @@ async fn beyond_max_connections_no_connection_is_opened() {
     let usage = "ballast_circuit_breaker_usage{target_group=\"web\",limit=\"connections\"}";
     assert!(metric(&rig.ballast, usage) <= 2);
 }
+
+/// `max_retries = 1`: while one request's retry is in flight (each attempt takes
+/// 1.5 s), another request's retry is not made, and its failure stands; the first
+/// request goes on retrying once its retry is answered.
+#[tokio::test]
+async fn beyond_max_retries_a_retry_is_not_made() {
+    let bs = ballast_testkit::backends(3).await;
+    let mut setup = Setup::new(&bs);
+    setup.group_extra = "retry = { attempts = 2, on = [\"503\"], budget = { ratio = 1.0, min_per_second = 100 } }\ncircuit_breaker = { max_retries = 1 }\n".into();
+    let ballast = Ballast::start(&setup).await;
+    ballast.all_healthy().await;
+    let total = || bs.iter().map(|b| b.requests()).sum::<u64>();
+    let slow = ballast.url("/?status=503&delay_ms=1500");
+    let a = tokio::spawn(async move { Client::http1().get(&slow).await.expect("response") });
+    eventually("the first request's retry at a target", SOON, || async {
+        total() == 2
+    })
+    .await;
+    let r = Client::http1()
+        .get(&ballast.url("/?status=503"))
+        .await
+        .expect("response");
+    assert_eq!(r.status, 503);
+    assert_eq!(total(), 3, "the second request was tried once");
+    let open = "ballast_circuit_breaker_open_total{target_group=\"web\",limit=\"retries\"}";
+    assert_eq!(metric(&ballast, open), 1);
+    let r = a.await.expect("join");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["headers"]["x-ballast-attempt"], "3");
+    assert_eq!(total(), 4, "the first request made both its retries");
+}
