@@ -15,6 +15,11 @@
 //! allows wait inside hyper/h2 for a free stream, with flow control per stream, so
 //! bodies stream with backpressure and nothing is buffered whole.
 //!
+//! A request that has to wait for a new connection holds a place among its group's
+//! pending requests meanwhile, and each connection one among the group's
+//! connections for as long as its task runs (`ConnectGate`, the circuit breaker's
+//! counts: `resilience/breaker.rs`); over a limit the checkout fails at once.
+//!
 //! The connect step (`dial::tcp`) is separate from the HTTP/2 handshake
 //! (`handshake`, generic over the stream), so that HTTP/2 over TLS with ALPN
 //! becomes dial → TLS → this handshake.
