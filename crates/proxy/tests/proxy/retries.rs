@@ -220,3 +220,30 @@ async fn the_budget_keeps_a_fleet_wide_failure_from_multiplying_the_load() {
         "the budget ran out"
     );
 }
+
+/// A timed-out GET is retried only where `on` lists `timeout`: never without a
+/// policy (HTTP/2 groups used to resend it), once per attempt with one.
+#[tokio::test]
+async fn a_timeout_is_retried_only_when_listed() {
+    for (protocol, retry, tried) in [
+        ("http1", "", 1),
+        ("http2", "", 1),
+        ("http2", "retry = { attempts = 1, on = [\"timeout\"] }", 2),
+        ("http1", "retry = { attempts = 1, on = [\"timeout\"] }", 2),
+    ] {
+        let bs = backends(2).await;
+        let mut setup = Setup::new(&bs);
+        setup.group_extra =
+            format!("protocol = \"{protocol}\"\nresponse_timeout = \"300ms\"\n{retry}\n");
+        let ballast = Ballast::start(&setup).await;
+        ballast.all_healthy().await;
+        let r = Client::http1()
+            .get(&ballast.url("/?delay_ms=2000"))
+            .await
+            .expect("response");
+        assert_eq!(r.status, 504, "{protocol} {retry}");
+        assert_eq!(total(&bs), tried, "{protocol} {retry}");
+        let timeouts = "ballast_retries_total{target_group=\"web\",reason=\"timeout\"}";
+        assert_eq!(metric(&ballast, timeouts), tried - 1, "{protocol} {retry}");
+    }
+}
