@@ -23,6 +23,7 @@ use ballast_config::{Config, ListenerConfig};
 
 use crate::observe::access_log::AccessLog;
 use crate::observe::exposition::{self, GroupView, ListenerView, TargetView};
+use crate::observe::group::{self, GroupCells};
 use crate::observe::metrics::ListenerMetrics;
 use crate::routing::action::RouteAction;
 use crate::routing::{RequestView, Router};
@@ -135,9 +136,16 @@ impl Snapshot {
                     targets.push(gone.clone());
                 }
             }
+            // The group's own cells (breaker usage, the retry budget's window) stay
+            // with its name, like its targets' and the listeners' cells.
+            let metrics = previous_group.map(|old| old.metrics.clone());
             groups.insert(
                 g.name.clone(),
-                Arc::new(TargetGroup::new(g.clone(), targets).with_tls(tls.get(&g.name).cloned())),
+                Arc::new(
+                    TargetGroup::new(g.clone(), targets)
+                        .with_tls(tls.get(&g.name).cloned())
+                        .with_metrics(metrics.unwrap_or_default()),
+                ),
             );
         }
         let listeners = config
@@ -231,6 +239,18 @@ impl Snapshot {
             })
             .collect();
         groups.sort_by(|a, b| a.name.cmp(b.name));
-        exposition::render(&listeners, &groups)
+        let mut out = exposition::render(&listeners, &groups);
+        let mut cells: Vec<_> = self
+            .groups()
+            .map(|g| GroupCells {
+                name: g.name(),
+                cells: &g.metrics,
+                retry: g.config.retry.as_ref(),
+                breaker: &g.config.circuit_breaker,
+            })
+            .collect();
+        cells.sort_by(|a, b| a.name.cmp(b.name));
+        group::render(&mut out, &cells);
+        out
     }
 }

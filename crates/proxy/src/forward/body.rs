@@ -6,7 +6,8 @@
 //! must live exactly as long as the response: the target's in-flight count, the
 //! pooled connection (returned to the pool only once the response ended cleanly) or
 //! the HTTP/2 stream's place on its shared connection (`Hold`), and the client
-//! connection's activity count (for its idle timeout). Frames pass as they are, so
+//! connection's activity count (for its idle timeout), and the request's place
+//! among its group's requests in flight (circuit breaker). Frames pass as they are, so
 //! trailers (gRPC's `grpc-status`) cross in both directions.
 //!
 //! A client's request body counts the bytes that pass (a plain add per frame) in
@@ -27,6 +28,7 @@ use hyper::body::Incoming;
 
 use crate::forward::context::Activity;
 use crate::observe::access_log::{self, AccessLog, AccessRecord};
+use crate::observe::group::Held;
 use crate::upstream::body::{Tally, UpstreamBody};
 use crate::upstream::http1::BodyReader;
 use crate::upstream::http2::StreamGuard;
@@ -57,6 +59,9 @@ pub struct ResponseBody {
     _activity: Option<Activity>,
     /// The access-log record to complete and send when the body is done.
     log: Option<Box<PendingLog>>,
+    /// The request's place among its group's requests in flight (circuit
+    /// breaker), given back when the response ends.
+    _place: Option<Held>,
 }
 
 /// An access-log record waiting for its response body to end.
@@ -137,6 +142,7 @@ impl ResponseBody {
             kind: Kind::Full((!data.is_empty()).then_some(data)),
             _activity: None,
             log: None,
+            _place: None,
         }
     }
 
@@ -145,6 +151,7 @@ impl ResponseBody {
             kind: Kind::Upstream(reader),
             _activity: None,
             log: None,
+            _place: None,
         }
     }
 
@@ -153,11 +160,17 @@ impl ResponseBody {
             kind: Kind::Held { body, _hold: hold },
             _activity: None,
             log: None,
+            _place: None,
         }
     }
 
     pub fn with_activity(mut self, activity: Activity) -> Self {
         self._activity = Some(activity);
+        self
+    }
+
+    pub fn with_place(mut self, place: Option<Held>) -> Self {
+        self._place = place;
         self
     }
 

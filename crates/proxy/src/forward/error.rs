@@ -72,6 +72,10 @@ pub enum ProxyError {
     /// closed its connection or reset its HTTP/2 stream.
     #[error("the client went away in the middle of its request body")]
     ClientClosed,
+    /// The target group's circuit breaker is at this limit: the request is
+    /// answered at once, without touching a target (`resilience/breaker.rs`).
+    #[error("circuit breaker of the target group open: {} limit reached", .0.as_str())]
+    CircuitOpen(crate::observe::group::Limit),
     /// A gRPC request routed to a target group that speaks HTTP/1.1.
     #[error("target group {0} has protocol \"http1\"; gRPC needs protocol = \"http2\"")]
     GrpcNeedsHttp2(String),
@@ -105,9 +109,10 @@ impl ProxyError {
             | ProxyError::ClientBodyInvalid
             | ProxyError::ClientClosed => ErrorSource::Client,
             ProxyError::GrpcNeedsHttp2(_) => ErrorSource::Ballast,
-            ProxyError::ListenerGone | ProxyError::NoTarget(_) | ProxyError::UnsafeRedirect => {
-                ErrorSource::Ballast
-            }
+            ProxyError::ListenerGone
+            | ProxyError::NoTarget(_)
+            | ProxyError::UnsafeRedirect
+            | ProxyError::CircuitOpen(_) => ErrorSource::Ballast,
             ProxyError::Connect { .. }
             | ProxyError::ResponseTimeout(_)
             | ProxyError::Target { .. }
@@ -125,7 +130,9 @@ impl ProxyError {
             | ProxyError::ClientBodyInvalid
             | ProxyError::ClientClosed => StatusCode::BAD_REQUEST,
             ProxyError::UnsafeRedirect => StatusCode::INTERNAL_SERVER_ERROR,
-            ProxyError::ListenerGone | ProxyError::NoTarget(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::ListenerGone | ProxyError::NoTarget(_) | ProxyError::CircuitOpen(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::Connect { .. }
             | ProxyError::Target { .. }
             | ProxyError::TargetHttp1 { .. } => StatusCode::BAD_GATEWAY,
@@ -148,9 +155,10 @@ impl ProxyError {
             | ProxyError::ClientBodyInvalid => Code::InvalidArgument,
             ProxyError::ClientClosed => Code::Cancelled,
             ProxyError::UnsafeRedirect => Code::Internal,
-            ProxyError::ListenerGone | ProxyError::NoTarget(_) | ProxyError::Connect { .. } => {
-                Code::Unavailable
-            }
+            ProxyError::ListenerGone
+            | ProxyError::NoTarget(_)
+            | ProxyError::Connect { .. }
+            | ProxyError::CircuitOpen(_) => Code::Unavailable,
             ProxyError::ResponseTimeout(_) => Code::DeadlineExceeded,
             // A connection the target closed or reset is worth another try; a
             // response that is not valid HTTP is not.
@@ -172,6 +180,7 @@ impl ProxyError {
             ProxyError::ListenerGone => Some(Rejection::ListenerDraining),
             ProxyError::NoTarget(_) => Some(Rejection::NoHealthyTarget),
             ProxyError::Desync(_) => Some(Rejection::Desync),
+            ProxyError::CircuitOpen(_) => Some(Rejection::CircuitOpen),
             _ => None,
         }
     }
@@ -192,6 +201,7 @@ impl ProxyError {
             ProxyError::ResponseTimeout(_) => "target_response_timeout",
             ProxyError::Target { .. } | ProxyError::TargetHttp1 { .. } => "target_failed",
             ProxyError::GrpcNeedsHttp2(_) => "grpc_needs_http2",
+            ProxyError::CircuitOpen(_) => Rejection::CircuitOpen.as_str(),
         }
     }
 }
@@ -228,5 +238,18 @@ mod tests {
             assert_eq!(e.grpc_status(), code);
             assert!(e.rejection().is_none());
         }
+    }
+
+    #[test]
+    fn an_open_circuit_is_a_503_unavailable_circuit_open() {
+        let e = ProxyError::CircuitOpen(crate::observe::group::Limit::Requests);
+        assert_eq!(e.source_side(), ErrorSource::Ballast);
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.reason(), "circuit_open");
+        assert_eq!(e.grpc_status(), Code::Unavailable);
+        assert_eq!(
+            e.rejection(),
+            Some(crate::observe::metrics::Rejection::CircuitOpen)
+        );
     }
 }

@@ -4,16 +4,22 @@
 //! rules (`rule/`) → answer a redirect or fixed response at once, or pick the
 //! target group of a forward (`action.rs`) → rewrite the head → pick a target →
 //! take or open a connection → send with the response timeout → stream the
-//! response back. Retries are limited to what is always safe:
+//! response back. Before the first attempt the group's circuit breaker admits the
+//! request (`resilience/breaker.rs`; over a limit: 503 `circuit_open`, no target
+//! touched), and a new connection takes its places among the group's pending
+//! requests and connections. Which failures are tried again, and where, is
+//! `retry.rs`'s:
 //! - a connect failure never reached the target: the target is marked down at once
 //!   and another one is tried;
 //! - a pooled connection that turned out closed before the request was written
 //!   (hyper hands the request back): the same target is tried on a new connection;
 //! - an idempotent request without a body that failed before any response arrived
-//!   (the target died under it): another target is tried.
-//!   A request that timed out is never retried: the target may still be working on it.
-//!   Nor is one whose own body broke off (malformed, or the client gone): that is
-//!   the client's failure, a 400, and not the target's (`error.rs`).
+//!   (the target died under it): another target is tried, and with a `retry`
+//!   policy also a timeout or a 5xx it lists, within the group's retry budget.
+//!   Without one, a request that timed out is never retried: the target may
+//!   still be working on it. Nor is one whose own body broke off (malformed, or
+//!   the client gone): that is the client's failure, a 400, and not the target's
+//!   (`error.rs`).
 //!
 //! The protocol towards the target is the group's: `send` here for HTTP/1.1
 //! (pooled connections), `multiplex::send` for HTTP/2 (shared connections, one
@@ -50,6 +56,7 @@ use crate::forward::upgrade::{self};
 use crate::http1;
 use crate::hygiene::{self, Seen};
 use crate::observe::access_log::{self, AccessRecord};
+use crate::resilience::{breaker, budget};
 use crate::routing::action::RouteAction;
 use crate::routing::redirect::{self, Origin, RedirectError};
 use crate::routing::RequestView;
@@ -215,7 +222,7 @@ fn prepare(
     let body = body.into_upstream();
     plan.trace.body = body.tally().cloned();
     let replayable = matches!(body, UpstreamBody::Empty) && is_idempotent(&parts.method);
-    let retry = Retry::new(Request::from_parts(parts, body), replayable, http2);
+    let retry = Retry::new(Request::from_parts(parts, body), replayable, http2, group);
     Step::Send {
         retry,
         timeout,
@@ -306,7 +313,10 @@ fn run(mut plan: Plan, conn: Arc<ConnCtx>) -> impl Future<Output = Response<Resp
     }
 }
 
-/// Try the group's targets in turn, as far as `retry` allows.
+/// Try the group's targets in turn, as far as `retry` allows, once the group's
+/// circuit breaker admits the request (its place is held until the response
+/// ends). A response whose status the retry policy retries is dropped (its
+/// connection closes) when a retry is made.
 async fn attempts(
     retry: &mut Retry,
     group: &TargetGroup,
@@ -314,22 +324,34 @@ async fn attempts(
     timeout: Duration,
     http2: bool,
 ) -> Result<Response<ResponseBody>, ProxyError> {
-    while let Some(target) = retry.next(group) {
-        if http2 {
+    let admitted = breaker::request(group).map_err(ProxyError::CircuitOpen)?;
+    if group.config.retry.is_some() {
+        budget::request(&group.metrics.window, crate::runtime::now_ms());
+    }
+    let mut next = retry.first(group);
+    while let Some(target) = next {
+        let sent = if http2 {
             let Some(req) = retry.take() else { break };
             match Box::pin(multiplex::send(target, group, req, trace, timeout)).await {
-                Ok(response) => return Ok(response),
-                Err(failure) => retry.failed(failure),
+                Ok(response) => Ok(response),
+                Err(failure) => Err(retry.failed(group, failure)),
             }
         } else {
             let Some(req) = retry.request_mut() else {
                 break;
             };
             match send(target, group, req, trace, timeout).await {
-                Ok(response) => return Ok(response),
-                Err((error, sendable)) => retry.failed_in_place(error, sendable),
+                Ok(response) => Ok(response),
+                Err((error, reached)) => Err(retry.failed_in_place(group, error, reached)),
             }
-        }
+        };
+        next = match sent {
+            Ok(response) => match retry.after_status(group, response.status().as_u16()) {
+                Some(again) => Some(again),
+                None => return Ok(response.map(|b| b.with_place(admitted))),
+            },
+            Err(again) => again,
+        };
     }
     Err(retry.last_error(group))
 }
@@ -439,7 +461,8 @@ fn decide(
 /// the request goes out (the target closed it at that very moment), the request is
 /// sent again on a new connection to the same target when that is safe: nothing of
 /// it was written, or it is replayable and the target sent no byte of a response.
-/// On failure, says whether the request may still go to another target.
+/// On failure, says whether any of the request reached the target (`Retry`
+/// decides from that whether it may go to another).
 async fn send(
     target: &Arc<Target>,
     group: &TargetGroup,
@@ -448,20 +471,36 @@ async fn send(
     timeout: Duration,
 ) -> Result<Response<ResponseBody>, (ProxyError, bool)> {
     let cfg = &group.config;
-    trace.target = Some(target.addr);
+    let before = trace.target.replace(target.addr);
     let mut in_flight = target.begin_request();
     let mut stale = 0;
     loop {
         let conn = match target.pool.take() {
             Some(conn) => conn,
-            None => match target
-                .pool
-                .connect(cfg.connect_timeout, group.tls.as_deref())
-                .await
-            {
-                Ok(conn) => conn,
-                Err(e) => return Err((connect_failed(target, group, e), true)),
-            },
+            None => {
+                let gate = breaker::connect(group);
+                let places = gate.pending().and_then(|p| Ok((p, gate.connection()?)));
+                let (pending, place) = match places {
+                    Ok(places) => places,
+                    Err(limit) => {
+                        // Not touched: the log names the target tried before, if any.
+                        trace.target = before;
+                        return Err((ProxyError::CircuitOpen(limit), false));
+                    }
+                };
+                let connected = target
+                    .pool
+                    .connect(cfg.connect_timeout, group.tls.as_deref())
+                    .await;
+                drop(pending);
+                match connected {
+                    Ok(mut conn) => {
+                        conn.hold(place);
+                        conn
+                    }
+                    Err(e) => return Err((connect_failed(target, group, e), false)),
+                }
+            }
         };
         let reused = conn.is_reused();
         let mut lease = Lease::new(conn, in_flight);
@@ -484,13 +523,13 @@ async fn send(
                 return Ok(response);
             }
             Some(Err(e)) => e,
-            None => return Err((ProxyError::ResponseTimeout(target.addr), false)),
+            None => return Err((ProxyError::ResponseTimeout(target.addr), true)),
         };
         if let http1::Error::ClientBody(e) = &error {
             // Reading the client's body failed, not the target: the client's
             // failure. The connection, left with part of a body on it, closes
             // with the lease; the request goes nowhere else.
-            return Err((ClientFault::of(e).into(), false));
+            return Err((ClientFault::of(e).into(), true));
         }
         // Still whole here: a replayable request may be sent again.
         let replayable = req.body().is_end_stream() && is_idempotent(req.method());
@@ -504,7 +543,7 @@ async fn send(
             target: target.addr,
             source: error,
         };
-        return Err((error, !written || replayable));
+        return Err((error, written));
     }
 }
 

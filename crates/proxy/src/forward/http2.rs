@@ -31,7 +31,9 @@ use crate::forward::error::ProxyError;
 use crate::forward::retry::Failure;
 use crate::forward::retry::MAX_STALE;
 use crate::http1::hop_by_hop::remove_hop_by_hop;
+use crate::resilience::breaker;
 use crate::upstream::body::UpstreamBody;
+use crate::upstream::http2::CheckoutError;
 use crate::upstream::target::Target;
 use crate::upstream::target_group::TargetGroup;
 
@@ -98,22 +100,31 @@ pub async fn send(
     trace: &mut Trace,
     timeout: Duration,
 ) -> Result<Response<ResponseBody>, Failure> {
-    trace.target = Some(target.addr);
+    let before = trace.target.replace(target.addr);
     ensure_authority(&mut req, target);
     let mut in_flight = target.begin_request();
     let mut stale = 0;
+    let gate = breaker::connect(group);
     loop {
         let (mut sender, stream) = match target
             .h2
-            .checkout(in_flight, group.config.connect_timeout)
+            .checkout(in_flight, group.config.connect_timeout, &gate)
             .await
         {
             Ok(s) => s,
-            Err((e, _)) => {
+            Err((CheckoutError::Connect(e), _)) => {
                 return Err(Failure {
                     error: connect_failed(target, group, e),
                     unsent: Some(req),
                 })
+            }
+            Err((CheckoutError::Limit(limit), _)) => {
+                // Not touched: the log names the target tried before, if any.
+                trace.target = before;
+                return Err(Failure {
+                    error: ProxyError::CircuitOpen(limit),
+                    unsent: Some(req),
+                });
             }
         };
         let sent_at = Instant::now();

@@ -90,15 +90,16 @@ pub async fn forward(
     let body = body.into_upstream();
     trace.body = body.tally().cloned();
     let replayable = matches!(body, UpstreamBody::Empty);
-    let mut retry = Retry::new(Request::from_parts(parts, body), replayable, true);
-    while let Some(target) = retry.next(group) {
+    let mut retry = Retry::new(Request::from_parts(parts, body), replayable, true, group);
+    let mut next = retry.first(group);
+    while let Some(target) = next {
         let Some(req) = retry.take() else { break };
-        match attempt(target, group, req, trace).await {
+        next = match attempt(target, group, req, trace).await {
             Ok((response, in_flight)) => {
                 return Ok(respond(response, in_flight, client_side, conn))
             }
-            Err(failure) => retry.failed(failure),
-        }
+            Err(failure) => retry.failed(group, failure),
+        };
     }
     Err(retry.into_error(group))
 }

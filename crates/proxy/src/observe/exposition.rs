@@ -327,11 +327,16 @@ pub fn render_tls(out: &mut String, handshake_errors: &[(&str, u64)], reload_err
     sample(out, "ballast_tls_reload_errors_total", &[], reload_errors);
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(crate) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+pub(crate) fn sample(
+    out: &mut String,
+    name: &str,
+    labels: &[(&str, &str)],
+    value: impl std::fmt::Display,
+) {
     out.push_str(name);
     write_labels(out, labels, None);
     let _ = writeln!(out, " {value}");

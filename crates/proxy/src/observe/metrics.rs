@@ -97,13 +97,17 @@ pub enum Rejection {
     ListenerDraining = 1,
     /// Refused by the listener's desync mitigation mode (`hygiene/`).
     Desync = 2,
+    /// A target group's circuit breaker was at one of its limits
+    /// (`observe/group.rs`, `resilience/breaker.rs`).
+    CircuitOpen = 3,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 3] = [
+    pub const ALL: [Rejection; 4] = [
         Rejection::NoHealthyTarget,
         Rejection::ListenerDraining,
         Rejection::Desync,
+        Rejection::CircuitOpen,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -111,6 +115,7 @@ impl Rejection {
             Rejection::NoHealthyTarget => "no_healthy_target",
             Rejection::ListenerDraining => "listener_draining",
             Rejection::Desync => "desync",
+            Rejection::CircuitOpen => "circuit_open",
         }
     }
 }

@@ -9,6 +9,8 @@
 //! publish through per-target atomics (`upstream/target.rs`) that the balancers
 //! read with one load. May use `upstream/` and `observe/`; `forward/` asks it.
 
+pub mod breaker;
+pub mod budget;
 pub mod slow_start;
 
 use std::sync::Arc;

@@ -53,6 +53,9 @@ pub struct Conn {
     reused: bool,
     /// The response timeout's timer, kept from one request to the next (`send_by`).
     timer: Option<Pin<Box<Sleep>>>,
+    /// Its place among its group's connections (circuit breaker), given back
+    /// when it closes.
+    _place: Option<crate::observe::group::Held>,
 }
 
 /// A failed exchange, and whether any of the request reached the socket.
@@ -68,7 +71,13 @@ impl Conn {
             rbuf: BytesMut::new(),
             reused: false,
             timer: None,
+            _place: None,
         }
+    }
+
+    /// Count this connection in its group's place until it closes.
+    pub fn hold(&mut self, place: crate::observe::group::Held) {
+        self._place = Some(place);
     }
 
     #[cfg(test)]

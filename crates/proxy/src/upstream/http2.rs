@@ -15,6 +15,11 @@
 //! allows wait inside hyper/h2 for a free stream, with flow control per stream, so
 //! bodies stream with backpressure and nothing is buffered whole.
 //!
+//! A request that has to wait for a new connection holds a place among its group's
+//! pending requests meanwhile, and each connection one among the group's
+//! connections for as long as its task runs (`ConnectGate`, the circuit breaker's
+//! counts: `resilience/breaker.rs`); over a limit the checkout fails at once.
+//!
 //! The connect step (`dial::tcp`) is separate from the HTTP/2 handshake
 //! (`handshake`, generic over the stream), so that HTTP/2 over TLS with ALPN
 //! becomes dial → TLS → this handshake.
@@ -30,11 +35,20 @@ use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::observe::group::{ConnectGate, Held, Limit};
 use crate::upstream::body::UpstreamBody;
 use crate::upstream::dial;
 use crate::upstream::target::InFlight;
 
 pub type H2Sender = http2::SendRequest<UpstreamBody>;
+
+/// Why no stream could be had.
+pub enum CheckoutError {
+    /// Connecting to the target failed.
+    Connect(io::Error),
+    /// The group's circuit breaker is at this limit.
+    Limit(Limit),
+}
 
 /// Streams one connection carries before another is opened. Below the common
 /// server limits (nginx 128, Go 250, hyper 200) so that a new connection is opened
@@ -88,14 +102,22 @@ impl H2Pool {
     }
 
     /// A stream on an open connection, opening a connection when all are full.
+    /// A request that has to wait for a new connection takes a place among its
+    /// group's pending requests meanwhile, and the connection one among its
+    /// connections (`gate`, the circuit breaker's).
     pub async fn checkout(
         &self,
         in_flight: InFlight,
         connect_timeout: Duration,
-    ) -> Result<(H2Sender, StreamGuard), (io::Error, InFlight)> {
+        gate: &ConnectGate<'_>,
+    ) -> Result<(H2Sender, StreamGuard), (CheckoutError, InFlight)> {
         let in_flight = match self.reserve(in_flight) {
             Ok(s) => return Ok(s),
             Err(in_flight) => in_flight,
+        };
+        let _pending = match gate.pending() {
+            Ok(place) => place,
+            Err(limit) => return Err((CheckoutError::Limit(limit), in_flight)),
         };
         let failures = self.failures.load(Ordering::Relaxed);
         let _connecting = self.connecting.lock().await;
@@ -108,13 +130,17 @@ impl H2Pool {
                 io::ErrorKind::ConnectionRefused,
                 "a concurrent connection attempt to this target just failed",
             );
-            return Err((e, in_flight));
+            return Err((CheckoutError::Connect(e), in_flight));
         }
-        let sender = match self.open(connect_timeout).await {
+        let place = match gate.connection() {
+            Ok(place) => place,
+            Err(limit) => return Err((CheckoutError::Limit(limit), in_flight)),
+        };
+        let sender = match self.open(connect_timeout, place).await {
             Ok(sender) => sender,
             Err(e) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
-                return Err((e, in_flight));
+                return Err((CheckoutError::Connect(e), in_flight));
             }
         };
         let conn = Arc::new(H2Conn {
@@ -160,9 +186,11 @@ impl H2Pool {
         Err(in_flight)
     }
 
-    async fn open(&self, connect_timeout: Duration) -> io::Result<H2Sender> {
+    /// Open a connection; `place` (its count among the group's connections) lives
+    /// as long as the connection's task.
+    async fn open(&self, connect_timeout: Duration, place: Held) -> io::Result<H2Sender> {
         let stream = dial::tcp(self.addr, connect_timeout).await?;
-        match tokio::time::timeout(connect_timeout, handshake(stream)).await {
+        match tokio::time::timeout(connect_timeout, handshake_holding(stream, Some(place))).await {
             Ok(sender) => sender,
             Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -190,6 +218,17 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    handshake_holding(io, None).await
+}
+
+/// `handshake`, keeping `place` until the connection ends.
+async fn handshake_holding<T, B>(io: T, place: Option<Held>) -> io::Result<http2::SendRequest<B>>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let (sender, conn) = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         // Find a dead target while streams wait on it, rather than at the
@@ -203,6 +242,7 @@ where
         .await
         .map_err(io::Error::other)?;
     tokio::spawn(async move {
+        let _place = place;
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "HTTP/2 connection to target ended with an error");
         }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use ballast_config::TargetGroupConfig;
 
+use crate::observe::group::GroupMetrics;
 use crate::upstream::balance::Balancer;
 use crate::upstream::target::{HealthState, Target};
 
@@ -21,6 +22,9 @@ pub struct TargetGroup {
     fail_open: AtomicBool,
     /// TLS towards the targets, when the group has `tls`.
     pub tls: Option<Arc<crate::tls::Connector>>,
+    /// The group's own cells (circuit-breaker usage, the retry budget's window,
+    /// retries), kept by name across reloads (`snapshot.rs`).
+    pub metrics: Arc<GroupMetrics>,
 }
 
 /// The targets already tried for one request; attempts are few, so a short array.
@@ -31,7 +35,8 @@ pub struct Tried {
 }
 
 impl Tried {
-    pub const MAX: usize = 4;
+    /// The first attempt and up to 5 retries (`retry.attempts`).
+    pub const MAX: usize = 6;
 
     pub fn add(&mut self, i: usize) {
         if self.len < Self::MAX {
@@ -62,6 +67,7 @@ impl TargetGroup {
             balancer,
             fail_open: AtomicBool::new(false),
             tls: None,
+            metrics: Arc::default(),
         };
         group
             .fail_open
@@ -71,6 +77,12 @@ impl TargetGroup {
 
     pub fn with_tls(mut self, tls: Option<Arc<crate::tls::Connector>>) -> Self {
         self.tls = tls;
+        self
+    }
+
+    /// Keep the cells of the group this one replaces.
+    pub fn with_metrics(mut self, metrics: Arc<GroupMetrics>) -> Self {
+        self.metrics = metrics;
         self
     }
 

@@ -2,6 +2,7 @@
 //! 127.0.0.1:0, talking HTTP over real sockets.
 
 mod balancing;
+mod circuit_breaker;
 mod client_errors;
 mod errors;
 mod failover;
@@ -14,6 +15,7 @@ mod hygiene;
 mod mtls;
 mod protocol;
 mod reload;
+mod retries;
 mod rules;
 mod slow_start;
 mod smuggling;
