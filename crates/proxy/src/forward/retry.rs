@@ -44,6 +44,8 @@ pub struct Retry {
     copy: Option<Box<Request<UpstreamBody>>>,
     tried: Tried,
     last_error: Option<ProxyError>,
+    /// A sticky client's target, for the first attempt when it may take it.
+    prefer: Option<usize>,
 }
 
 impl Retry {
@@ -56,7 +58,19 @@ impl Retry {
             copy: None,
             tried: Tried::default(),
             last_error: None,
+            prefer: None,
         }
+    }
+
+    /// Try target `i` first, if it may take the request (sticky sessions); a
+    /// retry goes wherever the balancer says.
+    pub fn prefer(&mut self, i: usize) {
+        self.prefer = Some(i);
+    }
+
+    /// The target of the last attempt: the one that served, after a success.
+    pub fn served(&self) -> Option<usize> {
+        self.tried.last()
     }
 
     /// The next target to try, or `None` when done.
@@ -64,7 +78,10 @@ impl Retry {
         if self.tried.len() >= MAX_ATTEMPTS || self.pending.is_none() {
             return None;
         }
-        let i = group.pick(&self.tried)?;
+        let i = match self.prefer.take().filter(|&i| group.takes(i, &self.tried)) {
+            Some(i) => i,
+            None => group.pick(&self.tried)?,
+        };
         self.tried.add(i);
         Some(&group.targets[i])
     }

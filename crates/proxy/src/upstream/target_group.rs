@@ -12,6 +12,7 @@ use std::sync::Arc;
 use ballast_config::TargetGroupConfig;
 
 use crate::upstream::balance::Balancer;
+use crate::upstream::sticky::Sticky;
 use crate::upstream::target::{HealthState, Target};
 
 pub struct TargetGroup {
@@ -21,6 +22,8 @@ pub struct TargetGroup {
     fail_open: AtomicBool,
     /// TLS towards the targets, when the group has `tls`.
     pub tls: Option<Arc<crate::tls::Connector>>,
+    /// Sticky sessions to a target, when the group has `stickiness`.
+    pub sticky: Option<Sticky>,
 }
 
 /// The targets already tried for one request; attempts are few, so a short array.
@@ -51,6 +54,11 @@ impl Tried {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// The target tried last: the one that served, once a request succeeded.
+    pub fn last(&self) -> Option<usize> {
+        self.len.checked_sub(1).map(|i| self.indices[i])
+    }
 }
 
 impl TargetGroup {
@@ -62,6 +70,7 @@ impl TargetGroup {
             balancer,
             fail_open: AtomicBool::new(false),
             tls: None,
+            sticky: None,
         };
         group
             .fail_open
@@ -74,6 +83,11 @@ impl TargetGroup {
         self
     }
 
+    pub fn with_sticky(mut self, sticky: Option<Sticky>) -> Self {
+        self.sticky = sticky;
+        self
+    }
+
     pub fn name(&self) -> &str {
         &self.config.name
     }
@@ -81,16 +95,27 @@ impl TargetGroup {
     /// Choose a target for a request, skipping those already tried.
     pub fn pick(&self, tried: &Tried) -> Option<usize> {
         let fail_open = self.fail_open.load(Ordering::Relaxed);
-        self.balancer.pick(&self.targets, |i| {
-            if tried.contains(i) {
-                return false;
-            }
-            match self.targets[i].state() {
-                HealthState::Healthy => true,
-                HealthState::Initial | HealthState::Unhealthy => fail_open,
-                HealthState::Draining | HealthState::Unused => false,
-            }
-        })
+        self.balancer
+            .pick(&self.targets, |i| self.eligible(i, tried, fail_open))
+    }
+
+    /// Whether target `i` may take this request as a pick could give it to it: a
+    /// sticky client's target (with a configured weight above 0: a target set to
+    /// 0 is drained of new and sticky clients alike).
+    pub fn takes(&self, i: usize, tried: &Tried) -> bool {
+        let fail_open = self.fail_open.load(Ordering::Relaxed);
+        self.targets.get(i).is_some_and(|t| t.weight() > 0) && self.eligible(i, tried, fail_open)
+    }
+
+    fn eligible(&self, i: usize, tried: &Tried, fail_open: bool) -> bool {
+        if tried.contains(i) {
+            return false;
+        }
+        match self.targets[i].state() {
+            HealthState::Healthy => true,
+            HealthState::Initial | HealthState::Unhealthy => fail_open,
+            HealthState::Draining | HealthState::Unused => false,
+        }
     }
 
     pub fn healthy_count(&self) -> usize {
