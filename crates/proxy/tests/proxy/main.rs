@@ -17,6 +17,7 @@ mod reload;
 mod rules;
 mod slow_start;
 mod smuggling;
+mod sticky;
 mod timeouts;
 mod tls;
 mod tls_reload;
