@@ -13,6 +13,9 @@ use ballast_config::Config;
 use ballast_proxy::{HealthState, Sticky, StickyKey};
 use ballast_testkit::pki::{Ca, TempDir};
 use ballast_testkit::tls::{HttpsConn, TlsClient};
+use ballast_testkit::ws::tokio_tungstenite::connect_async;
+use ballast_testkit::ws::tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use ballast_testkit::ws::WsBackend;
 use ballast_testkit::{backends, eventually, BackendHandle, Ballast, Client, Reply, Setup};
 use bytes::Bytes;
 use http::Request;
@@ -326,4 +329,58 @@ async fn the_key_survives_a_restart_and_a_fleet_shares_it() {
         !own.path.join("stickiness.key").exists(),
         "a key file in the config: nothing in state.dir"
     );
+}
+
+/// WebSocket upgrades are sticky too: the 101 carries the cookie, and upgrades
+/// bringing it reach the same server.
+#[tokio::test]
+async fn websocket_upgrades_follow_the_cookie() {
+    let servers = [
+        WsBackend::start().await,
+        WsBackend::start().await,
+        WsBackend::start().await,
+    ];
+    let dir = TempDir::new("sticky-ws");
+    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    // The servers answer no HTTP health check: the group fails open to all three.
+    let mut setup = Setup::with_targets(&addrs);
+    setup.group_extra = LB.into();
+    let mut c = setup.config();
+    c.state.dir = dir.path.clone();
+    let b = Ballast::start_config(c).await;
+    let url = format!("ws://{}/", b.addr);
+    let (_ws, response) = connect_async(&url).await.expect("upgrade");
+    let line = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("cookie on the 101")
+        .to_string();
+    let cookie = line.split(';').next().expect("pair").to_string();
+    let accepted = || -> Vec<usize> {
+        servers
+            .iter()
+            .map(|s| s.accepted.load(std::sync::atomic::Ordering::SeqCst))
+            .collect()
+    };
+    // A server counts a connection once its handshake ends, just after the 101.
+    eventually("the first upgrade counted", SOON, || async {
+        accepted().iter().sum::<usize>() == 1
+    })
+    .await;
+    let server = accepted().iter().position(|&n| n == 1).expect("one server");
+    for _ in 0..10 {
+        let mut req = url.as_str().into_client_request().expect("request");
+        req.headers_mut()
+            .insert("cookie", cookie.parse().expect("header"));
+        let (_ws, response) = connect_async(req).await.expect("upgrade");
+        assert!(response.headers().get("set-cookie").is_none());
+    }
+    let mut expected = vec![0; 3];
+    expected[server] = 11;
+    eventually("every upgrade counted", SOON, || async {
+        accepted().iter().sum::<usize>() == 11
+    })
+    .await;
+    assert_eq!(accepted(), expected);
 }
