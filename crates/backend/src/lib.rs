@@ -3,7 +3,7 @@
 //!
 //! Every request is answered `200` with a JSON echo of what arrived (method, path, query,
 //! headers, body size), and every response carries `x-backend: NAME` so a test can tell
-//! which target a proxy picked. Query parameters (`status=`, `delay_ms=`, `bytes=`) and
+//! which target a proxy picked. Query parameters (`status=`, `delay_ms=`, `bytes=`, `set_cookie=`) and
 //! the config (`fail_rate`, `latency`) turn it into a misbehaving target on demand, and
 //! the [`BackendHandle`] lets a test flip its health, stall it, stop it gracefully or
 //! kill it like a crashed process.

@@ -10,7 +10,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, SET_COOKIE};
 use http::{HeaderName, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -59,13 +59,17 @@ pub(crate) async fn respond(
     } else {
         steer.status.unwrap_or(StatusCode::OK)
     };
-    Ok(match steer.bytes {
+    let mut response = match steer.bytes {
         Some(len) => reply(&shared, status, OCTETS, Payload::filler(len)),
         None => {
             let echo = echo::render(&shared.name, &parts, body_bytes);
             reply(&shared, status, JSON, Payload::full(echo))
         }
-    })
+    };
+    if let Some(cookie) = steer.set_cookie {
+        response.headers_mut().append(SET_COOKIE, cookie);
+    }
+    Ok(response)
 }
 
 /// `200 ok` while healthy, `503 unhealthy` once switched off.

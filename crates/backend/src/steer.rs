@@ -1,14 +1,16 @@
-//! The query parameters that steer one response: `status=CODE`, `delay_ms=N`, `bytes=N`.
+//! The query parameters that steer one response: `status=CODE`, `delay_ms=N`, `bytes=N`,
+//! `set_cookie=NAME=VALUE` (the response sets that cookie, as an application starting
+//! a session does).
 //!
 //! Data path, parsed per request straight from the raw query string without allocating.
-//! Values are plain numbers, so no percent-decoding is needed; unknown parameters are
+//! Values are plain numbers or a cookie's `name=value`, so no percent-decoding is needed; unknown parameters are
 //! ignored (they are echoed back like any query) and a repeated one counts its last
 //! value. A value that does not parse is the client's mistake and becomes a `400` with a
 //! one-line reason, never a panic.
 
 use std::time::Duration;
 
-use http::StatusCode;
+use http::{HeaderValue, StatusCode};
 
 /// What the query asks of this response.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -19,6 +21,8 @@ pub(crate) struct Steer {
     pub(crate) delay: Duration,
     /// Respond with a body of exactly this many bytes instead of the echo.
     pub(crate) bytes: Option<u64>,
+    /// A `Set-Cookie` field for the response.
+    pub(crate) set_cookie: Option<HeaderValue>,
 }
 
 impl Steer {
@@ -31,6 +35,7 @@ impl Steer {
                 "status" => steer.status = Some(parse_status(value)?),
                 "delay_ms" => steer.delay = Duration::from_millis(parse_number(key, value)?),
                 "bytes" => steer.bytes = Some(parse_number(key, value)?),
+                "set_cookie" => steer.set_cookie = Some(parse_cookie(value)?),
                 _ => {}
             }
         }
@@ -42,6 +47,17 @@ fn parse_number(key: &str, value: &str) -> Result<u64, String> {
     value
         .parse()
         .map_err(|_| format!("bad {key}={value}: expected a non-negative integer"))
+}
+
+/// `name=value`, where neither holds `;`, a space or a control character.
+fn parse_cookie(value: &str) -> Result<HeaderValue, String> {
+    let ok = value
+        .split_once('=')
+        .is_some_and(|(name, _)| !name.is_empty())
+        && value.bytes().all(|b| b.is_ascii_graphic() && b != b';');
+    ok.then(|| HeaderValue::from_str(value).ok())
+        .flatten()
+        .ok_or_else(|| format!("bad set_cookie={value}: expected NAME=VALUE"))
 }
 
 /// A final status: informational (1xx) codes cannot end a response.
@@ -67,13 +83,16 @@ mod tests {
 
     #[test]
     fn all_parameters_parse_and_the_last_one_wins() {
-        let steer = Steer::parse(Some("status=503&delay_ms=20&x=y&bytes=10&status=418"));
+        let steer = Steer::parse(Some(
+            "status=503&delay_ms=20&x=y&bytes=10&status=418&set_cookie=SESSIONID=a=b",
+        ));
         assert_eq!(
             steer,
             Ok(Steer {
                 status: Some(StatusCode::IM_A_TEAPOT),
                 delay: Duration::from_millis(20),
                 bytes: Some(10),
+                set_cookie: Some(HeaderValue::from_static("SESSIONID=a=b")),
             })
         );
     }
@@ -90,6 +109,10 @@ mod tests {
             "delay_ms=1.5",
             "bytes=lots",
             "bytes=99999999999999999999999",
+            "set_cookie=",
+            "set_cookie=novalue",
+            "set_cookie==x",
+            "set_cookie=a=b;Path=/",
         ] {
             let err = Steer::parse(Some(query)).expect_err(query);
             assert!(err.starts_with("bad "), "{query}: {err}");

@@ -86,4 +86,6 @@ mod tests_resilience;
 #[cfg(test)]
 mod tests_rules;
 #[cfg(test)]
+mod tests_sticky;
+#[cfg(test)]
 mod tests_streams;

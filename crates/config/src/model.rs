@@ -37,12 +37,26 @@ pub struct ServerConfig {
     /// How long SIGTERM/SIGINT (and a removed listener) wait for in-flight requests.
     #[serde(serialize_with = "duration::serialize")]
     pub drain_timeout: Duration,
+    /// The secret that authenticates sticky-session cookies (`stickiness` on a
+    /// target group), shared by every node of a fleet; resolved against the config
+    /// file's directory, checked to exist and hold at least
+    /// [`ServerConfig::MIN_STICKINESS_KEY`] bytes. Without it, a key generated once
+    /// is kept in `state.dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stickiness_key_file: Option<PathBuf>,
+}
+
+impl ServerConfig {
+    /// The shortest secret accepted in `stickiness_key_file`, in bytes (leading
+    /// and trailing whitespace aside): HMAC-SHA256's own key size.
+    pub const MIN_STICKINESS_KEY: usize = 32;
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             drain_timeout: Duration::from_secs(30),
+            stickiness_key_file: None,
         }
     }
 }

@@ -17,7 +17,9 @@ use crate::source::{Node, Pos};
 /// `base` is the directory relative file paths (TLS files) are resolved against.
 pub fn decode(root: &Node, base: &Path, errs: &mut Errors) -> Option<Config> {
     let mut f = Fields::new(root, "", errs)?;
-    let server = f.optional("server").and_then(|n| decode_server(n, errs));
+    let server = f
+        .optional("server")
+        .and_then(|n| decode_server(n, base, errs));
     let admin = f.optional("admin").and_then(|n| decode_admin(n, errs));
     let state = f.optional("state").and_then(|n| decode_state(n, errs));
     let access_log = f
@@ -135,13 +137,17 @@ pub(crate) fn check_unique<'a, T: PartialEq + std::fmt::Display + 'a>(
     }
 }
 
-fn decode_server(node: &Node, errs: &mut Errors) -> Option<ServerConfig> {
+fn decode_server(node: &Node, base: &Path, errs: &mut Errors) -> Option<ServerConfig> {
     let mut f = Fields::new(node, "server", errs)?;
     let mut server = ServerConfig::default();
     if let Some(n) = f.optional("drain_timeout") {
         let path = f.path("drain_timeout");
         server.drain_timeout =
             d::duration_in(n, &path, Duration::ZERO, Duration::from_secs(3600), errs)?;
+    }
+    if let Some(n) = f.optional("stickiness_key_file") {
+        let path = f.path("stickiness_key_file");
+        server.stickiness_key_file = Some(crate::resilience::key_file(n, &path, base, errs)?);
     }
     f.finish(errs);
     Some(server)

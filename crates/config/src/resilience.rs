@@ -5,6 +5,7 @@
 //!
 //! Control path only.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -253,8 +254,8 @@ fn decode_stickiness(node: &Node, path: &str, errs: &mut Errors) -> Option<Stick
                 );
                 return None;
             }
-            if name.starts_with("BALLAST") {
-                errs.at(&p, n.pos, "cookie names starting with BALLAST are ballast's own");
+            if name.to_ascii_lowercase().starts_with("ballast") {
+                errs.at(&p, n.pos, "cookie names starting with ballast (any case) are ballast's own");
                 return None;
             }
             Some(StickinessKind::AppCookie { cookie_name: name })
@@ -265,6 +266,31 @@ fn decode_stickiness(node: &Node, path: &str, errs: &mut Errors) -> Option<Stick
         kind: kind?,
         duration: duration?,
     })
+}
+
+/// `server.stickiness_key_file`: a file, relative to `base` unless absolute, that
+/// holds at least `ServerConfig::MIN_STICKINESS_KEY` bytes besides surrounding
+/// whitespace (so `openssl rand -hex 32 > key` qualifies). Read here to report a
+/// bad file with its position; the proxy reads it again when it applies the config.
+pub(crate) fn key_file(node: &Node, path: &str, base: &Path, errs: &mut Errors) -> Option<PathBuf> {
+    let s = d::string(node, path, errs)?;
+    if s.is_empty() {
+        errs.at(path, node.pos, "empty file path");
+        return None;
+    }
+    let file = base.join(&s);
+    let min = crate::ServerConfig::MIN_STICKINESS_KEY;
+    let problem = match std::fs::read(&file) {
+        Ok(bytes) if bytes.trim_ascii().len() >= min => return Some(file),
+        Ok(bytes) => format!(
+            "{} holds {} bytes; a stickiness key needs at least {min} (e.g. `openssl rand -hex 32`)",
+            file.display(),
+            bytes.trim_ascii().len()
+        ),
+        Err(e) => format!("cannot read {}: {e}", file.display()),
+    };
+    errs.at(path, node.pos, problem);
+    None
 }
 
 fn decode_retry(node: &Node, path: &str, errs: &mut Errors) -> Option<RetryPolicy> {

@@ -57,5 +57,6 @@ pub use forward::error::{ErrorSource, ProxyError};
 pub use observe::access_log::AccessRecord;
 pub use server::{ApplyError, Server};
 pub use snapshot::Snapshot;
+pub use upstream::sticky::{Key as StickyKey, Sticky};
 pub use upstream::target::{HealthReason, HealthState, Target};
 pub use upstream::target_group::TargetGroup;

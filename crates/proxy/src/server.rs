@@ -40,6 +40,11 @@ pub enum ApplyError {
     },
     #[error("{what}: TLS: {message}")]
     Tls { what: String, message: String },
+    #[error("stickiness key {path}: {error}")]
+    StickinessKey {
+        path: std::path::PathBuf,
+        error: std::io::Error,
+    },
 }
 
 pub struct Server {
@@ -80,6 +85,7 @@ impl Server {
             None,
             None,
             &HashMap::new(),
+            None,
         );
         let server = Arc::new(Server {
             shared: Arc::new(Shared {
@@ -117,6 +123,10 @@ impl Server {
             what: e.what,
             message: e.message,
         })?;
+        // Read anew too (a rotated key file takes effect at the next apply).
+        let sticky_key = crate::upstream::sticky_key::load(&config)
+            .map_err(|(path, error)| ApplyError::StickinessKey { path, error })?
+            .map(|(key, _)| Arc::new(key));
 
         // Bind every new or changed listener first: a failure here changes nothing.
         let mut bound = Vec::new();
@@ -155,6 +165,7 @@ impl Server {
             Some(&old),
             access_log,
             &tls.groups,
+            sticky_key,
         ));
         self.publish(&mut inner, snapshot.clone());
         self.tls.commit(tls);
@@ -348,6 +359,7 @@ impl Deregistering for Server {
             Some(&old),
             old.access_log.clone(),
             &connectors,
+            old.sticky_key.clone(),
         );
         self.publish(&mut inner, Arc::new(snapshot));
     }

@@ -27,6 +27,7 @@ use crate::observe::group::{self, GroupCells};
 use crate::observe::metrics::ListenerMetrics;
 use crate::routing::action::RouteAction;
 use crate::routing::{RequestView, Router};
+use crate::upstream::sticky::{Key, Sticky};
 use crate::upstream::target::{HealthState, Target};
 use crate::upstream::target_group::TargetGroup;
 
@@ -46,6 +47,8 @@ pub struct Snapshot {
     listeners: HashMap<Arc<str>, ListenerRoute>,
     groups: HashMap<String, Arc<TargetGroup>>,
     pub access_log: Option<Arc<AccessLog>>,
+    /// The key of sticky-session cookies, when a group is sticky.
+    pub sticky_key: Option<Arc<Key>>,
 }
 
 /// What a listener does with a request: its rules, compiled, and the actions.
@@ -93,13 +96,15 @@ impl ListenerRoute {
 impl Snapshot {
     /// Build a snapshot from a validated config, reusing the targets and metric
     /// cells of `previous` and keeping its draining targets until they are done.
-    /// `tls` holds the TLS connectors of the groups that have `tls`.
+    /// `tls` holds the TLS connectors of the groups that have `tls`; `sticky_key`
+    /// is there when a group is sticky (`upstream/sticky_key.rs`).
     pub fn build(
         config: Arc<Config>,
         version: u64,
         previous: Option<&Snapshot>,
         access_log: Option<Arc<AccessLog>>,
         tls: &HashMap<String, Arc<crate::tls::Connector>>,
+        sticky_key: Option<Arc<Key>>,
     ) -> Snapshot {
         let mut groups = HashMap::new();
         for g in &config.target_groups {
@@ -139,14 +144,16 @@ impl Snapshot {
             // The group's own cells (breaker usage, the retry budget's window) stay
             // with its name, like its targets' and the listeners' cells.
             let metrics = previous_group.map(|old| old.metrics.clone());
-            groups.insert(
-                g.name.clone(),
-                Arc::new(
-                    TargetGroup::new(g.clone(), targets)
-                        .with_tls(tls.get(&g.name).cloned())
-                        .with_metrics(metrics.unwrap_or_default()),
-                ),
-            );
+            let sticky = g
+                .stickiness
+                .as_ref()
+                .zip(sticky_key.as_ref())
+                .map(|(s, key)| Sticky::new(s, &g.name, key.clone()));
+            let group = TargetGroup::new(g.clone(), targets)
+                .with_tls(tls.get(&g.name).cloned())
+                .with_metrics(metrics.unwrap_or_default())
+                .with_sticky(sticky);
+            groups.insert(g.name.clone(), Arc::new(group));
         }
         let listeners = config
             .listeners
@@ -167,6 +174,7 @@ impl Snapshot {
             listeners,
             groups,
             access_log,
+            sticky_key,
         }
     }
 

@@ -52,6 +52,7 @@ use crate::forward::headers::{self};
 use crate::forward::http2 as multiplex;
 use crate::forward::retry::Retry;
 use crate::forward::retry::MAX_STALE;
+use crate::forward::sticky::{self, Visit};
 use crate::forward::upgrade::{self};
 use crate::http1;
 use crate::hygiene::{self, Seen};
@@ -96,6 +97,8 @@ struct Plan {
     trace: Trace,
     group: Option<Arc<TargetGroup>>,
     set_cookie: Option<HeaderValue>,
+    /// What a sticky group's request brought (`sticky.rs`).
+    sticky: Option<Visit>,
     /// Close the client's connection after the response (and the target's after
     /// this request): a refused or an ambiguous HTTP/1 request (`hygiene/`).
     close: bool,
@@ -166,6 +169,7 @@ fn plan(mut req: Request<RequestBody>, conn: &ConnCtx, seen: Seen) -> Plan {
         trace: Trace::default(),
         group: None,
         set_cookie: None,
+        sticky: None,
         // HTTP/2 has no connection to close per request.
         close: close && !http2,
         step: Step::Done(None),
@@ -203,6 +207,7 @@ fn prepare(
         timeout = timeout.min(deadline);
     }
     let te_trailers = http2 && multiplex::wants_trailers(req.headers());
+    plan.sticky = sticky::read(group, req.headers());
     let (mut parts, body) = req.into_parts();
     headers::prepare_request(&mut parts, &conn.client_ip, &conn.forwarded);
     if plan.close && !http2 {
@@ -222,7 +227,10 @@ fn prepare(
     let body = body.into_upstream();
     plan.trace.body = body.tally().cloned();
     let replayable = matches!(body, UpstreamBody::Empty) && is_idempotent(&parts.method);
-    let retry = Retry::new(Request::from_parts(parts, body), replayable, http2, group);
+    let mut retry = Retry::new(Request::from_parts(parts, body), replayable, http2, group);
+    if let Some(i) = plan.sticky.and_then(|v| v.target()) {
+        retry.prefer(i);
+    }
     Step::Send {
         retry,
         timeout,
@@ -247,7 +255,14 @@ fn run(mut plan: Plan, conn: Arc<ConnCtx>) -> impl Future<Output = Response<Resp
                     http2,
                 },
                 Some(group),
-            ) => attempts(retry, group, &mut plan.trace, *timeout, *http2).await,
+            ) => {
+                let mut result = attempts(retry, group, &mut plan.trace, *timeout, *http2).await;
+                if let (Ok(response), Some(visit)) = (&mut result, plan.sticky) {
+                    let secure = conn.tls.is_some();
+                    sticky::answer(group, visit, retry.served(), response.headers_mut(), secure);
+                }
+                result
+            }
             (Step::Upgrade(req), Some(group)) => match req.take() {
                 Some(req) => Box::pin(upgrade::forward(req, group, conn, &mut plan.trace)).await,
                 None => Err(ProxyError::NoTarget(group.name().to_string())),

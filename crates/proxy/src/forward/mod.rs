@@ -4,7 +4,8 @@
 //! target, send, stream the response back. Around it: the client connection as its
 //! requests see it (`context.rs`), the bodies that carry a request to its target
 //! and a response back with the guards that must live as long as it
-//! (`body.rs`), the safe-retry rules (`retry.rs`), what each attempt leaves behind
+//! (`body.rs`), the safe-retry rules (`retry.rs`), sticky sessions to a target
+//! (`sticky.rs`), what each attempt leaves behind
 //! (`attempt.rs`), HTTP/2 towards targets (`http2.rs`), WebSocket upgrades and
 //! their tunnels (`upgrade.rs`, `tunnel.rs`), the forwarded headers
 //! (`headers.rs`), and ballast's own errors with their one mapping to a status
@@ -22,6 +23,7 @@ mod handler;
 pub mod headers;
 pub mod http2;
 pub mod retry;
+pub mod sticky;
 pub mod tunnel;
 pub mod upgrade;
 

@@ -85,6 +85,8 @@ pub struct Retry {
     left: u8,
     /// The latest retry's place among the group's retries in flight.
     _retry_place: Option<Held>,
+    /// A sticky client's target, for the first attempt when it may take it.
+    prefer: Option<usize>,
 }
 
 impl Retry {
@@ -112,7 +114,19 @@ impl Retry {
             marked,
             left,
             _retry_place: None,
+            prefer: None,
         }
+    }
+
+    /// Try target `i` first, if it may take the request (sticky sessions); a
+    /// retry goes wherever the balancer says.
+    pub fn prefer(&mut self, i: usize) {
+        self.prefer = Some(i);
+    }
+
+    /// The target of the last attempt: the one that served, after a success.
+    pub fn served(&self) -> Option<usize> {
+        self.tried.last()
     }
 
     /// The first target, `None` when the group has none to offer.
@@ -131,7 +145,8 @@ impl Retry {
         if usize::from(self.attempts) >= cap.min(Tried::MAX) {
             return None;
         }
-        let i = match group.pick(&self.tried) {
+        let preferred = self.prefer.take().filter(|&i| group.takes(i, &self.tried));
+        let i = match preferred.or_else(|| group.pick(&self.tried)) {
             Some(i) => i,
             None if again => group.pick(&Tried::default())?,
             None => return None,

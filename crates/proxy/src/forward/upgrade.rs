@@ -37,6 +37,7 @@ use crate::forward::context::Drain;
 use crate::forward::error::ProxyError;
 use crate::forward::headers;
 use crate::forward::retry::{Failure, Retry};
+use crate::forward::sticky;
 use crate::forward::tunnel::{self, TunnelCtx};
 use crate::http1::hop_by_hop::{has_token, remove_hop_by_hop};
 use crate::upstream::body::UpstreamBody;
@@ -78,6 +79,7 @@ pub async fn forward(
     trace: &mut Trace,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let upgrade = requested(&req);
+    let visit = sticky::read(group, req.headers());
     let (mut parts, body) = req.into_parts();
     let client_side = parts.extensions.remove::<OnUpgrade>();
     headers::prepare_request(&mut parts, &conn.client_ip, &conn.forwarded);
@@ -91,12 +93,20 @@ pub async fn forward(
     trace.body = body.tally().cloned();
     let replayable = matches!(body, UpstreamBody::Empty);
     let mut retry = Retry::new(Request::from_parts(parts, body), replayable, true, group);
+    if let Some(i) = visit.and_then(|v| v.target()) {
+        retry.prefer(i);
+    }
     let mut next = retry.first(group);
     while let Some(target) = next {
         let Some(req) = retry.take() else { break };
         next = match attempt(target, group, req, trace).await {
             Ok((response, in_flight)) => {
-                return Ok(respond(response, in_flight, client_side, conn))
+                let mut response = respond(response, in_flight, client_side, conn);
+                if let Some(visit) = visit {
+                    let (served, secure) = (retry.served(), conn.tls.is_some());
+                    sticky::answer(group, visit, served, response.headers_mut(), secure);
+                }
+                return Ok(response);
             }
             Err(failure) => retry.failed(group, failure),
         };

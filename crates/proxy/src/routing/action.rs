@@ -124,7 +124,7 @@ impl Forward {
 }
 
 /// The value of a cookie in the request's `Cookie` headers, without allocating.
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
     headers.get_all(COOKIE).iter().find_map(|v| {
         v.as_bytes().split(|&b| b == b';').find_map(|pair| {
             let pair = pair.trim_ascii();

@@ -8,7 +8,8 @@
 //! requests in flight with single atomics on the `Target` (`target.rs`). The
 //! control path moves each target's health (`health.rs`, `health_h2.rs`) and
 //! removes deregistered targets once they are drained (`deregistration.rs`).
-//! `body.rs` is the request body on its way to a target.
+//! `body.rs` is the request body on its way to a target. Sticky sessions: the
+//! cookie naming a client's target (`sticky.rs`) and its key (`sticky_key.rs`).
 //!
 //! May use: `http1/`, `tls/`, `observe/`, `runtime/`. Nothing here knows about
 //! requests' routing or client connections.
@@ -22,5 +23,7 @@ pub mod health_h2;
 pub mod http1;
 pub mod http2;
 pub mod pool;
+pub mod sticky;
+pub mod sticky_key;
 pub mod target;
 pub mod target_group;

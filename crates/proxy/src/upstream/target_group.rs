@@ -13,6 +13,7 @@ use ballast_config::TargetGroupConfig;
 
 use crate::observe::group::GroupMetrics;
 use crate::upstream::balance::Balancer;
+use crate::upstream::sticky::Sticky;
 use crate::upstream::target::{HealthState, Target};
 
 pub struct TargetGroup {
@@ -25,6 +26,8 @@ pub struct TargetGroup {
     /// The group's own cells (circuit-breaker usage, the retry budget's window,
     /// retries), kept by name across reloads (`snapshot.rs`).
     pub metrics: Arc<GroupMetrics>,
+    /// Sticky sessions to a target, when the group has `stickiness`.
+    pub sticky: Option<Sticky>,
 }
 
 /// The targets already tried for one request; attempts are few, so a short array.
@@ -56,6 +59,11 @@ impl Tried {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// The target tried last: the one that served, once a request succeeded.
+    pub fn last(&self) -> Option<usize> {
+        self.len.checked_sub(1).map(|i| self.indices[i])
+    }
 }
 
 impl TargetGroup {
@@ -68,6 +76,7 @@ impl TargetGroup {
             fail_open: AtomicBool::new(false),
             tls: None,
             metrics: Arc::default(),
+            sticky: None,
         };
         group
             .fail_open
@@ -86,6 +95,11 @@ impl TargetGroup {
         self
     }
 
+    pub fn with_sticky(mut self, sticky: Option<Sticky>) -> Self {
+        self.sticky = sticky;
+        self
+    }
+
     pub fn name(&self) -> &str {
         &self.config.name
     }
@@ -93,16 +107,27 @@ impl TargetGroup {
     /// Choose a target for a request, skipping those already tried.
     pub fn pick(&self, tried: &Tried) -> Option<usize> {
         let fail_open = self.fail_open.load(Ordering::Relaxed);
-        self.balancer.pick(&self.targets, |i| {
-            if tried.contains(i) {
-                return false;
-            }
-            match self.targets[i].state() {
-                HealthState::Healthy => true,
-                HealthState::Initial | HealthState::Unhealthy => fail_open,
-                HealthState::Draining | HealthState::Unused => false,
-            }
-        })
+        self.balancer
+            .pick(&self.targets, |i| self.eligible(i, tried, fail_open))
+    }
+
+    /// Whether target `i` may take this request as a pick could give it to it: a
+    /// sticky client's target (with a configured weight above 0: a target set to
+    /// 0 is drained of new and sticky clients alike).
+    pub fn takes(&self, i: usize, tried: &Tried) -> bool {
+        let fail_open = self.fail_open.load(Ordering::Relaxed);
+        self.targets.get(i).is_some_and(|t| t.weight() > 0) && self.eligible(i, tried, fail_open)
+    }
+
+    fn eligible(&self, i: usize, tried: &Tried, fail_open: bool) -> bool {
+        if tried.contains(i) {
+            return false;
+        }
+        match self.targets[i].state() {
+            HealthState::Healthy => true,
+            HealthState::Initial | HealthState::Unhealthy => fail_open,
+            HealthState::Draining | HealthState::Unused => false,
+        }
     }
 
     pub fn healthy_count(&self) -> usize {

@@ -19,6 +19,7 @@ mod retries;
 mod rules;
 mod slow_start;
 mod smuggling;
+mod sticky;
 mod timeouts;
 mod tls;
 mod tls_reload;
