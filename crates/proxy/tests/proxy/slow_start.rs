@@ -66,6 +66,7 @@ async fn a_new_target_ramps_up_and_the_first_ones_do_not() {
     let share = *counts.get(&new_name).unwrap_or(&0) as f64 / total as f64;
     let of_fair = share / (1.0 / 5.0);
     // 0.5 / 4.5 of the requests is 0.56 of a fair share.
+    eprintln!("halfway: {of_fair:.2} of a fair share over {total} requests ({counts:?})");
     assert!(
         (0.35..=0.70).contains(&of_fair),
         "new target got {of_fair:.2} of a fair share ({counts:?})"
