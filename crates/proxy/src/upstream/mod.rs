@@ -8,6 +8,7 @@
 //! requests in flight with single atomics on the `Target` (`target.rs`). The
 //! control path moves each target's health (`health.rs`, `health_h2.rs`) and
 //! removes deregistered targets once they are drained (`deregistration.rs`).
+//! `verdict.rs` holds the anomaly detector's latest verdict on each target.
 //! `body.rs` is the request body on its way to a target.
 //!
 //! May use: `http1/`, `tls/`, `observe/`, `runtime/`. Nothing here knows about
@@ -24,3 +25,4 @@ pub mod http2;
 pub mod pool;
 pub mod target;
 pub mod target_group;
+pub mod verdict;
