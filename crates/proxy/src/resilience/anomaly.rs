@@ -37,7 +37,8 @@
 //!
 //! Without enough requests or peers there is no verdict: the target is reported
 //! `normal` with its figures, and `mitigation.rs` treats it as recovered (no
-//! evidence against it).
+//! evidence against it). A target already cut is judged with hysteresis: it stays
+//! anomalous until its share itself is back under the threshold (see `judge`).
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -154,32 +155,50 @@ pub fn median(mut shares: Vec<f64>) -> f64 {
     }
 }
 
-/// The verdict on every target of a group, from each target's health and its
-/// counters over the window. Only healthy targets are judged and serve as peers;
-/// the others get their figures and `normal`.
-pub fn judge(targets: &[(bool, Counters)]) -> Vec<VerdictView> {
-    let healthy = targets.iter().filter(|(h, _)| *h).count();
+/// What the detector knows of one target this tick.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reading {
+    pub healthy: bool,
+    /// Requests and failures over the window.
+    pub window: Counters,
+    /// Whether mitigation has cut it (in `monitor`: would have).
+    pub cut: bool,
+}
+
+/// The verdict on every target of a group. Only healthy targets are judged and
+/// serve as peers; the others get their figures and `normal`.
+///
+/// Hysteresis: a target already cut stays anomalous until its share itself (not
+/// its Wilson bound) is back at or under the threshold. A cut target gets a
+/// trickle, too few requests for the bound to be confident either way; without
+/// this it would be let back up one step whenever a small sample happened to
+/// look good, and cut again at the next. With no request at all in the window
+/// there is no evidence against it, and it is `normal`.
+pub fn judge(targets: &[Reading]) -> Vec<VerdictView> {
+    let healthy = targets.iter().filter(|r| r.healthy).count();
     let judged: Vec<usize> = (0..targets.len())
-        .filter(|&i| targets[i].0 && targets[i].1.requests >= MIN_REQUESTS)
+        .filter(|&i| targets[i].healthy && targets[i].window.requests >= MIN_REQUESTS)
         .collect();
     targets
         .iter()
         .enumerate()
-        .map(|(i, &(is_healthy, c))| {
+        .map(|(i, r)| {
+            let c = r.window;
             let peers: Vec<f64> = judged
                 .iter()
                 .filter(|&&j| j != i)
-                .map(|&j| targets[j].1.share())
+                .map(|&j| targets[j].window.share())
                 .collect();
             let enough_peers = peers.len() + 1 >= MIN_TARGETS;
             let baseline = median(peers);
-            let anomalous = is_healthy
-                && healthy >= MIN_TARGETS
-                && c.requests >= MIN_REQUESTS
-                && enough_peers
-                && wilson_lower(c.errors, c.requests) > threshold(baseline);
+            let worse = if r.cut {
+                c.requests > 0 && c.share() > threshold(baseline)
+            } else {
+                c.requests >= MIN_REQUESTS
+                    && wilson_lower(c.errors, c.requests) > threshold(baseline)
+            };
             VerdictView {
-                anomalous,
+                anomalous: r.healthy && healthy >= MIN_TARGETS && enough_peers && worse,
                 error_rate: c.share(),
                 baseline,
                 requests: c.requests,

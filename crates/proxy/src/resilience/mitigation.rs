@@ -6,7 +6,9 @@
 //! through `Target::set_mitigation_factor`, which the balancers read with one
 //! load. Every algorithm honours it (they all pick by effective weight).
 //!
-//! - **Signal**: the detector's verdicts, this tick.
+//! - **Signal**: the detector's verdicts, this tick (with hysteresis for a target
+//!   already cut: it stays anomalous until its error share is back under the
+//!   threshold, so a trickle's small sample does not let it bounce).
 //! - **Step**: at most every `STEP` (5 s, as ALB), a target judged anomalous has
 //!   its mitigation factor halved; one that is no longer anomalous (or that cannot
 //!   be judged for want of requests or peers: no evidence against it) gets it
@@ -35,7 +37,7 @@ use std::time::{Duration, Instant, SystemTime};
 use ballast_config::resilience::AnomalyMitigation;
 
 use crate::observe::rfc3339;
-use crate::resilience::anomaly::{self, Counters, MIN_REQUESTS, MIN_TARGETS, WINDOW};
+use crate::resilience::anomaly::{self, Counters, Reading, MIN_REQUESTS, MIN_TARGETS, WINDOW};
 use crate::resilience::registry::{Decision, GroupState, Why};
 use crate::resilience::TICK;
 use crate::upstream::target::Target;
@@ -140,13 +142,23 @@ pub fn plan(factors: &[u32], verdicts: &[VerdictView], healthy: usize) -> Vec<Ch
 /// One tick of a group's anomaly controller: detect, publish the verdicts, and
 /// when a step is due, mitigate (or, in `monitor`, say what it would do).
 pub fn tick(group: &TargetGroup, state: &mut GroupState, now: Instant) {
-    let readings: Vec<(bool, Counters)> = group
+    let mode = group.config.anomaly_mitigation;
+    let readings: Vec<Reading> = group
         .targets
         .iter()
         .map(|t| {
             let window = state.windows.entry(t.addr).or_default();
             window.push(Counters::read(t));
-            (t.is_healthy(), window.sum())
+            let cut = match mode {
+                AnomalyMitigation::On => t.is_mitigated(),
+                AnomalyMitigation::Monitor => state.monitor.contains_key(&t.addr),
+                AnomalyMitigation::Off => false,
+            };
+            Reading {
+                healthy: t.is_healthy(),
+                window: window.sum(),
+                cut,
+            }
         })
         .collect();
     let present = |addr: &std::net::SocketAddr| group.targets.iter().any(|t| t.addr == *addr);
@@ -156,9 +168,8 @@ pub fn tick(group: &TargetGroup, state: &mut GroupState, now: Instant) {
     for (t, v) in group.targets.iter().zip(&verdicts) {
         t.anomaly.store(*v);
     }
-    let healthy = readings.iter().filter(|(h, _)| *h).count();
+    let healthy = readings.iter().filter(|r| r.healthy).count();
 
-    let mode = group.config.anomaly_mitigation;
     if mode != AnomalyMitigation::On {
         for (t, v) in group.targets.iter().zip(&verdicts) {
             let before = t.mitigation_factor();

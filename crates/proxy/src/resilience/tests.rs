@@ -1,6 +1,6 @@
 //! The detector's and the mitigation step's arithmetic, on synthetic counters.
 
-use super::anomaly::{self, judge, median, threshold, wilson_lower, Counters, Window};
+use super::anomaly::{self, judge, median, threshold, wilson_lower, Counters, Reading, Window};
 use super::mitigation::{self, cap, down, plan, up, Change, FLOOR};
 use super::registry::Why;
 use crate::upstream::target::Target;
@@ -10,8 +10,17 @@ fn c(requests: u64, errors: u64) -> Counters {
     Counters { requests, errors }
 }
 
-fn healthy(counters: &[Counters]) -> Vec<(bool, Counters)> {
-    counters.iter().map(|&c| (true, c)).collect()
+/// A target not cut.
+fn reading(healthy: bool, window: Counters) -> Reading {
+    Reading {
+        healthy,
+        window,
+        cut: false,
+    }
+}
+
+fn healthy(counters: &[Counters]) -> Vec<Reading> {
+    counters.iter().map(|&c| reading(true, c)).collect()
 }
 
 #[test]
@@ -82,17 +91,21 @@ fn no_verdict_without_volume_or_peers() {
     assert!(v.iter().all(|v| !v.anomalous));
     assert_eq!(v[2].error_rate, 1.0, "figures are still reported");
     // Only two healthy targets.
-    let v = judge(&[(true, c(100, 0)), (true, c(100, 90)), (false, c(100, 0))]);
+    let v = judge(&[
+        reading(true, c(100, 0)),
+        reading(true, c(100, 90)),
+        reading(false, c(100, 0)),
+    ]);
     assert!(v.iter().all(|v| !v.anomalous));
     // Three healthy, but one peer without volume: too few peers to compare.
     let v = judge(&healthy(&[c(100, 0), c(5, 0), c(100, 90)]));
     assert!(v.iter().all(|v| !v.anomalous));
     // An unhealthy target is neither judged nor a peer.
     let v = judge(&[
-        (true, c(100, 0)),
-        (true, c(100, 0)),
-        (true, c(100, 90)),
-        (false, c(100, 100)),
+        reading(true, c(100, 0)),
+        reading(true, c(100, 0)),
+        reading(true, c(100, 90)),
+        reading(false, c(100, 100)),
     ]);
     assert_eq!(
         v.iter().map(|v| v.anomalous).collect::<Vec<_>>(),
@@ -120,6 +133,25 @@ fn a_fleet_wide_error_rate_flags_nobody() {
     assert!(v[2].anomalous);
 }
 
+/// A cut target keeps its verdict until its share is back under the threshold:
+/// a trickle's small sample does not let it bounce.
+#[test]
+fn a_cut_target_stays_anomalous_until_its_share_is_back() {
+    let group = |bad: Counters, cut: bool| {
+        let mut r = healthy(&[c(400, 0), c(400, 0), c(400, 0), bad]);
+        r[3].cut = cut;
+        judge(&r)[3].anomalous
+    };
+    // 5 failures in 30: not enough evidence to cut, but no recovery either.
+    assert!(!group(c(30, 5), false));
+    assert!(group(c(30, 5), true));
+    // 1 in 30 (3.3%) is under the threshold: recovered. So is no request at all.
+    assert!(!group(c(30, 1), true));
+    assert!(!group(c(0, 0), true));
+    // A trickle of 3 requests, 1 failed, is still worse than the peers.
+    assert!(group(c(3, 1), true));
+}
+
 /// A binomial draw: failures among `n` requests at share `p`.
 fn failures(rng: &mut fastrand::Rng, n: u64, p: f64) -> u64 {
     (0..n).filter(|_| rng.f64() < p).count() as u64
@@ -133,12 +165,12 @@ fn simulate(seed: u64, ticks: usize, rates: &[u64], shares: &[f64]) -> Vec<Vec<V
     let mut windows: Vec<Window> = rates.iter().map(|_| Window::default()).collect();
     (0..ticks)
         .map(|_| {
-            let readings: Vec<(bool, Counters)> = (0..rates.len())
+            let readings: Vec<Reading> = (0..rates.len())
                 .map(|i| {
                     totals[i].requests += rates[i];
                     totals[i].errors += failures(&mut rng, rates[i], shares[i]);
                     windows[i].push(totals[i]);
-                    (true, windows[i].sum())
+                    reading(true, windows[i].sum())
                 })
                 .collect();
             judge(&readings)
@@ -296,20 +328,25 @@ fn detection_and_mitigation_end_to_end_on_synthetic_counters() {
     let mut share = 0.3;
     let mut at_floor = None;
     let mut full_again = None;
+    let mut bounced = false;
     for tick in 0..120 {
         if tick == 40 {
             share = 0.0; // the target recovers
         }
-        // 100 requests a second, split by effective weight.
+        // 200 requests a second, split by effective weight.
         let sum: u32 = factors.iter().sum();
-        let readings: Vec<(bool, Counters)> = (0..5)
+        let readings: Vec<Reading> = (0..5)
             .map(|i| {
-                let n = u64::from(100 * factors[i] / sum);
+                let n = u64::from(200 * factors[i] / sum);
                 let p = if i == 2 { share } else { 0.0 };
                 totals[i].requests += n;
                 totals[i].errors += failures(&mut rng, n, p);
                 windows[i].push(totals[i]);
-                (true, windows[i].sum())
+                Reading {
+                    healthy: true,
+                    window: windows[i].sum(),
+                    cut: factors[i] < Target::FULL,
+                }
             })
             .collect();
         let verdicts = judge(&readings);
@@ -321,6 +358,7 @@ fn detection_and_mitigation_end_to_end_on_synthetic_counters() {
         if factors[2] == FLOOR && at_floor.is_none() {
             at_floor = Some(tick);
         }
+        bounced |= at_floor.is_some() && tick < 40 && factors[2] != FLOOR;
         if tick > 40 && factors[2] == Target::FULL && full_again.is_none() {
             full_again = Some(tick);
         }
@@ -330,6 +368,7 @@ fn detection_and_mitigation_end_to_end_on_synthetic_counters() {
             .all(|(i, &f)| i == 2 || f == Target::FULL));
     }
     assert!(at_floor.is_some_and(|t| t <= 25), "{at_floor:?}");
+    assert!(!bounced, "at the floor, a failing target stays there");
     // Back within 60 s of the recovery: the window forgets, then 4 steps.
     assert!(full_again.is_some_and(|t| t <= 40 + 60), "{full_again:?}");
 }

@@ -246,7 +246,8 @@ async fn monitor_explains_but_never_changes_a_weight() {
         .contains("ballast_mitigated_targets{target_group=\"web\"} 0"));
 }
 
-/// A cut target that recovers gets its full weight back within 60 s.
+/// A cut target that recovers gets its full weight back within 60 s; a reload
+/// in between keeps the cut and the history.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recovered_target_is_back_at_full_weight_within_60s() {
     let bs = five(0.3, 0.0).await;
@@ -277,6 +278,13 @@ async fn a_recovered_target_is_back_at_full_weight_within_60s() {
         },
     )
     .await;
+    // A reload keeps the cut (it lives in the target), the window and the history.
+    let explained = server.anomalies("web").len();
+    let config = server.snapshot().config.as_ref().clone();
+    server.apply(config).await.expect("reload");
+    assert!(server.anomalies("web").len() >= explained);
+    let t = target(&server, "web", bad);
+    assert!(t.mitigation_factor() <= 250, "the cut survives the reload");
     bs[2].set_fail_rate(0.0);
     let healed = Instant::now();
     let back = t.clone();
