@@ -21,7 +21,10 @@
 //!   half the group's healthy targets mitigated at once, so the others can carry
 //!   the load: an anomalous target the cap holds back keeps its weight, and the
 //!   explanation says so (once, when the cap starts holding it). The worst
-//!   targets are cut first.
+//!   targets are cut first. With the peers' median as the baseline, a majority
+//!   failing alike is the group's normal and none of it is anomalous; the cap
+//!   holds when the cut targets, at the floor, have too few requests to be
+//!   anyone's peers (or leave `healthy`) and more targets start failing.
 //! - **Modes**: `monitor` runs the same steps on would-be factors kept in the
 //!   group's state and explains them, never touching a weight; `off` explains
 //!   nothing (verdicts are still reported). Leaving `on` gives every cut back at
@@ -171,12 +174,12 @@ pub fn tick(group: &TargetGroup, state: &mut GroupState, now: Instant) {
     let healthy = readings.iter().filter(|r| r.healthy).count();
 
     if mode != AnomalyMitigation::On {
-        for (t, v) in group.targets.iter().zip(&verdicts) {
+        for (index, (t, v)) in group.targets.iter().zip(&verdicts).enumerate() {
             let before = t.mitigation_factor();
             if before < Target::FULL {
                 t.set_mitigation_factor(Target::FULL);
                 let change = Change {
-                    index: 0,
+                    index,
                     before,
                     after: Target::FULL,
                     why: Why::Disabled,
@@ -262,16 +265,19 @@ fn explain(
     healthy: usize,
     c: Change,
 ) -> Decision {
-    let (mode_str, applied) = match mode {
-        AnomalyMitigation::On => ("on", true),
-        AnomalyMitigation::Monitor => ("monitor", false),
-        AnomalyMitigation::Off => ("off", true),
+    let mode_str = match mode {
+        AnomalyMitigation::On => "on",
+        AnomalyMitigation::Monitor => "monitor",
+        AnomalyMitigation::Off => "off",
     };
+    // `monitor` changes nothing, but for giving back a cut left from `on`.
+    let applied = mode != AnomalyMitigation::Monitor || c.why == Why::Disabled;
     let before = effective(t, c.before);
     let after = effective(t, c.after);
     let threshold = anomaly::threshold(v.baseline);
     let window = WINDOW as u64 * TICK.as_secs();
-    let signal = if v.requests >= MIN_REQUESTS && healthy >= MIN_TARGETS {
+    // A cut target is judged on any number of requests (hysteresis, `judge`).
+    let signal = if v.requests > 0 && healthy >= MIN_TARGETS {
         format!(
             "error share {} over {} requests in {window} s against the peers' median {} (threshold {})",
             percent(v.error_rate),

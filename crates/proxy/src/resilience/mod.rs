@@ -19,6 +19,8 @@ pub mod registry;
 pub mod slow_start;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_tick;
 
 use std::sync::Arc;
 use std::time::Duration;
