@@ -73,6 +73,7 @@ pub async fn health(
                 "weight": t.weight(),
                 "effective_weight": effective,
                 "slow_start": slow_start,
+                "anomaly": anomaly_json(t),
                 "in_flight": t.in_flight(),
             })
         })
@@ -82,6 +83,35 @@ pub async fn health(
         "failing_open": failing_open,
         "healthy_targets": group.healthy_count(),
         "targets": targets,
+    })))
+}
+
+/// The anomaly detector's verdict on a target and the figures behind it (SPEC §13).
+fn anomaly_json(t: &Target) -> Value {
+    let v = t.anomaly.load();
+    json!({
+        "result": if v.anomalous { "anomalous" } else { "normal" },
+        "mitigation_in_effect": t.is_mitigated(),
+        "error_rate": v.error_rate,
+        "baseline": v.baseline,
+        "requests": v.requests,
+    })
+}
+
+/// `GET /api/v1/target-groups/{name}/anomalies`: the group's anomaly mitigation
+/// decisions, oldest first, each with the figures behind it.
+pub async fn anomalies(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let server = &state.control.server;
+    let snapshot = server.snapshot();
+    let group = snapshot.group(&name).ok_or_else(|| unknown_group(&name))?;
+    let mode = serde_json::to_value(group.config.anomaly_mitigation).unwrap_or(Value::Null);
+    Ok(Json(json!({
+        "target_group": group.name(),
+        "anomaly_mitigation": mode,
+        "decisions": server.anomalies(&name),
     })))
 }
 

@@ -23,6 +23,7 @@ pub enum Endpoint {
     RegisterTarget,
     DeregisterTarget,
     GroupHealth,
+    GroupAnomalies,
 }
 
 pub const ROUTES: &[(Method, &str, Endpoint)] = &[
@@ -52,6 +53,11 @@ pub const ROUTES: &[(Method, &str, Endpoint)] = &[
         "/api/v1/target-groups/{name}/health",
         Endpoint::GroupHealth,
     ),
+    (
+        Method::GET,
+        "/api/v1/target-groups/{name}/anomalies",
+        Endpoint::GroupAnomalies,
+    ),
 ];
 
 fn handler(endpoint: Endpoint) -> MethodRouter<AdminState> {
@@ -66,6 +72,7 @@ fn handler(endpoint: Endpoint) -> MethodRouter<AdminState> {
         Endpoint::RegisterTarget => routing::post(groups::register),
         Endpoint::DeregisterTarget => routing::delete(groups::deregister),
         Endpoint::GroupHealth => routing::get(groups::health),
+        Endpoint::GroupAnomalies => routing::get(groups::anomalies),
     }
 }
 

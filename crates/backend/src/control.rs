@@ -22,7 +22,8 @@ pub(crate) struct Shared {
     /// `x-backend` value, built once. Control characters in the name are dropped, as a
     /// header value cannot carry them.
     pub(crate) name_header: HeaderValue,
-    pub(crate) fail_rate: f64,
+    /// Share of requests answered `500`, as `f64` bits (changed by `set_fail_rate`).
+    fail_rate_bits: AtomicU64,
     latency_nanos: AtomicU64,
     healthy: AtomicBool,
     requests: AtomicU64,
@@ -42,7 +43,7 @@ impl Shared {
         Self {
             name: config.name,
             name_header,
-            fail_rate: config.fail_rate,
+            fail_rate_bits: AtomicU64::new(config.fail_rate.to_bits()),
             latency_nanos: AtomicU64::new(duration_nanos(config.latency)),
             healthy: AtomicBool::new(true),
             requests: AtomicU64::new(0),
@@ -70,7 +71,8 @@ impl Shared {
 
     /// Whether this request is one of the `fail_rate` share answered `500`.
     pub(crate) fn should_fail(&self) -> bool {
-        self.fail_rate > 0.0 && fastrand::f64() < self.fail_rate
+        let rate = f64::from_bits(self.fail_rate_bits.load(Ordering::Relaxed));
+        rate > 0.0 && fastrand::f64() < rate
     }
 
     /// Counts a connection as open until the returned guard drops (also when its task
@@ -162,6 +164,15 @@ impl BackendHandle {
             .shared
             .latency_nanos
             .store(duration_nanos(latency), Ordering::Relaxed);
+    }
+
+    /// Replaces the share of requests answered `500` (`--fail-rate`), from the next
+    /// request on: a test can make a target fail, then recover, without restarting it.
+    pub fn set_fail_rate(&self, rate: f64) {
+        self.inner
+            .shared
+            .fail_rate_bits
+            .store(rate.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
     }
 
     /// Connections currently open, idle keep-alive ones included.

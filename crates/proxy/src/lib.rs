@@ -55,8 +55,10 @@ mod upstream;
 
 pub use forward::error::{ErrorSource, ProxyError};
 pub use observe::access_log::AccessRecord;
+pub use resilience::registry::{Decision as AnomalyDecision, Why as AnomalyWhy};
 pub use server::{ApplyError, Server};
 pub use snapshot::Snapshot;
 pub use upstream::sticky::{Key as StickyKey, Sticky};
 pub use upstream::target::{HealthReason, HealthState, Target};
 pub use upstream::target_group::TargetGroup;
+pub use upstream::verdict::VerdictView;

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::frontend::listener::{self, ListenerHandle};
 use crate::observe::access_log::AccessLog;
+use crate::resilience::registry::Decision as AnomalyDecision;
 use crate::snapshot::{Shared, Snapshot};
 use crate::upstream::deregistration::{self, Deregistering};
 use crate::upstream::target::Target;
@@ -53,6 +54,8 @@ pub struct Server {
     /// Bumped on every new snapshot, so the drain task looks again.
     published: watch::Sender<()>,
     tls: crate::tls::Registry,
+    /// Anomaly windows and decision histories by group, kept across reloads.
+    anomalies: crate::resilience::registry::Registry,
 }
 
 struct Inner {
@@ -100,6 +103,7 @@ impl Server {
             }),
             published: watch::channel(()).0,
             tls: crate::tls::Registry::default(),
+            anomalies: crate::resilience::registry::Registry::default(),
         });
         server.apply(config).await?;
         let task = deregistration::spawn(Arc::downgrade(&server), server.published.subscribe());
@@ -221,11 +225,18 @@ impl Server {
             .flat_map(|g| {
                 [
                     crate::upstream::health::spawn(g.clone()),
-                    crate::resilience::spawn(g.clone()),
+                    crate::resilience::spawn(g.clone(), self.anomalies.group(g.name())),
                 ]
             })
             .collect();
+        self.anomalies.retain(|name| snapshot.group(name).is_some());
         self.published.send_replace(());
+    }
+
+    /// The anomaly mitigation decisions of group `name`, oldest first
+    /// (`GET /api/v1/target-groups/{name}/anomalies`).
+    pub fn anomalies(&self, group: &str) -> Vec<AnomalyDecision> {
+        self.anomalies.history(group)
     }
 
     /// The Prometheus text of every metric (`GET /metrics`).

@@ -235,6 +235,12 @@ impl Snapshot {
                     .filter(|t| t.state() == HealthState::Unhealthy)
                     .count(),
                 failing_open: g.is_failing_open(),
+                anomalous: g
+                    .targets
+                    .iter()
+                    .filter(|t| t.anomaly.is_anomalous())
+                    .count(),
+                mitigated: g.targets.iter().filter(|t| t.is_mitigated()).count(),
                 targets: g
                     .targets
                     .iter()

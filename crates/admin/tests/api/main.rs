@@ -1,6 +1,7 @@
 //! The admin API over `Router::oneshot` (no admin socket), in front of a real
 //! ballast and real backends on 127.0.0.1:0.
 
+mod anomaly;
 mod config;
 mod observe;
 mod openapi;

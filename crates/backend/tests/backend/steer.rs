@@ -146,6 +146,23 @@ async fn fail_rate_one_fails_every_request_but_not_health_checks() {
     assert_eq!(backend.requests(), 5);
 }
 
+/// A gray failure that ends: `set_fail_rate` changes the share from the next request.
+#[tokio::test]
+async fn fail_rate_can_change_while_running() {
+    let backend = support::start(BackendConfig {
+        fail_rate: 1.0,
+        ..BackendConfig::new("flaky")
+    })
+    .await;
+    let reply = send(backend.addr(), get("/")).await.expect("request");
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    backend.set_fail_rate(0.0);
+    for _ in 0..5 {
+        let reply = send(backend.addr(), get("/")).await.expect("request");
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+}
+
 #[tokio::test]
 async fn latency_delays_requests_but_not_health_checks_and_can_change() {
     let backend = support::start(BackendConfig {

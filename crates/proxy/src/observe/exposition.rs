@@ -24,6 +24,10 @@ pub struct GroupView<'a> {
     pub healthy: usize,
     pub unhealthy: usize,
     pub failing_open: bool,
+    /// Targets the anomaly detector judges anomalous now.
+    pub anomalous: usize,
+    /// Targets whose weight anomaly mitigation has cut.
+    pub mitigated: usize,
     pub targets: Vec<TargetView<'a>>,
 }
 
@@ -284,6 +288,34 @@ pub fn render(listeners: &[ListenerView<'_>], groups: &[GroupView<'_>]) -> Strin
             "ballast_unhealthy_state_routing",
             &[("target_group", g.name)],
             u8::from(g.failing_open),
+        );
+    }
+    family(
+        &mut out,
+        "ballast_anomalous_targets",
+        "gauge",
+        "Targets failing markedly more than their peers (anomaly detection), by target group.",
+    );
+    for g in groups {
+        sample(
+            &mut out,
+            "ballast_anomalous_targets",
+            &[("target_group", g.name)],
+            g.anomalous,
+        );
+    }
+    family(
+        &mut out,
+        "ballast_mitigated_targets",
+        "gauge",
+        "Targets whose weight anomaly mitigation has cut, by target group.",
+    );
+    for g in groups {
+        sample(
+            &mut out,
+            "ballast_mitigated_targets",
+            &[("target_group", g.name)],
+            g.mitigated,
         );
     }
     family(

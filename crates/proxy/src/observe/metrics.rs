@@ -80,6 +80,15 @@ impl CodeCounts {
         }
     }
 
+    /// Responses whose code is in `codes` (control path: a scan of the cells).
+    pub fn sum(&self, codes: std::ops::Range<u16>) -> u64 {
+        let from = usize::from(codes.start.clamp(100, 600) - 100);
+        let to = usize::from(codes.end.clamp(100, 600) - 100);
+        self.0.get(from..to).map_or(0, |cells| {
+            cells.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+        })
+    }
+
     /// `(code, count)` for every code seen at least once.
     pub fn read(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
         self.0.iter().enumerate().filter_map(|(i, c)| {
@@ -222,5 +231,7 @@ mod tests {
         c.inc(42); // clamped, not a panic
         let seen: Vec<_> = c.read().collect();
         assert_eq!(seen, vec![(100, 1), (200, 2), (503, 1)]);
+        assert_eq!(c.sum(500..600), 1);
+        assert_eq!(c.sum(100..600), 4);
     }
 }

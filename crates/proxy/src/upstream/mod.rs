@@ -8,6 +8,7 @@
 //! requests in flight with single atomics on the `Target` (`target.rs`). The
 //! control path moves each target's health (`health.rs`, `health_h2.rs`) and
 //! removes deregistered targets once they are drained (`deregistration.rs`).
+//! `verdict.rs` holds the anomaly detector's latest verdict on each target.
 //! `body.rs` is the request body on its way to a target. Sticky sessions: the
 //! cookie naming a client's target (`sticky.rs`) and its key (`sticky_key.rs`).
 //!
@@ -27,3 +28,4 @@ pub mod sticky;
 pub mod sticky_key;
 pub mod target;
 pub mod target_group;
+pub mod verdict;

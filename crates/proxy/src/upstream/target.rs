@@ -25,6 +25,7 @@ use tokio::sync::Notify;
 use crate::observe::metrics::TargetMetrics;
 use crate::upstream::http2::H2Pool;
 use crate::upstream::pool::Pool;
+use crate::upstream::verdict::Verdict;
 
 /// Health states of SPEC §4.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,6 +137,8 @@ pub struct Target {
     factor: AtomicU32,
     /// When the current slow-start ramp began (ms on `clock_ms`); 0: none.
     ramp_from: AtomicU64,
+    /// The anomaly detector's latest verdict (control path only).
+    pub anomaly: Verdict,
 }
 
 /// Milliseconds on a process-wide monotonic clock, starting at 1.
@@ -170,6 +173,7 @@ impl Target {
             mitigation: AtomicU32::new(Target::FULL),
             factor: AtomicU32::new(Target::FULL),
             ramp_from: AtomicU64::new(0),
+            anomaly: Verdict::default(),
         }
     }
 
@@ -193,6 +197,11 @@ impl Target {
 
     pub fn mitigation_factor(&self) -> u32 {
         self.mitigation.load(Ordering::Relaxed)
+    }
+
+    /// Whether anomaly mitigation has cut this target's weight.
+    pub fn is_mitigated(&self) -> bool {
+        self.mitigation_factor() < Target::FULL
     }
 
     /// Set slow start's factor (control path).
