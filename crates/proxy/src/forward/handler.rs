@@ -21,7 +21,7 @@
 //!   the client gone): that is the client's failure, a 400, and not the target's
 //!   (`error.rs`).
 //!
-//! The protocol towards the target is the group's: `send` here for HTTP/1.1
+//! The protocol towards the target is the group's: `http1.rs` for HTTP/1.1
 //! (pooled connections), `multiplex::send` for HTTP/2 (shared connections, one
 //! stream per request), `upgrade::forward` for an HTTP/1.1 upgrade (WebSocket) on
 //! a dedicated connection. gRPC requests need an HTTP/2 group, have their
@@ -38,23 +38,21 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE, LOCATION, SET_COOKIE};
-use http::{Method, Request, Response, StatusCode};
-use http_body::Body as _;
+use http::{Request, Response, StatusCode};
 
 use ballast_config::TargetProtocol;
 
-use crate::forward::attempt::{connect_failed, Trace};
+use crate::forward::attempt::Trace;
 use crate::forward::body::{PendingLog, RequestBody, ResponseBody};
 use crate::forward::context::{Activity, ConnCtx};
 use crate::forward::error::ProxyError;
 use crate::forward::grpc;
 use crate::forward::headers::{self};
+use crate::forward::http1 as http1_attempt;
 use crate::forward::http2 as multiplex;
 use crate::forward::retry::Retry;
-use crate::forward::retry::MAX_STALE;
 use crate::forward::sticky::{self, Visit};
 use crate::forward::upgrade::{self};
-use crate::http1;
 use crate::hygiene::{self, Seen};
 use crate::observe::access_log::{self, AccessRecord};
 use crate::resilience::{breaker, budget};
@@ -62,10 +60,7 @@ use crate::routing::action::RouteAction;
 use crate::routing::redirect::{self, Origin, RedirectError};
 use crate::routing::RequestView;
 use crate::snapshot::ListenerRoute;
-use crate::upstream::body::{ClientFault, UpstreamBody};
-use crate::upstream::http1::{BodyReader, SendError};
-use crate::upstream::pool::Lease;
-use crate::upstream::target::Target;
+use crate::upstream::body::UpstreamBody;
 use crate::upstream::target_group::TargetGroup;
 
 /// Serve one request.
@@ -226,7 +221,8 @@ fn prepare(
     crate::tls::client_cert::apply(&mut parts.headers, conn.tls.as_deref().map(|t| &t.cert));
     let body = body.into_upstream();
     plan.trace.body = body.tally().cloned();
-    let replayable = matches!(body, UpstreamBody::Empty) && is_idempotent(&parts.method);
+    let replayable =
+        matches!(body, UpstreamBody::Empty) && http1_attempt::is_idempotent(&parts.method);
     let mut retry = Retry::new(Request::from_parts(parts, body), replayable, http2, group);
     if let Some(i) = plan.sticky.and_then(|v| v.target()) {
         retry.prefer(i);
@@ -355,7 +351,7 @@ async fn attempts(
             let Some(req) = retry.request_mut() else {
                 break;
             };
-            match send(target, group, req, trace, timeout).await {
+            match http1_attempt::send(target, group, req, trace, timeout).await {
                 Ok(response) => Ok(response),
                 Err((error, reached)) => Err(retry.failed_in_place(group, error, reached)),
             }
@@ -469,104 +465,6 @@ fn decide(
         }
     };
     (decision, priority)
-}
-
-/// One attempt on one target, on a pooled connection or a new one. A pooled
-/// connection is checked before use (`pool.rs`); if it still turns out closed when
-/// the request goes out (the target closed it at that very moment), the request is
-/// sent again on a new connection to the same target when that is safe: nothing of
-/// it was written, or it is replayable and the target sent no byte of a response.
-/// On failure, says whether any of the request reached the target (`Retry`
-/// decides from that whether it may go to another).
-async fn send(
-    target: &Arc<Target>,
-    group: &TargetGroup,
-    req: &mut Request<UpstreamBody>,
-    trace: &mut Trace,
-    timeout: Duration,
-) -> Result<Response<ResponseBody>, (ProxyError, bool)> {
-    let cfg = &group.config;
-    let before = trace.target.replace(target.addr);
-    let mut in_flight = target.begin_request();
-    let mut stale = 0;
-    loop {
-        let conn = match target.pool.take() {
-            Some(conn) => conn,
-            None => {
-                let gate = breaker::connect(group);
-                let places = gate.pending().and_then(|p| Ok((p, gate.connection()?)));
-                let (pending, place) = match places {
-                    Ok(places) => places,
-                    Err(limit) => {
-                        // Not touched: the log names the target tried before, if any.
-                        trace.target = before;
-                        return Err((ProxyError::CircuitOpen(limit), false));
-                    }
-                };
-                let connected = target
-                    .pool
-                    .connect(cfg.connect_timeout, group.tls.as_deref())
-                    .await;
-                drop(pending);
-                match connected {
-                    Ok(mut conn) => {
-                        conn.hold(place);
-                        conn
-                    }
-                    Err(e) => return Err((connect_failed(target, group, e), false)),
-                }
-            }
-        };
-        let reused = conn.is_reused();
-        let mut lease = Lease::new(conn, in_flight);
-        let sent_at = Instant::now();
-        trace.sent_at = Some(sent_at);
-        let sent = lease.conn_mut().send_by(req, sent_at + timeout).await;
-        let SendError { error, written } = match sent {
-            Some(Ok(head)) => {
-                let head_at = Instant::now();
-                let status = head.status.as_u16();
-                target.metrics.requests.inc(status);
-                target.metrics.duration.observe(head_at - sent_at);
-                trace.head_at = Some(head_at);
-                trace.target_status = Some(status);
-                let reader = BodyReader::new(lease, &head);
-                let mut response = Response::new(ResponseBody::upstream(reader));
-                *response.status_mut() = head.status;
-                // Hop-by-hop fields were left out when the head was parsed.
-                *response.headers_mut() = head.headers;
-                return Ok(response);
-            }
-            Some(Err(e)) => e,
-            None => return Err((ProxyError::ResponseTimeout(target.addr), true)),
-        };
-        if let http1::Error::ClientBody(e) = &error {
-            // Reading the client's body failed, not the target: the client's
-            // failure. The connection, left with part of a body on it, closes
-            // with the lease; the request goes nowhere else.
-            return Err((ClientFault::of(e).into(), true));
-        }
-        // Still whole here: a replayable request may be sent again.
-        let replayable = req.body().is_end_stream() && is_idempotent(req.method());
-        let again = !written || (matches!(error, http1::Error::Closed) && replayable);
-        if reused && again && stale < MAX_STALE {
-            stale += 1;
-            in_flight = lease.into_in_flight();
-            continue;
-        }
-        let error = ProxyError::TargetHttp1 {
-            target: target.addr,
-            source: error,
-        };
-        return Err((error, written));
-    }
-}
-
-fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
 }
 
 /// ballast's own answer to a request it could not forward: a short text page, or

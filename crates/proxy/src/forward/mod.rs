@@ -6,12 +6,13 @@
 //! and a response back with the guards that must live as long as it
 //! (`body.rs`), the safe-retry rules (`retry.rs`), sticky sessions to a target
 //! (`sticky.rs`), what each attempt leaves behind
-//! (`attempt.rs`), HTTP/2 towards targets (`http2.rs`), WebSocket upgrades and
+//! (`attempt.rs`), one attempt on an HTTP/1.1 target (`http1.rs`) and HTTP/2
+//! towards targets (`http2.rs`), WebSocket upgrades and
 //! their tunnels (`upgrade.rs`, `tunnel.rs`), the forwarded headers
 //! (`headers.rs`), and ballast's own errors with their one mapping to a status
 //! (`error.rs`), in the gRPC form for gRPC clients (`grpc.rs`).
 //!
-//! May use: `routing/`, `upstream/`, `http1/`, `tls/`, `observe/`, `runtime/` and
+//! May use: `hygiene/`, `routing/`, `resilience/`, `upstream/`, `http1/`, `tls/`, `observe/`, `runtime/` and
 //! the snapshot. Not `frontend/`, which calls in here.
 
 pub mod attempt;
@@ -21,6 +22,7 @@ pub mod error;
 pub mod grpc;
 mod handler;
 pub mod headers;
+mod http1;
 pub mod http2;
 pub mod retry;
 pub mod sticky;
