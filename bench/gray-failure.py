@@ -33,25 +33,10 @@ import tempfile
 import threading
 import time
 
+from ports import free_port, wait_port  # noqa: E402 (bench/ports.py)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUCKET = 5.0
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=30.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port}")
 
 
 def get_json(port, path):
@@ -203,7 +188,7 @@ def main():
             procs.append(subprocess.Popen(cmd, stderr=subprocess.DEVNULL))
             backends.append(port)
         for p in backends:
-            wait_port(p)
+            wait_port(p, 30.0)
         ballasts = {}
         for mode in modes:
             listen, admin = free_port(), free_port()
@@ -222,7 +207,7 @@ def main():
             )
             ballasts[mode] = (listen, admin, d)
         for listen, admin, _ in ballasts.values():
-            wait_port(listen)
+            wait_port(listen, 30.0)
             deadline = time.time() + 30
             while True:
                 health = get_json(admin, "/api/v1/target-groups/web/health")
