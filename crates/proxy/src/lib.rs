@@ -18,6 +18,9 @@
 //! - `observe/`: metric cells, Prometheus exposition, the access log.
 //! - `runtime/`: the per-core worker threads, lent buffers, the clock.
 //!
+//! - `admission/`: who may come in and how fast: IP allow/deny lists and
+//!   connection limits at accept, rate limits per client, header or rule;
+//!   asked by `frontend/` and `forward/`.
 //! - `resilience/`: control loops that shape targets' effective weights (slow
 //!   start, anomaly mitigation) and the gates the handler asks (retry budgets,
 //!   circuit breakers); between `forward/` and `upstream/`.
@@ -40,6 +43,7 @@
 //! BENCHMARKS.md).
 #![deny(unsafe_code)]
 
+mod admission;
 mod forward;
 mod frontend;
 mod http1;

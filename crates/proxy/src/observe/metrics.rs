@@ -109,14 +109,30 @@ pub enum Rejection {
     /// A target group's circuit breaker was at one of its limits
     /// (`observe/group.rs`, `resilience/breaker.rs`).
     CircuitOpen = 3,
+    /// Over one of the rate limits attached to the listener or the rule
+    /// (`admission/`): 429.
+    RateLimited = 4,
+    /// The target group's adaptive concurrency limit was reached
+    /// (`resilience/`): 503.
+    Shed = 5,
+    /// A connection refused at accept by the listener's allow/deny lists or a
+    /// PROXY protocol header it may not send (`admission/`).
+    Denied = 6,
+    /// A connection refused at accept because its client already holds
+    /// `max_connections_per_client` (`admission/`).
+    ConnectionLimit = 7,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 4] = [
+    pub const ALL: [Rejection; 8] = [
         Rejection::NoHealthyTarget,
         Rejection::ListenerDraining,
         Rejection::Desync,
         Rejection::CircuitOpen,
+        Rejection::RateLimited,
+        Rejection::Shed,
+        Rejection::Denied,
+        Rejection::ConnectionLimit,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -125,6 +141,10 @@ impl Rejection {
             Rejection::ListenerDraining => "listener_draining",
             Rejection::Desync => "desync",
             Rejection::CircuitOpen => "circuit_open",
+            Rejection::RateLimited => "rate_limited",
+            Rejection::Shed => "shed",
+            Rejection::Denied => "denied",
+            Rejection::ConnectionLimit => "connection_limit",
         }
     }
 }

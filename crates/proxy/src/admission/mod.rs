@@ -1,0 +1,9 @@
+//! Admission: who may come in, and how fast. The listener's IP allow/deny lists
+//! and connection limits, decided at accept before a byte is read; the rate
+//! limits attached to listeners and rules, decided per request before routing
+//! forwards it.
+//!
+//! Data path, with tables built on the control path. Every check is a lookup in
+//! an immutable table from the snapshot or a few atomics: no lock is shared by
+//! all workers on the common path. May use `observe/` only; `frontend/` and
+//! `forward/` ask it.
