@@ -119,7 +119,7 @@ http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
 """
 
 
-def ballast_conf(port, backends, state, group_extra=""):
+def ballast_conf(port, backends, state, group_extra="", listener_extra="", top_extra=""):
     targets = ", ".join(f'{{ address = "127.0.0.1:{b}" }}' for b in backends)
     # The admin API on a port of its own: two builds may run side by side.
     return f"""
@@ -129,10 +129,12 @@ bind = "127.0.0.1:0"
 dir = "{state}"
 [access_log]
 path = "off"
+{top_extra}
 [[listeners]]
 name = "bench"
 bind = "127.0.0.1:{port}"
 default_action = {{ type = "forward", target_group = "backends" }}
+{listener_extra}
 [[target_groups]]
 name = "backends"
 algorithm = "round_robin"
@@ -330,6 +332,12 @@ def main():
                     help="lines added to the target group of `ballast` (not of `baseline`), e.g. "
                          "'slow_start = \"30s\"': with --baseline set to the same binary, the "
                          "pairing measures what configured-but-idle features cost")
+    ap.add_argument("--listener-extra", default="", metavar="TOML",
+                    help="lines added to the listener of `ballast` (not of `baseline`), e.g. "
+                         "'allow = [\"127.0.0.0/8\"]'")
+    ap.add_argument("--top-extra", default="", metavar="TOML",
+                    help="top-level tables added to the config of `ballast` (not of `baseline`), "
+                         "e.g. a [[rate_limits]] table the listener's rate_limits name")
     ap.add_argument("--write", action="store_true", help="write the table into BENCHMARKS.md")
     ap.add_argument("--no-counters", action="store_true", help="do not count cycles with perf")
     args = ap.parse_args()
@@ -368,8 +376,12 @@ def main():
                     sys.exit("--only baseline needs --baseline BINARY")
                 binary = args.baseline if name == "baseline" else os.path.join(ROOT, "target/release/ballast")
                 conf = os.path.join(work, f"{name}.toml")
-                extra = args.group_extra if name == "ballast" else ""
-                open(conf, "w").write(ballast_conf(port, backends, os.path.join(work, f"{name}-state"), extra))
+                mine = name == "ballast"
+                open(conf, "w").write(ballast_conf(
+                    port, backends, os.path.join(work, f"{name}-state"),
+                    args.group_extra if mine else "",
+                    args.listener_extra if mine else "",
+                    args.top_extra if mine else ""))
                 p = procs.start([binary, "serve", "--config", conf],
                                 pc, env=dict(os.environ, RUST_LOG="warn"))
                 h2port = port  # h2c prior knowledge on the same port
