@@ -257,7 +257,7 @@ fn group_json(g: &TargetGroup) -> Value {
 fn shedding_json(g: &TargetGroup) -> Value {
     let (Some(config), Some(v)) = (
         g.config.load_shedding,
-        ballast_proxy::resilience::shedding::view(g),
+        ballast_proxy::shedding_view(g),
     ) else {
         return Value::Null;
     };

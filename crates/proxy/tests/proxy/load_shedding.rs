@@ -241,7 +241,7 @@ async fn under_overload_the_limit_falls_and_admitted_requests_stay_fast() {
     );
     let limit = rig.metric("ballast_concurrency_limit{target_group=\"web\"}");
     assert!((1..=8).contains(&limit), "limit {limit}");
-    let view = ballast_proxy::resilience::shedding::view(
+    let view = ballast_proxy::shedding_view(
         rig.ballast.server.snapshot().group("web").expect("web"),
     )
     .expect("shedding on");
