@@ -26,6 +26,7 @@ Usage: bench/shedding.py [--binary target/release/ballast] [--capacity 8]
 """
 
 import argparse
+import http.client
 import json
 import os
 import shutil
@@ -37,6 +38,15 @@ import time
 from ports import free_port, wait_port  # noqa: E402 (bench/ports.py)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def get_json(port, path):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path)
+        return json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
 
 
 def ballast_conf(listen, admin, state, backend, extra):
@@ -61,8 +71,8 @@ targets = [{{ address = "127.0.0.1:{backend}" }}]
 response_timeout = "60s"
 {extra}
 [target_groups.health_check]
-interval = "5s"
-timeout = "2s"
+interval = "1s"
+timeout = "500ms"
 healthy_threshold = 2
 """
 
@@ -172,7 +182,8 @@ def main():
     ap.add_argument("--load", type=float, default=3.0, help="offered load, times the capacity")
     ap.add_argument("--duration", type=int, default=15, help="seconds measured per configuration")
     ap.add_argument("--warmup", type=int, default=3, help="seconds of load before measuring")
-    ap.add_argument("--connections", type=int, default=256)
+    ap.add_argument("--connections", type=int, default=1500,
+                    help="enough for HAProxy's queue to fill for --queue at the offered rate")
     ap.add_argument("--latency-target", default="25ms", help="load_shedding latency_target")
     ap.add_argument("--queue", default="1s", help="HAProxy's timeout queue")
     ap.add_argument("--svg", default=os.path.join(ROOT, "bench", "shedding.svg"))
@@ -205,7 +216,11 @@ def main():
                                  stdout=log, stderr=log)
             procs.append(p)
             wait_port(listen, 30.0)
-            time.sleep(0.5)  # the first health check (the target starts initial)
+            deadline = time.time() + 30
+            while get_json(admin, "/api/v1/target-groups/web/health")["targets"][0]["state"] != "healthy":
+                if time.time() > deadline:
+                    sys.exit("the target did not turn healthy")
+                time.sleep(0.2)
             return p, listen, admin
 
         def stop(p):
@@ -228,9 +243,7 @@ def main():
         doc = bench(args.binary, f"http://127.0.0.1:{listen}/", offered, args.duration,
                     args.warmup, args.connections)
         rows.append(row("ballast+shed", offered, doc, capacity))
-        group = json.loads(subprocess.run(
-            ["curl", "-s", f"http://127.0.0.1:{admin}/api/v1/target-groups/web"],
-            check=True, capture_output=True, text=True).stdout)
+        group = get_json(admin, "/api/v1/target-groups/web")
         stop(shed)
 
         if haproxy:

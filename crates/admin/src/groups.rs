@@ -255,10 +255,7 @@ fn group_json(g: &TargetGroup) -> Value {
 
 /// The adaptive concurrency limit's figures, `null` without `load_shedding`.
 fn shedding_json(g: &TargetGroup) -> Value {
-    let (Some(config), Some(v)) = (
-        g.config.load_shedding,
-        ballast_proxy::shedding_view(g),
-    ) else {
+    let (Some(config), Some(v)) = (g.config.load_shedding, ballast_proxy::shedding_view(g)) else {
         return Value::Null;
     };
     json!({

@@ -47,9 +47,9 @@ impl Shared {
             name_header,
             fail_rate_bits: AtomicU64::new(config.fail_rate.to_bits()),
             latency_nanos: AtomicU64::new(duration_nanos(config.latency)),
-            workers: config
-                .capacity
-                .map(|n| tokio::sync::Semaphore::new(n.clamp(1, tokio::sync::Semaphore::MAX_PERMITS))),
+            workers: config.capacity.map(|n| {
+                tokio::sync::Semaphore::new(n.clamp(1, tokio::sync::Semaphore::MAX_PERMITS))
+            }),
             healthy: AtomicBool::new(true),
             requests: AtomicU64::new(0),
             health_checks: AtomicU64::new(0),

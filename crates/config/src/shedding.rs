@@ -42,8 +42,7 @@ impl LoadShedding {
     pub const DEFAULT_MAX_LIMIT: u32 = 1000;
     pub const MAX: u32 = 100_000;
     const TARGET_RANGE: (Duration, Duration) = (Duration::from_millis(1), Duration::from_secs(60));
-    const WINDOW_RANGE: (Duration, Duration) =
-        (Duration::from_millis(10), Duration::from_secs(10));
+    const WINDOW_RANGE: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(10));
 }
 
 /// `load_shedding` of the group whose fields are `f`: `Some(None)` when omitted

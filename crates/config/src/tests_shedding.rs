@@ -58,16 +58,56 @@ fn every_knob_is_read_and_omitted_means_off() {
 #[test]
 fn misuse_is_rejected_with_path_line_and_column() {
     let cases = [
-        ("load_shedding = {}", "target_groups[0].load_shedding.latency_target", "missing required field"),
-        ("load_shedding = \"50ms\"", "target_groups[0].load_shedding", "expected"),
-        ("load_shedding = { latency_target = \"fast\" }", "target_groups[0].load_shedding.latency_target", "invalid duration"),
-        ("load_shedding = { latency_target = \"0ms\" }", "target_groups[0].load_shedding.latency_target", "allowed: 1ms to 1m"),
-        ("load_shedding = { latency_target = \"50ms\", window = \"1ms\" }", "target_groups[0].load_shedding.window", "allowed: 10ms to 10s"),
-        ("load_shedding = { latency_target = \"50ms\", min_limit = 0 }", "target_groups[0].load_shedding.min_limit", "allowed: 1 to 100000"),
-        ("load_shedding = { latency_target = \"50ms\", max_limit = 200000 }", "target_groups[0].load_shedding.max_limit", "allowed: 1 to 100000"),
-        ("load_shedding = { latency_target = \"50ms\", min_limit = 50, max_limit = 10 }", "target_groups[0].load_shedding.min_limit", "above max_limit"),
-        ("load_shedding = { latency_target = \"50ms\", max_limit = 2 }", "target_groups[0].load_shedding.max_limit", "min_limit 4 is above max_limit 2"),
-        ("load_shedding = { latency_target = \"50ms\", target = \"1s\" }", "target_groups[0].load_shedding.target", "unknown"),
+        (
+            "load_shedding = {}",
+            "target_groups[0].load_shedding.latency_target",
+            "missing required field",
+        ),
+        (
+            "load_shedding = \"50ms\"",
+            "target_groups[0].load_shedding",
+            "expected",
+        ),
+        (
+            "load_shedding = { latency_target = \"fast\" }",
+            "target_groups[0].load_shedding.latency_target",
+            "invalid duration",
+        ),
+        (
+            "load_shedding = { latency_target = \"0ms\" }",
+            "target_groups[0].load_shedding.latency_target",
+            "allowed: 1ms to 1m",
+        ),
+        (
+            "load_shedding = { latency_target = \"50ms\", window = \"1ms\" }",
+            "target_groups[0].load_shedding.window",
+            "allowed: 10ms to 10s",
+        ),
+        (
+            "load_shedding = { latency_target = \"50ms\", min_limit = 0 }",
+            "target_groups[0].load_shedding.min_limit",
+            "allowed: 1 to 100000",
+        ),
+        (
+            "load_shedding = { latency_target = \"50ms\", max_limit = 200000 }",
+            "target_groups[0].load_shedding.max_limit",
+            "allowed: 1 to 100000",
+        ),
+        (
+            "load_shedding = { latency_target = \"50ms\", min_limit = 50, max_limit = 10 }",
+            "target_groups[0].load_shedding.min_limit",
+            "above max_limit",
+        ),
+        (
+            "load_shedding = { latency_target = \"50ms\", max_limit = 2 }",
+            "target_groups[0].load_shedding.max_limit",
+            "min_limit 4 is above max_limit 2",
+        ),
+        (
+            "load_shedding = { latency_target = \"50ms\", target = \"1s\" }",
+            "target_groups[0].load_shedding.target",
+            "unknown",
+        ),
     ];
     for (line, path, needle) in cases {
         let (text, number) = with(line);
@@ -76,6 +116,9 @@ fn misuse_is_rejected_with_path_line_and_column() {
         let e = errs.iter().find(|e| e.path == path).expect("the error");
         // The column points into the added line, at the offending value or table.
         let column = e.column.expect("a column") as usize;
-        assert!(column > 1 && column <= line.len(), "{line}: column {column}");
+        assert!(
+            column > 1 && column <= line.len(),
+            "{line}: column {column}"
+        );
     }
 }

@@ -225,7 +225,10 @@ async fn capacity_queues_requests_beyond_it_but_not_health_checks() {
         finished.push(at);
     }
     finished.sort();
-    assert!(health_at < finished[5], "health {health_at:?}, requests {finished:?}");
+    assert!(
+        health_at < finished[5],
+        "health {health_at:?}, requests {finished:?}"
+    );
     // Three turns of 100 ms: the last two waited two turns for a worker.
     assert!(finished[4] >= Duration::from_millis(300), "{finished:?}");
     assert!(finished[2] >= Duration::from_millis(200), "{finished:?}");

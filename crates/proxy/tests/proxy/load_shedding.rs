@@ -88,8 +88,9 @@ async fn over_the_limit_requests_are_shed_at_once_with_503_and_retry_after() {
         2
     );
     let url = rig.ballast.url("/");
-    let get =
-        |url: String| tokio::spawn(async move { Client::http1().get(&url).await.expect("response") });
+    let get = |url: String| {
+        tokio::spawn(async move { Client::http1().get(&url).await.expect("response") })
+    };
     let first: Vec<_> = (0..2).map(|_| get(url.clone())).collect();
     eventually("two requests at the target", SOON, || async {
         rig.backend.requests() == 2
@@ -166,7 +167,11 @@ async fn health_checks_continue_while_shedding() {
     let snapshot = rig.ballast.server.snapshot();
     let group = snapshot.group("web").expect("group web");
     assert!(group.targets.iter().all(|t| t.is_healthy()));
-    assert_eq!(rig.backend.requests(), 1, "only the held request reached it");
+    assert_eq!(
+        rig.backend.requests(),
+        1,
+        "only the held request reached it"
+    );
     assert_eq!(held.await.expect("join").status, 200);
 }
 
@@ -233,7 +238,10 @@ async fn under_overload_the_limit_falls_and_admitted_requests_stay_fast() {
         .map(|(_, _, latency)| *latency)
         .collect();
     admitted.sort();
-    assert!(admitted.len() >= 20, "the target kept serving: {admitted:?}");
+    assert!(
+        admitted.len() >= 20,
+        "the target kept serving: {admitted:?}"
+    );
     let median = admitted[admitted.len() / 2];
     assert!(
         median < Duration::from_millis(200),
@@ -241,10 +249,9 @@ async fn under_overload_the_limit_falls_and_admitted_requests_stay_fast() {
     );
     let limit = rig.metric("ballast_concurrency_limit{target_group=\"web\"}");
     assert!((1..=8).contains(&limit), "limit {limit}");
-    let view = ballast_proxy::shedding_view(
-        rig.ballast.server.snapshot().group("web").expect("web"),
-    )
-    .expect("shedding on");
+    let view =
+        ballast_proxy::shedding_view(rig.ballast.server.snapshot().group("web").expect("web"))
+            .expect("shedding on");
     assert_eq!(view.shed, shed);
     assert!(view.latency > Duration::ZERO);
 }
