@@ -7,8 +7,8 @@
 //! pooled connection (returned to the pool only once the response ended cleanly) or
 //! the HTTP/2 stream's place on its shared connection (`Hold`), and the client
 //! connection's activity count (for its idle timeout), and the request's place
-//! among its group's requests in flight (circuit breaker, load shedding). Frames pass as they are, so
-//! trailers (gRPC's `grpc-status`) cross in both directions.
+//! among its group's requests in flight (circuit breaker, load shedding). Frames
+//! pass as they are, so trailers (gRPC's `grpc-status`) cross in both directions.
 //!
 //! A client's request body counts the bytes that pass (a plain add per frame) in
 //! the tally it shares with its handler, which also records why the body broke off

@@ -328,8 +328,9 @@ fn run(mut plan: Plan, conn: Arc<ConnCtx>) -> impl Future<Output = Response<Resp
 /// Try the group's targets in turn, as far as `retry` allows, once the group's
 /// concurrency limit (load shedding; over it: 503 `shed`) and circuit breaker
 /// admit the request (its places are held until the response ends; its latency
-/// to the response head is the shedding controller's signal). A response whose status the retry policy retries is dropped (its
-/// connection closes) when a retry is made.
+/// to the response head is the shedding controller's signal). A response whose
+/// status the retry policy retries is dropped (its connection closes) when a
+/// retry is made.
 async fn attempts(
     retry: &mut Retry,
     group: &TargetGroup,

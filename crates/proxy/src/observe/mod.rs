@@ -6,7 +6,8 @@
 //! the access log's writer task (`access_log.rs`), never a lock or a wait.
 //! A target group's own cells (`group.rs`: circuit-breaker usage,
 //! the retry budget's window, retries; `shedding.rs`: the concurrency limit, in-flight
-//! count and latency window of load shedding) are counted the same way. `exposition.rs` renders the cells on a scrape from the figures it is given (the
+//! count and latency window of load shedding) are counted the same way.
+//! `exposition.rs` renders the cells on a scrape from the figures it is given (the
 //! snapshot walks itself for it), so nothing here depends on what is observed.
 //!
 //! May use: nothing else of the crate (a leaf).
