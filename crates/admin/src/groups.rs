@@ -249,5 +249,22 @@ fn group_json(g: &TargetGroup) -> Value {
         "failing_open": g.is_failing_open(),
         "healthy_targets": g.healthy_count(),
         "targets": g.targets.iter().map(|t| target_json(t)).collect::<Vec<_>>(),
+        "load_shedding": shedding_json(g),
+    })
+}
+
+/// The adaptive concurrency limit's figures, `null` without `load_shedding`.
+fn shedding_json(g: &TargetGroup) -> Value {
+    let (Some(config), Some(v)) = (g.config.load_shedding, ballast_proxy::shedding_view(g)) else {
+        return Value::Null;
+    };
+    json!({
+        "latency_target": ballast_config::duration::format(config.latency_target),
+        "latency_ms": v.latency.as_secs_f64() * 1e3,
+        "limit": v.limit,
+        "min_limit": config.min_limit,
+        "max_limit": config.max_limit,
+        "in_flight": v.in_flight,
+        "shed": v.shed,
     })
 }

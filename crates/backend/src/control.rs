@@ -25,6 +25,8 @@ pub(crate) struct Shared {
     /// Share of requests answered `500`, as `f64` bits (changed by `set_fail_rate`).
     fail_rate_bits: AtomicU64,
     latency_nanos: AtomicU64,
+    /// `capacity`'s workers: a fair (FIFO) semaphore, one permit per request served.
+    workers: Option<tokio::sync::Semaphore>,
     healthy: AtomicBool,
     requests: AtomicU64,
     health_checks: AtomicU64,
@@ -45,6 +47,9 @@ impl Shared {
             name_header,
             fail_rate_bits: AtomicU64::new(config.fail_rate.to_bits()),
             latency_nanos: AtomicU64::new(duration_nanos(config.latency)),
+            workers: config.capacity.map(|n| {
+                tokio::sync::Semaphore::new(n.clamp(1, tokio::sync::Semaphore::MAX_PERMITS))
+            }),
             healthy: AtomicBool::new(true),
             requests: AtomicU64::new(0),
             health_checks: AtomicU64::new(0),
@@ -55,6 +60,15 @@ impl Shared {
 
     pub(crate) fn latency(&self) -> Duration {
         Duration::from_nanos(self.latency_nanos.load(Ordering::Relaxed))
+    }
+
+    /// A worker to serve one request, waiting in line for it under `capacity`
+    /// (`None` without one: nothing to wait for).
+    pub(crate) async fn worker(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        match &self.workers {
+            Some(workers) => workers.acquire().await.ok(),
+            None => None,
+        }
     }
 
     pub(crate) fn is_healthy(&self) -> bool {

@@ -4,7 +4,8 @@
 //! Every request is answered `200` with a JSON echo of what arrived (method, path, query,
 //! headers, body size), and every response carries `x-backend: NAME` so a test can tell
 //! which target a proxy picked. Query parameters (`status=`, `delay_ms=`, `bytes=`, `set_cookie=`) and
-//! the config (`fail_rate`, `latency`) turn it into a misbehaving target on demand, and
+//! the config (`fail_rate`, `latency`, `capacity`) turn it into a misbehaving or
+//! overloaded target on demand, and
 //! the [`BackendHandle`] lets a test flip its health, stall it, stop it gracefully or
 //! kill it like a crashed process.
 //!
@@ -42,6 +43,11 @@ pub struct BackendConfig {
     pub fail_rate: f64,
     /// Added before every response except health checks; see [`BackendHandle::set_latency`].
     pub latency: Duration,
+    /// At most this many requests are served at once (each for its latency); the
+    /// rest wait their turn in a FIFO queue, so latency grows with load as in a
+    /// server with a fixed pool of workers. `None`: no bound. Health checks
+    /// never wait.
+    pub capacity: Option<usize>,
 }
 
 impl BackendConfig {
@@ -51,6 +57,7 @@ impl BackendConfig {
             name: name.into(),
             fail_rate: 0.0,
             latency: Duration::ZERO,
+            capacity: None,
         }
     }
 }

@@ -3,8 +3,8 @@
 //! Data path, one straight line per request: `/healthz` is answered from the health flag
 //! alone (no latency, no failures, not counted as a request); anything else is counted,
 //! its query parsed into a [`Steer`], its body streamed and counted frame by frame (a
-//! 100 MB upload never sits in memory), then the configured latency plus `delay_ms` is
-//! waited, `fail_rate` decides whether this one is a `500`, and the body is either the
+//! 100 MB upload never sits in memory), then, under `capacity`, a free worker is waited
+//! for in FIFO order, then the configured latency plus `delay_ms` is waited, `fail_rate` decides whether this one is a `500`, and the body is either the
 //! JSON echo or `bytes=N` filler. Every response carries `x-backend`.
 
 use std::convert::Infallible;
@@ -49,6 +49,9 @@ pub(crate) async fn respond(
         }
     };
 
+    // Under `capacity`, the wait for a worker comes before the latency, which
+    // the worker then spends: the queue is what makes latency grow with load.
+    let _worker = shared.worker().await;
     let delay = shared.latency().saturating_add(steer.delay);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;

@@ -68,6 +68,10 @@ enum Command {
         /// Delay added before every response, e.g. "50ms".
         #[arg(long, value_parser = parse_duration)]
         latency: Option<std::time::Duration>,
+        /// Serve at most N requests at once (each takes --latency); the rest wait
+        /// in a FIFO queue, so latency grows with load. Default: no bound.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        capacity: Option<u32>,
     },
     /// The load generator (see `ballast bench --help`).
     Bench(Box<ballast_loadgen::BenchArgs>),
@@ -174,10 +178,12 @@ fn main() -> ExitCode {
                         name,
                         fail_rate,
                         latency,
+                        capacity,
                     } => {
                         let mut config = ballast_backend::BackendConfig::new(name);
                         config.fail_rate = fail_rate;
                         config.latency = latency.unwrap_or_default();
+                        config.capacity = capacity.map(|n| n as usize);
                         ballast_backend::run(bind, config)
                             .await
                             .map_err(anyhow::Error::from)

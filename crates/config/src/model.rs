@@ -329,6 +329,9 @@ pub struct TargetGroupConfig {
     pub retry: Option<crate::resilience::RetryPolicy>,
     #[serde(skip_serializing_if = "crate::resilience::CircuitBreaker::is_off")]
     pub circuit_breaker: crate::resilience::CircuitBreaker,
+    /// An adaptive concurrency limit driven by a latency target (omitted: off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_shedding: Option<crate::shedding::LoadShedding>,
 }
 
 impl TargetGroupConfig {

@@ -413,6 +413,7 @@ fn decode_group(node: &Node, path: &str, base: &Path, errs: &mut Errors) -> Deco
         errs,
     );
     let resilience = crate::resilience::decode(&mut f, errs);
+    let load_shedding = crate::shedding::decode(&mut f, errs);
     let tls_node = f.peek("tls");
     let tls = crate::tls::decode_group_tls(&mut f, base, errs);
     if let (Some(TargetProtocol::Http2), Some(Some(_)), Some(node)) = (protocol, &tls, tls_node) {
@@ -443,6 +444,7 @@ fn decode_group(node: &Node, path: &str, base: &Path, errs: &mut Errors) -> Deco
             stickiness: resilience.stickiness?,
             retry: resilience.retry?,
             circuit_breaker: resilience.circuit_breaker?,
+            load_shedding: load_shedding?,
         })
     })();
     DecodedGroup { config, name }

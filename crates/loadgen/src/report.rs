@@ -85,6 +85,8 @@ struct Document<'a> {
     status: BTreeMap<String, u64>,
     errors: BTreeMap<&'static str, u64>,
     latency_ms: LatencyMs,
+    /// Of 2xx responses only.
+    latency_ms_2xx: LatencyMs,
     late: u64,
     timeline: Vec<PointJson>,
 }
@@ -141,6 +143,7 @@ pub fn json(s: &Summary) -> anyhow::Result<String> {
         status: s.status.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
         errors: s.errors.iter().copied().collect(),
         latency_ms: (&s.latency).into(),
+        latency_ms_2xx: (&s.latency_2xx).into(),
         late: s.late,
         timeline: s
             .timeline

@@ -50,6 +50,10 @@ pub struct Second {
 #[derive(Debug, Clone)]
 pub struct Tally {
     pub latency: Histogram<u64>,
+    /// The same for 2xx responses only: what a server that sheds load serves
+    /// to the requests it admits (its fast 503s would pull the whole-run
+    /// percentiles down).
+    pub latency_2xx: Histogram<u64>,
     /// Responses by status code (index = code, 100..=999).
     pub status: Vec<u64>,
     pub errors: [u64; ErrorKind::ALL.len()],
@@ -65,6 +69,7 @@ impl Tally {
     pub fn new() -> anyhow::Result<Self> {
         Ok(Self {
             latency: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)?,
+            latency_2xx: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)?,
             status: vec![0; 1000],
             errors: [0; ErrorKind::ALL.len()],
             responses: 0,
@@ -81,6 +86,7 @@ impl Tally {
     pub fn empty_like(&self) -> Self {
         Self {
             latency: Histogram::new_from(&self.latency),
+            latency_2xx: Histogram::new_from(&self.latency_2xx),
             status: vec![0; 1000],
             errors: [0; ErrorKind::ALL.len()],
             responses: 0,
@@ -116,6 +122,9 @@ impl Tally {
                     *n += 1;
                 }
                 self.latency.saturating_record(latency);
+                if (200..300).contains(&status) {
+                    self.latency_2xx.saturating_record(latency);
+                }
                 let second = self.second(s.done);
                 second.responses += 1;
                 second.bytes += bytes;
@@ -131,6 +140,7 @@ impl Tally {
     /// Adds `other` into `self`.
     pub fn merge(&mut self, other: &Tally) -> anyhow::Result<()> {
         self.latency.add(&other.latency)?;
+        self.latency_2xx.add(&other.latency_2xx)?;
         for (a, b) in self.status.iter_mut().zip(&other.status) {
             *a += b;
         }

@@ -56,6 +56,8 @@ pub struct Summary {
     pub errors: Vec<(&'static str, u64)>,
     pub late: u64,
     pub latency: Latency,
+    /// Of 2xx responses only.
+    pub latency_2xx: Latency,
     pub timeline: Vec<Point>,
 }
 
@@ -125,6 +127,7 @@ impl Summary {
                 .collect(),
             late: tally.late,
             latency: latency(&tally.latency),
+            latency_2xx: latency(&tally.latency_2xx),
             timeline,
         }
     }

@@ -265,6 +265,13 @@ impl Snapshot {
             .collect();
         cells.sort_by(|a, b| a.name.cmp(b.name));
         group::render(&mut out, &cells);
+        let mut shedding: Vec<_> = self
+            .groups()
+            .filter(|g| g.config.load_shedding.is_some())
+            .map(|g| (g.name(), &*g.metrics.shedding))
+            .collect();
+        shedding.sort_by_key(|(name, _)| *name);
+        crate::observe::shedding::render(&mut out, &shedding);
         out
     }
 }

@@ -3,6 +3,7 @@
 
 mod anomaly;
 mod config;
+mod load_shedding;
 mod observe;
 mod openapi;
 mod targets;

@@ -1,5 +1,5 @@
 //! Steering by query (`status=`, `delay_ms=`, `bytes=`) and by config (`fail_rate`,
-//! `latency`), and the health check.
+//! `latency`, `capacity`), and the health check.
 
 use std::time::{Duration, Instant};
 
@@ -188,4 +188,48 @@ async fn latency_delays_requests_but_not_health_checks_and_can_change() {
         .await
         .expect("latency was lowered")
         .expect("request");
+}
+
+/// `capacity`: requests beyond it wait in line, so six requests at once through two
+/// workers of 100 ms each take three turns, one after the other; a health check
+/// never waits in that line.
+#[tokio::test]
+async fn capacity_queues_requests_beyond_it_but_not_health_checks() {
+    let backend = support::start(BackendConfig {
+        latency: Duration::from_millis(100),
+        capacity: Some(2),
+        ..BackendConfig::new("bounded")
+    })
+    .await;
+    let started = Instant::now();
+    let all: Vec<_> = (0..6)
+        .map(|_| {
+            let addr = backend.addr();
+            tokio::spawn(async move {
+                let reply = send(addr, get("/")).await;
+                (reply, started.elapsed())
+            })
+        })
+        .collect();
+    support::eventually("six requests in line", || backend.requests() == 6).await;
+    // With all six queued or served, a health check is answered before them.
+    let health = send(backend.addr(), get("/healthz"))
+        .await
+        .expect("request");
+    let health_at = started.elapsed();
+    assert_eq!(health.status, StatusCode::OK);
+    let mut finished = Vec::new();
+    for one in all {
+        let (reply, at) = one.await.expect("task");
+        assert_eq!(reply.expect("request").status, StatusCode::OK);
+        finished.push(at);
+    }
+    finished.sort();
+    assert!(
+        health_at < finished[5],
+        "health {health_at:?}, requests {finished:?}"
+    );
+    // Three turns of 100 ms: the last two waited two turns for a worker.
+    assert!(finished[4] >= Duration::from_millis(300), "{finished:?}");
+    assert!(finished[2] >= Duration::from_millis(200), "{finished:?}");
 }

@@ -7,8 +7,8 @@
 //! pooled connection (returned to the pool only once the response ended cleanly) or
 //! the HTTP/2 stream's place on its shared connection (`Hold`), and the client
 //! connection's activity count (for its idle timeout), and the request's place
-//! among its group's requests in flight (circuit breaker). Frames pass as they are, so
-//! trailers (gRPC's `grpc-status`) cross in both directions.
+//! among its group's requests in flight (circuit breaker, load shedding). Frames
+//! pass as they are, so trailers (gRPC's `grpc-status`) cross in both directions.
 //!
 //! A client's request body counts the bytes that pass (a plain add per frame) in
 //! the tally it shares with its handler, which also records why the body broke off
@@ -29,6 +29,7 @@ use hyper::body::Incoming;
 use crate::forward::context::Activity;
 use crate::observe::access_log::{self, AccessLog, AccessRecord};
 use crate::observe::group::Held;
+use crate::observe::shedding::Admitted;
 use crate::upstream::body::{Tally, UpstreamBody};
 use crate::upstream::http1::BodyReader;
 use crate::upstream::http2::StreamGuard;
@@ -62,6 +63,9 @@ pub struct ResponseBody {
     /// The request's place among its group's requests in flight (circuit
     /// breaker), given back when the response ends.
     _place: Option<Held>,
+    /// The request's place under its group's concurrency limit (load
+    /// shedding), given back when the response ends.
+    _shed: Option<Admitted>,
 }
 
 /// An access-log record waiting for its response body to end.
@@ -143,6 +147,7 @@ impl ResponseBody {
             _activity: None,
             log: None,
             _place: None,
+            _shed: None,
         }
     }
 
@@ -152,6 +157,7 @@ impl ResponseBody {
             _activity: None,
             log: None,
             _place: None,
+            _shed: None,
         }
     }
 
@@ -161,6 +167,7 @@ impl ResponseBody {
             _activity: None,
             log: None,
             _place: None,
+            _shed: None,
         }
     }
 
@@ -171,6 +178,11 @@ impl ResponseBody {
 
     pub fn with_place(mut self, place: Option<Held>) -> Self {
         self._place = place;
+        self
+    }
+
+    pub fn with_shed(mut self, place: Option<Admitted>) -> Self {
+        self._shed = place;
         self
     }
 

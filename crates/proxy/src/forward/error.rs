@@ -76,6 +76,10 @@ pub enum ProxyError {
     /// answered at once, without touching a target (`resilience/breaker.rs`).
     #[error("circuit breaker of the target group open: {} limit reached", .0.as_str())]
     CircuitOpen(crate::observe::group::Limit),
+    /// The target group is at its adaptive concurrency limit: the request is
+    /// answered at once instead of queueing (`resilience/shedding.rs`).
+    #[error("target group at its concurrency limit (load shedding)")]
+    Shed,
     /// A gRPC request routed to a target group that speaks HTTP/1.1.
     #[error("target group {0} has protocol \"http1\"; gRPC needs protocol = \"http2\"")]
     GrpcNeedsHttp2(String),
@@ -112,7 +116,8 @@ impl ProxyError {
             ProxyError::ListenerGone
             | ProxyError::NoTarget(_)
             | ProxyError::UnsafeRedirect
-            | ProxyError::CircuitOpen(_) => ErrorSource::Ballast,
+            | ProxyError::CircuitOpen(_)
+            | ProxyError::Shed => ErrorSource::Ballast,
             ProxyError::Connect { .. }
             | ProxyError::ResponseTimeout(_)
             | ProxyError::Target { .. }
@@ -130,9 +135,10 @@ impl ProxyError {
             | ProxyError::ClientBodyInvalid
             | ProxyError::ClientClosed => StatusCode::BAD_REQUEST,
             ProxyError::UnsafeRedirect => StatusCode::INTERNAL_SERVER_ERROR,
-            ProxyError::ListenerGone | ProxyError::NoTarget(_) | ProxyError::CircuitOpen(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProxyError::ListenerGone
+            | ProxyError::NoTarget(_)
+            | ProxyError::CircuitOpen(_)
+            | ProxyError::Shed => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect { .. }
             | ProxyError::Target { .. }
             | ProxyError::TargetHttp1 { .. } => StatusCode::BAD_GATEWAY,
@@ -158,7 +164,8 @@ impl ProxyError {
             ProxyError::ListenerGone
             | ProxyError::NoTarget(_)
             | ProxyError::Connect { .. }
-            | ProxyError::CircuitOpen(_) => Code::Unavailable,
+            | ProxyError::CircuitOpen(_)
+            | ProxyError::Shed => Code::Unavailable,
             ProxyError::ResponseTimeout(_) => Code::DeadlineExceeded,
             // A connection the target closed or reset is worth another try; a
             // response that is not valid HTTP is not.
@@ -181,6 +188,7 @@ impl ProxyError {
             ProxyError::NoTarget(_) => Some(Rejection::NoHealthyTarget),
             ProxyError::Desync(_) => Some(Rejection::Desync),
             ProxyError::CircuitOpen(_) => Some(Rejection::CircuitOpen),
+            ProxyError::Shed => Some(Rejection::Shed),
             _ => None,
         }
     }
@@ -202,6 +210,7 @@ impl ProxyError {
             ProxyError::Target { .. } | ProxyError::TargetHttp1 { .. } => "target_failed",
             ProxyError::GrpcNeedsHttp2(_) => "grpc_needs_http2",
             ProxyError::CircuitOpen(_) => Rejection::CircuitOpen.as_str(),
+            ProxyError::Shed => Rejection::Shed.as_str(),
         }
     }
 }
@@ -250,6 +259,19 @@ mod tests {
         assert_eq!(
             e.rejection(),
             Some(crate::observe::metrics::Rejection::CircuitOpen)
+        );
+    }
+
+    #[test]
+    fn a_shed_request_is_a_503_unavailable_shed() {
+        let e = ProxyError::Shed;
+        assert_eq!(e.source_side(), ErrorSource::Ballast);
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.reason(), "shed");
+        assert_eq!(e.grpc_status(), Code::Unavailable);
+        assert_eq!(
+            e.rejection(),
+            Some(crate::observe::metrics::Rejection::Shed)
         );
     }
 }

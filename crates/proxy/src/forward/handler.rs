@@ -4,7 +4,8 @@
 //! rules (`rule/`) → answer a redirect or fixed response at once, or pick the
 //! target group of a forward (`action.rs`) → rewrite the head → pick a target →
 //! take or open a connection → send with the response timeout → stream the
-//! response back. Before the first attempt the group's circuit breaker admits the
+//! response back. Before the first attempt the group's concurrency limit
+//! (`resilience/shedding.rs`; over it: 503 `shed`) and circuit breaker admit the
 //! request (`resilience/breaker.rs`; over a limit: 503 `circuit_open`, no target
 //! touched), and a new connection takes its places among the group's pending
 //! requests and connections. Which failures are tried again, and where, is
@@ -55,7 +56,7 @@ use crate::forward::sticky::{self, Visit};
 use crate::forward::upgrade::{self};
 use crate::hygiene::{self, Seen};
 use crate::observe::access_log::{self, AccessRecord};
-use crate::resilience::{breaker, budget};
+use crate::resilience::{breaker, budget, shedding};
 use crate::routing::action::RouteAction;
 use crate::routing::redirect::{self, Origin, RedirectError};
 use crate::routing::RequestView;
@@ -325,9 +326,11 @@ fn run(mut plan: Plan, conn: Arc<ConnCtx>) -> impl Future<Output = Response<Resp
 }
 
 /// Try the group's targets in turn, as far as `retry` allows, once the group's
-/// circuit breaker admits the request (its place is held until the response
-/// ends). A response whose status the retry policy retries is dropped (its
-/// connection closes) when a retry is made.
+/// concurrency limit (load shedding; over it: 503 `shed`) and circuit breaker
+/// admit the request (its places are held until the response ends; its latency
+/// to the response head is the shedding controller's signal). A response whose
+/// status the retry policy retries is dropped (its connection closes) when a
+/// retry is made.
 async fn attempts(
     retry: &mut Retry,
     group: &TargetGroup,
@@ -335,6 +338,7 @@ async fn attempts(
     timeout: Duration,
     http2: bool,
 ) -> Result<Response<ResponseBody>, ProxyError> {
+    let shed = shedding::admit(group).map_err(|()| ProxyError::Shed)?;
     let admitted = breaker::request(group).map_err(ProxyError::CircuitOpen)?;
     if group.config.retry.is_some() {
         budget::request(&group.metrics.window, crate::runtime::now_ms());
@@ -359,10 +363,18 @@ async fn attempts(
         next = match sent {
             Ok(response) => match retry.after_status(group, response.status().as_u16()) {
                 Some(again) => Some(again),
-                None => return Ok(response.map(|b| b.with_place(admitted))),
+                None => {
+                    if let Some(place) = &shed {
+                        place.answered();
+                    }
+                    return Ok(response.map(|b| b.with_place(admitted).with_shed(shed)));
+                }
             },
             Err(again) => again,
         };
+    }
+    if let Some(place) = &shed {
+        place.answered();
     }
     Err(retry.last_error(group))
 }

@@ -72,6 +72,8 @@ pub struct GroupMetrics {
     retries: Box<[AtomicU64]>,
     budget_exhausted: AtomicU64,
     pub window: Window,
+    /// The adaptive concurrency limit's cells (`load_shedding`).
+    pub shedding: Arc<crate::observe::shedding::ShedCells>,
 }
 
 impl Default for GroupMetrics {
@@ -84,6 +86,7 @@ impl Default for GroupMetrics {
                 .collect(),
             budget_exhausted: AtomicU64::new(0),
             window: Window::default(),
+            shedding: Arc::default(),
         }
     }
 }

@@ -5,7 +5,9 @@
 //! on a cell already in hand (`metrics.rs`) or a `try_send` of a finished record to
 //! the access log's writer task (`access_log.rs`), never a lock or a wait.
 //! A target group's own cells (`group.rs`: circuit-breaker usage,
-//! the retry budget's window, retries) are counted the same way. `exposition.rs` renders the cells on a scrape from the figures it is given (the
+//! the retry budget's window, retries; `shedding.rs`: the concurrency limit, in-flight
+//! count and latency window of load shedding) are counted the same way.
+//! `exposition.rs` renders the cells on a scrape from the figures it is given (the
 //! snapshot walks itself for it), so nothing here depends on what is observed.
 //!
 //! May use: nothing else of the crate (a leaf).
@@ -15,3 +17,4 @@ pub mod exposition;
 pub mod group;
 pub mod metrics;
 pub mod rfc3339;
+pub mod shedding;

@@ -1,7 +1,8 @@
 //! Resilience: what keeps one bad target, or too much load, from hurting the rest.
 //! Control loops that shape targets' effective weights (slow start, anomaly
-//! mitigation) and the gates the request path asks (retry budgets, circuit
-//! breakers).
+//! mitigation) or a group's concurrency limit (load shedding, on its own
+//! `window`), and the gates the request path asks (retry budgets, circuit
+//! breakers, the shedding limit).
 //!
 //! Both paths. The loops run off the data path, one task per target group
 //! (`spawn`, started with the group's health checker for each snapshot): they read
@@ -18,9 +19,12 @@ pub mod breaker;
 pub mod budget;
 pub mod mitigation;
 pub mod registry;
+pub mod shedding;
 pub mod slow_start;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_shedding;
 #[cfg(test)]
 mod tests_tick;
 
@@ -39,12 +43,16 @@ pub const TICK: Duration = Duration::from_secs(1);
 /// registry.
 pub fn spawn(group: Arc<TargetGroup>, anomalies: registry::SharedState) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let now = tick.tick().await;
-            slow_start::step(&group);
-            mitigation::tick(&group, &mut registry::lock(&anomalies), now.into_std());
-        }
+        let shedding = shedding::run(group.clone());
+        let weights = async {
+            let mut tick = tokio::time::interval(TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let now = tick.tick().await;
+                slow_start::step(&group);
+                mitigation::tick(&group, &mut registry::lock(&anomalies), now.into_std());
+            }
+        };
+        tokio::join!(weights, shedding);
     })
 }

@@ -78,6 +78,7 @@ impl TargetGroup {
             metrics: Arc::default(),
             sticky: None,
         };
+        group.configure_shedding();
         group
             .fail_open
             .store(group.should_fail_open(), Ordering::Relaxed);
@@ -92,7 +93,16 @@ impl TargetGroup {
     /// Keep the cells of the group this one replaces.
     pub fn with_metrics(mut self, metrics: Arc<GroupMetrics>) -> Self {
         self.metrics = metrics;
+        self.configure_shedding();
         self
+    }
+
+    /// Bring the kept concurrency limit within this config's bounds before any
+    /// request can read it (`load_shedding`).
+    fn configure_shedding(&self) {
+        if let Some(config) = &self.config.load_shedding {
+            self.metrics.shedding.configure(config);
+        }
     }
 
     pub fn with_sticky(mut self, sticky: Option<Sticky>) -> Self {

@@ -13,6 +13,7 @@ mod h1_server;
 mod h1_targets;
 mod http2;
 mod hygiene;
+mod load_shedding;
 mod mtls;
 mod protocol;
 mod reload;
