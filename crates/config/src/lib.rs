@@ -16,6 +16,7 @@ mod parse_grpc;
 mod pattern;
 pub mod resilience;
 mod rule;
+pub mod shuffle_shard;
 pub mod size;
 mod source;
 mod template;
@@ -85,6 +86,8 @@ mod tests;
 mod tests_resilience;
 #[cfg(test)]
 mod tests_rules;
+#[cfg(test)]
+mod tests_shuffle_shard;
 #[cfg(test)]
 mod tests_sticky;
 #[cfg(test)]

@@ -329,6 +329,9 @@ pub struct TargetGroupConfig {
     pub retry: Option<crate::resilience::RetryPolicy>,
     #[serde(skip_serializing_if = "crate::resilience::CircuitBreaker::is_off")]
     pub circuit_breaker: crate::resilience::CircuitBreaker,
+    /// Each tenant's own stable subset of the targets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shuffle_shard: Option<crate::shuffle_shard::ShuffleShard>,
 }
 
 impl TargetGroupConfig {
