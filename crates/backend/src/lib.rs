@@ -4,7 +4,7 @@
 //! Every request is answered `200` with a JSON echo of what arrived (method, path, query,
 //! headers, body size), and every response carries `x-backend: NAME` so a test can tell
 //! which target a proxy picked. Query parameters (`status=`, `delay_ms=`, `bytes=`, `set_cookie=`) and
-//! the config (`fail_rate`, `latency`) turn it into a misbehaving target on demand, and
+//! the config (`fail_rate`, `latency`, `poison`) turn it into a misbehaving target on demand, and
 //! the [`BackendHandle`] lets a test flip its health, stall it, stop it gracefully or
 //! kill it like a crashed process.
 //!
@@ -24,6 +24,7 @@ mod connection;
 mod control;
 mod echo;
 mod payload;
+mod poison;
 mod respond;
 mod server;
 mod steer;
@@ -32,6 +33,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use control::BackendHandle;
+pub use poison::Poison;
 
 /// How a backend behaves; the CLI builds one from its flags.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +44,9 @@ pub struct BackendConfig {
     pub fail_rate: f64,
     /// Added before every response except health checks; see [`BackendHandle::set_latency`].
     pub latency: Duration,
+    /// A request carrying this header value makes every later request fail
+    /// (`500`, and `503` on `/healthz`), like a crash; see [`Poison`].
+    pub poison: Option<Poison>,
 }
 
 impl BackendConfig {
@@ -51,6 +56,7 @@ impl BackendConfig {
             name: name.into(),
             fail_rate: 0.0,
             latency: Duration::ZERO,
+            poison: None,
         }
     }
 }

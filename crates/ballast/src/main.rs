@@ -68,6 +68,10 @@ enum Command {
         /// Delay added before every response, e.g. "50ms".
         #[arg(long, value_parser = parse_duration)]
         latency: Option<std::time::Duration>,
+        /// A poison pill, e.g. "X-Tenant: poison": once a request carries this
+        /// header value, every request is answered 500 and /healthz 503.
+        #[arg(long, value_parser = ballast_backend::Poison::parse)]
+        poison: Option<ballast_backend::Poison>,
     },
     /// The load generator (see `ballast bench --help`).
     Bench(Box<ballast_loadgen::BenchArgs>),
@@ -174,10 +178,12 @@ fn main() -> ExitCode {
                         name,
                         fail_rate,
                         latency,
+                        poison,
                     } => {
                         let mut config = ballast_backend::BackendConfig::new(name);
                         config.fail_rate = fail_rate;
                         config.latency = latency.unwrap_or_default();
+                        config.poison = poison;
                         ballast_backend::run(bind, config)
                             .await
                             .map_err(anyhow::Error::from)

@@ -64,5 +64,6 @@ pub use server::{ApplyError, Server};
 pub use snapshot::Snapshot;
 pub use upstream::sticky::{Key as StickyKey, Sticky};
 pub use upstream::target::{HealthReason, HealthState, Target};
+pub use upstream::shard::Shard;
 pub use upstream::target_group::TargetGroup;
 pub use upstream::verdict::VerdictView;

@@ -36,6 +36,7 @@ use crate::forward::error::ProxyError;
 use crate::observe::group::Held;
 use crate::resilience::{breaker, budget};
 use crate::upstream::body::UpstreamBody;
+use crate::upstream::shard::Shard;
 use crate::upstream::target::Target;
 use crate::upstream::target_group::{TargetGroup, Tried};
 
@@ -87,6 +88,8 @@ pub struct Retry {
     _retry_place: Option<Held>,
     /// A sticky client's target, for the first attempt when it may take it.
     prefer: Option<usize>,
+    /// The request's shuffle shard: every attempt, retries included, keeps to it.
+    shard: Option<Shard>,
 }
 
 impl Retry {
@@ -115,6 +118,7 @@ impl Retry {
             left,
             _retry_place: None,
             prefer: None,
+            shard: None,
         }
     }
 
@@ -122,6 +126,14 @@ impl Retry {
     /// retry goes wherever the balancer says.
     pub fn prefer(&mut self, i: usize) {
         self.prefer = Some(i);
+    }
+
+    /// Keep every attempt to this shard (`TargetGroup::shard_for`). Retries
+    /// stay in it too: a request that broke one target (a poison pill) must not
+    /// be carried to targets outside its shard; the next request of the key
+    /// fails open once the shard has no target that can take it.
+    pub fn shard(&mut self, shard: Option<Shard>) {
+        self.shard = shard;
     }
 
     /// The target of the last attempt: the one that served, after a success.
@@ -145,10 +157,14 @@ impl Retry {
         if usize::from(self.attempts) >= cap.min(Tried::MAX) {
             return None;
         }
-        let preferred = self.prefer.take().filter(|&i| group.takes(i, &self.tried));
-        let i = match preferred.or_else(|| group.pick(&self.tried)) {
+        let shard = self.shard.as_ref();
+        let preferred = self
+            .prefer
+            .take()
+            .filter(|&i| group.takes(i, &self.tried, shard));
+        let i = match preferred.or_else(|| group.pick(&self.tried, shard)) {
             Some(i) => i,
-            None if again => group.pick(&Tried::default())?,
+            None if again => group.pick(&Tried::default(), shard)?,
             None => return None,
         };
         if !self.tried.contains(i) {
