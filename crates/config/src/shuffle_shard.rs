@@ -102,7 +102,11 @@ fn decode_key(node: &Node, path: &str, errs: &mut Errors) -> Option<ShardKey> {
     match &node.value {
         Value::String(s) if s == "client_ip" => Some(ShardKey::ClientIp),
         Value::String(s) => {
-            errs.at(path, node.pos, format!("unknown shard key {s:?}; {ALLOWED}"));
+            errs.at(
+                path,
+                node.pos,
+                format!("unknown shard key {s:?}; {ALLOWED}"),
+            );
             None
         }
         Value::Table(_) => {

@@ -45,9 +45,15 @@ fn every_form_is_read_and_round_trips() {
     ))
     .expect("valid");
     let shard = c.target_groups[0].shuffle_shard.clone().expect("shard");
-    assert_eq!((shard.key, shard.size, shard.fail_open), (ShardKey::ClientIp, 1, false));
+    assert_eq!(
+        (shard.key, shard.size, shard.fail_open),
+        (ShardKey::ClientIp, 1, false)
+    );
     let json = serde_json::to_value(&c).expect("serialize");
-    assert_eq!(json["target_groups"][0]["shuffle_shard"]["key"], "client_ip");
+    assert_eq!(
+        json["target_groups"][0]["shuffle_shard"]["key"],
+        "client_ip"
+    );
     assert_eq!(Config::from_json(&json).expect("reads back"), c);
 }
 
@@ -119,11 +125,7 @@ fn misuse_is_rejected_with_path_line_and_column() {
             format!("{p}.sise"),
             "did you mean `size`?",
         ),
-        (
-            "shuffle_shard = 2",
-            p.to_string(),
-            "expected a table",
-        ),
+        ("shuffle_shard = 2", p.to_string(), "expected a table"),
     ];
     for (added, path, needle) in cases {
         let errs = Config::from_toml(&with(added)).expect_err(added);
@@ -148,8 +150,9 @@ fn json_is_checked_the_same() {
     targets.pop();
     let errs = Config::from_json(&json).expect_err("one target, shards of 2");
     assert!(
-        errs.iter().any(|e| e.path == "target_groups[0].shuffle_shard.size"
-            && e.message.contains("which has 1")),
+        errs.iter()
+            .any(|e| e.path == "target_groups[0].shuffle_shard.size"
+                && e.message.contains("which has 1")),
         "{errs}"
     );
 }

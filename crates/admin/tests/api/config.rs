@@ -199,6 +199,13 @@ async fn a_shard_larger_than_the_group_is_refused_and_nothing_applied() {
     let path = format!("/api/v1/target-groups/web/targets/{}", bs[0].addr());
     let (status, body) = admin.call(Method::DELETE, &path, None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert_eq!(body["details"][0]["path"], "target_groups[0].shuffle_shard.size");
-    assert_eq!(admin.get("/api/v1/config").await, applied, "nothing applied");
+    assert_eq!(
+        body["details"][0]["path"],
+        "target_groups[0].shuffle_shard.size"
+    );
+    assert_eq!(
+        admin.get("/api/v1/config").await,
+        applied,
+        "nothing applied"
+    );
 }

@@ -205,17 +205,25 @@ async fn a_poison_request_breaks_the_backend_for_good() {
         req.headers_mut().insert("x-tenant", value);
         req
     };
-    let reply = send(backend.addr(), with_tenant("acme")).await.expect("request");
+    let reply = send(backend.addr(), with_tenant("acme"))
+        .await
+        .expect("request");
     assert_eq!(reply.status, StatusCode::OK);
     assert!(!backend.is_poisoned());
-    let reply = send(backend.addr(), with_tenant("poison")).await.expect("request");
+    let reply = send(backend.addr(), with_tenant("poison"))
+        .await
+        .expect("request");
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(backend.is_poisoned());
     for _ in 0..3 {
-        let reply = send(backend.addr(), with_tenant("acme")).await.expect("request");
+        let reply = send(backend.addr(), with_tenant("acme"))
+            .await
+            .expect("request");
         assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(reply.header("x-backend"), "p");
     }
-    let reply = send(backend.addr(), get("/healthz")).await.expect("request");
+    let reply = send(backend.addr(), get("/healthz"))
+        .await
+        .expect("request");
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
 }

@@ -20,6 +20,10 @@
 //! `max_retries` and the group's budget (`resilience/budget.rs`) allow. Otherwise
 //! the failure stands: the client gets the last attempt's response or error.
 //!
+//! With a shuffle shard (`upstream/shard.rs`), every attempt keeps to the
+//! request's shard: a retry goes to a member not tried yet, else (with a policy)
+//! to any member again, never outside it.
+//!
 //! Across tiers: in a group with a policy, every attempt carries
 //! `X-Ballast-Attempt: N` (1 for the first; a client's own is replaced), and a
 //! request that arrives with one is a ballast's attempt already: it gets no

@@ -152,7 +152,10 @@ fn every_size_up_to_the_group_is_served() {
         // The shard of size n is the first n of the key's ranking.
         if size > 1 {
             let smaller = table(&ts, size - 1).shard(fmix64(fnv1a(b"k")));
-            assert!(smaller.members().iter().all(|m| shard.contains(usize::from(*m))));
+            assert!(smaller
+                .members()
+                .iter()
+                .all(|m| shard.contains(usize::from(*m))));
         }
     }
     let s = table(&ts[..3], 4);
@@ -174,5 +177,8 @@ fn the_key_comes_from_the_header_or_the_client_address() {
         ..config(2)
     };
     let s = Sharding::new(&by_ip, &ts, |_| true);
-    assert_eq!(s.key_hash(&h, b"10.1.1.1"), Some(fmix64(fnv1a(b"10.1.1.1"))));
+    assert_eq!(
+        s.key_hash(&h, b"10.1.1.1"),
+        Some(fmix64(fnv1a(b"10.1.1.1")))
+    );
 }

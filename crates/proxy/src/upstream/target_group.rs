@@ -85,9 +85,10 @@ impl Tried {
 impl TargetGroup {
     pub fn new(config: TargetGroupConfig, targets: Vec<Arc<Target>>) -> Self {
         let balancer = Balancer::new(config.algorithm, &targets);
-        let sharding = config.shuffle_shard.as_ref().map(|s| {
-            Sharding::new(s, &targets, |t| config.target(t.addr).is_some())
-        });
+        let sharding = config
+            .shuffle_shard
+            .as_ref()
+            .map(|s| Sharding::new(s, &targets, |t| config.target(t.addr).is_some()));
         let group = TargetGroup {
             config,
             targets,
@@ -177,7 +178,10 @@ impl TargetGroup {
             return Some(shard);
         }
         let now_s = crate::runtime::now_ms() / 1000;
-        if self.metrics.shard_unavailable(sharding.fail_open, now_s, SHARD_WARN_EVERY_S) {
+        if self
+            .metrics
+            .shard_unavailable(sharding.fail_open, now_s, SHARD_WARN_EVERY_S)
+        {
             let members: Vec<String> = shard
                 .members()
                 .iter()

@@ -38,7 +38,8 @@ async fn eight() -> Vec<BackendHandle> {
 /// Group `web` over `bs`, shards of 2 by `X-Tenant`; `extra` adds keys to `shuffle_shard`.
 async fn start(bs: &[BackendHandle], algorithm: &'static str, extra: &str) -> Ballast {
     let mut setup = Setup::new(bs).algorithm(algorithm);
-    setup.group_extra = format!("shuffle_shard = {{ key = {{ header = \"X-Tenant\" }}, size = 2{extra} }}\n");
+    setup.group_extra =
+        format!("shuffle_shard = {{ key = {{ header = \"X-Tenant\" }}, size = 2{extra} }}\n");
     let ballast = Ballast::start(&setup).await;
     ballast.all_healthy().await;
     ballast
@@ -77,7 +78,11 @@ fn shard_of(ballast: &Ballast, bs: &[BackendHandle], tenant: &str) -> BTreeSet<S
 /// whatever the algorithm; a request without the key spreads over all eight.
 #[tokio::test]
 async fn a_tenant_always_lands_on_its_own_two_targets() {
-    for algorithm in ["round_robin", "least_outstanding_requests", "weighted_random"] {
+    for algorithm in [
+        "round_robin",
+        "least_outstanding_requests",
+        "weighted_random",
+    ] {
         let bs = eight().await;
         let ballast = start(&bs, algorithm, "").await;
         let client = Client::http1();
@@ -96,14 +101,21 @@ async fn a_tenant_always_lands_on_its_own_two_targets() {
             assert_eq!(served, shard, "{algorithm} {tenant}");
             seen_shards.insert(shard);
         }
-        assert!(seen_shards.len() >= 6, "{algorithm}: shards differ by tenant: {seen_shards:?}");
+        assert!(
+            seen_shards.len() >= 6,
+            "{algorithm}: shards differ by tenant: {seen_shards:?}"
+        );
         let mut served = BTreeMap::new();
         for _ in 0..160 {
             let r = get(&client, &ballast, None).await;
             assert_eq!(r.status, 200);
             *served.entry(r.backend()).or_insert(0) += 1;
         }
-        assert_eq!(served.len(), 8, "{algorithm}: no key, all targets: {served:?}");
+        assert_eq!(
+            served.len(),
+            8,
+            "{algorithm}: no key, all targets: {served:?}"
+        );
         let unavailable = "ballast_shuffle_shard_unavailable_total{target_group=\"web\"}";
         assert_eq!(metric(&ballast, unavailable), 0);
     }
@@ -135,7 +147,9 @@ async fn a_poison_tenant_breaks_only_its_own_shard() {
     let tenants: Vec<(String, usize)> = (0..40)
         .map(|t| {
             let tenant = format!("tenant-{t}");
-            let shared = shard_of(&ballast, &bs, &tenant).intersection(&poisoned).count();
+            let shared = shard_of(&ballast, &bs, &tenant)
+                .intersection(&poisoned)
+                .count();
             (tenant, shared)
         })
         .collect();
@@ -172,7 +186,10 @@ async fn a_poison_tenant_breaks_only_its_own_shard() {
             }
         }
     }
-    assert!(after_down >= 5, "health checks took the poisoned targets out");
+    assert!(
+        after_down >= 5,
+        "health checks took the poisoned targets out"
+    );
     let poisoned_now: BTreeSet<String> = bs
         .iter()
         .filter(|b| b.is_poisoned())
@@ -190,7 +207,10 @@ async fn a_poison_tenant_breaks_only_its_own_shard() {
     for (tenant, shared) in &tenants {
         let failed = errors.get(tenant.as_str()).copied().unwrap_or(0);
         if *shared < 2 {
-            assert_eq!(failed, 0, "{tenant} shares {shared} target(s) with the poison");
+            assert_eq!(
+                failed, 0,
+                "{tenant} shares {shared} target(s) with the poison"
+            );
         } else {
             assert!(failed > 0, "{tenant} has the poison's shard");
         }
@@ -198,7 +218,10 @@ async fn a_poison_tenant_breaks_only_its_own_shard() {
     // The poison tenant's shard has no healthy target; it keeps to it.
     let unavailable = "ballast_shuffle_shard_unavailable_total{target_group=\"web\"}";
     let failed_open = "ballast_shuffle_shard_fail_open_total{target_group=\"web\"}";
-    assert!(metric(&ballast, unavailable) >= 5, "one per poison request once down");
+    assert!(
+        metric(&ballast, unavailable) >= 5,
+        "one per poison request once down"
+    );
     assert_eq!(metric(&ballast, failed_open), 0);
 }
 
@@ -226,7 +249,10 @@ async fn a_shard_with_every_target_down_fails_open_to_the_rest() {
         served.insert(r.backend());
     }
     assert!(served.is_disjoint(&shard), "{served:?} avoids {shard:?}");
-    assert!(served.len() >= 4, "spread over the healthy rest: {served:?}");
+    assert!(
+        served.len() >= 4,
+        "spread over the healthy rest: {served:?}"
+    );
     let failed_open = "ballast_shuffle_shard_fail_open_total{target_group=\"web\"}";
     assert_eq!(metric(&ballast, failed_open), 60);
 
