@@ -33,6 +33,9 @@ pub(crate) struct Shared {
     open_connections: AtomicUsize,
     /// Set by `kill()`: connections closed from now on reset instead of ending cleanly.
     killed: AtomicBool,
+    pub(crate) poison: Option<crate::Poison>,
+    /// A poison request arrived: every request fails from now on.
+    poisoned: AtomicBool,
 }
 
 impl Shared {
@@ -55,6 +58,8 @@ impl Shared {
             health_checks: AtomicU64::new(0),
             open_connections: AtomicUsize::new(0),
             killed: AtomicBool::new(false),
+            poison: config.poison,
+            poisoned: AtomicBool::new(false),
         }
     }
 
@@ -94,6 +99,22 @@ impl Shared {
     pub(crate) fn connection_opened(self: &Arc<Self>) -> OpenConnection {
         self.open_connections.fetch_add(1, Ordering::Relaxed);
         OpenConnection(Arc::clone(self))
+    }
+
+    /// Whether the backend is poisoned, after taking in this request's headers.
+    pub(crate) fn poisoned_by(&self, headers: &http::HeaderMap) -> bool {
+        if self.poisoned.load(Ordering::Relaxed) {
+            return true;
+        }
+        let hit = self.poison.as_ref().is_some_and(|p| p.matches(headers));
+        if hit {
+            self.poisoned.store(true, Ordering::Relaxed);
+        }
+        hit
+    }
+
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Relaxed)
     }
 
     pub(crate) fn is_killed(&self) -> bool {
@@ -164,6 +185,11 @@ impl BackendHandle {
     /// `/healthz` requests seen.
     pub fn health_checks(&self) -> u64 {
         self.inner.shared.health_checks.load(Ordering::Relaxed)
+    }
+
+    /// Whether a poison request (`BackendConfig::poison`) has arrived.
+    pub fn is_poisoned(&self) -> bool {
+        self.inner.shared.is_poisoned()
     }
 
     /// `/healthz` answers `503` while false; other requests are unaffected.

@@ -4,8 +4,8 @@
 //! Every request is answered `200` with a JSON echo of what arrived (method, path, query,
 //! headers, body size), and every response carries `x-backend: NAME` so a test can tell
 //! which target a proxy picked. Query parameters (`status=`, `delay_ms=`, `bytes=`, `set_cookie=`) and
-//! the config (`fail_rate`, `latency`, `capacity`) turn it into a misbehaving or
-//! overloaded target on demand, and
+//! the config (`fail_rate`, `latency`, `capacity`, `poison`) turn it into a
+//! misbehaving or overloaded target on demand, and
 //! the [`BackendHandle`] lets a test flip its health, stall it, stop it gracefully or
 //! kill it like a crashed process.
 //!
@@ -25,6 +25,7 @@ mod connection;
 mod control;
 mod echo;
 mod payload;
+mod poison;
 mod respond;
 mod server;
 mod steer;
@@ -33,6 +34,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use control::BackendHandle;
+pub use poison::Poison;
 
 /// How a backend behaves; the CLI builds one from its flags.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +50,9 @@ pub struct BackendConfig {
     /// server with a fixed pool of workers. `None`: no bound. Health checks
     /// never wait.
     pub capacity: Option<usize>,
+    /// A request carrying this header value makes every later request fail
+    /// (`500`, and `503` on `/healthz`), like a crash; see [`Poison`].
+    pub poison: Option<Poison>,
 }
 
 impl BackendConfig {
@@ -58,6 +63,7 @@ impl BackendConfig {
             fail_rate: 0.0,
             latency: Duration::ZERO,
             capacity: None,
+            poison: None,
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The request handler: health check, or count the body, wait, and answer (SPEC §6).
 //!
 //! Data path, one straight line per request: `/healthz` is answered from the health flag
-//! alone (no latency, no failures, not counted as a request); anything else is counted,
+//! (and the poison's) alone (no latency, no failures, not counted as a request);
+//! anything else is counted, answered `500` at once if it is or follows a poison
+//! request (`poison.rs`), otherwise
 //! its query parsed into a [`Steer`], its body streamed and counted frame by frame (a
 //! 100 MB upload never sits in memory), then, under `capacity`, a free worker is waited
 //! for in FIFO order, then the configured latency plus `delay_ms` is waited, `fail_rate` decides whether this one is a `500`, and the body is either the
@@ -35,6 +37,9 @@ pub(crate) async fn respond(
         return Ok(health(&shared));
     }
     shared.count_request();
+    if shared.poisoned_by(req.headers()) {
+        return Ok(text(&shared, StatusCode::INTERNAL_SERVER_ERROR, "poisoned"));
+    }
 
     let steer = match Steer::parse(req.uri().query()) {
         Ok(steer) => steer,
@@ -75,10 +80,10 @@ pub(crate) async fn respond(
     Ok(response)
 }
 
-/// `200 ok` while healthy, `503 unhealthy` once switched off.
+/// `200 ok` while healthy, `503 unhealthy` once switched off or poisoned.
 fn health(shared: &Shared) -> Response<Payload> {
     shared.count_health_check();
-    if shared.is_healthy() {
+    if shared.is_healthy() && !shared.is_poisoned() {
         text(shared, StatusCode::OK, "ok")
     } else {
         text(shared, StatusCode::SERVICE_UNAVAILABLE, "unhealthy")

@@ -72,6 +72,10 @@ enum Command {
         /// in a FIFO queue, so latency grows with load. Default: no bound.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         capacity: Option<u32>,
+        /// A poison pill, e.g. "X-Tenant: poison": once a request carries this
+        /// header value, every request is answered 500 and /healthz 503.
+        #[arg(long, value_parser = ballast_backend::Poison::parse)]
+        poison: Option<ballast_backend::Poison>,
     },
     /// The load generator (see `ballast bench --help`).
     Bench(Box<ballast_loadgen::BenchArgs>),
@@ -179,11 +183,13 @@ fn main() -> ExitCode {
                         fail_rate,
                         latency,
                         capacity,
+                        poison,
                     } => {
                         let mut config = ballast_backend::BackendConfig::new(name);
                         config.fail_rate = fail_rate;
                         config.latency = latency.unwrap_or_default();
                         config.capacity = capacity.map(|n| n as usize);
+                        config.poison = poison;
                         ballast_backend::run(bind, config)
                             .await
                             .map_err(anyhow::Error::from)

@@ -17,6 +17,7 @@ mod pattern;
 pub mod resilience;
 mod rule;
 pub mod shedding;
+pub mod shuffle_shard;
 pub mod size;
 mod source;
 mod template;
@@ -88,6 +89,8 @@ mod tests_resilience;
 mod tests_rules;
 #[cfg(test)]
 mod tests_shedding;
+#[cfg(test)]
+mod tests_shuffle_shard;
 #[cfg(test)]
 mod tests_sticky;
 #[cfg(test)]

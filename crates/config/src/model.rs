@@ -332,6 +332,9 @@ pub struct TargetGroupConfig {
     /// An adaptive concurrency limit driven by a latency target (omitted: off).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub load_shedding: Option<crate::shedding::LoadShedding>,
+    /// Each tenant's own stable subset of the targets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shuffle_shard: Option<crate::shuffle_shard::ShuffleShard>,
 }
 
 impl TargetGroupConfig {

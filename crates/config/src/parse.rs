@@ -414,6 +414,13 @@ fn decode_group(node: &Node, path: &str, base: &Path, errs: &mut Errors) -> Deco
     );
     let resilience = crate::resilience::decode(&mut f, errs);
     let load_shedding = crate::shedding::decode(&mut f, errs);
+    let shuffle_shard = match f.optional("shuffle_shard") {
+        None => Some(None),
+        Some(n) => {
+            let count = targets.as_ref().map(Vec::len);
+            crate::shuffle_shard::decode(n, &f.path("shuffle_shard"), count, errs).map(Some)
+        }
+    };
     let tls_node = f.peek("tls");
     let tls = crate::tls::decode_group_tls(&mut f, base, errs);
     if let (Some(TargetProtocol::Http2), Some(Some(_)), Some(node)) = (protocol, &tls, tls_node) {
@@ -445,6 +452,7 @@ fn decode_group(node: &Node, path: &str, base: &Path, errs: &mut Errors) -> Deco
             retry: resilience.retry?,
             circuit_breaker: resilience.circuit_breaker?,
             load_shedding: load_shedding?,
+            shuffle_shard: shuffle_shard?,
         })
     })();
     DecodedGroup { config, name }

@@ -261,6 +261,7 @@ impl Snapshot {
                 cells: &g.metrics,
                 retry: g.config.retry.as_ref(),
                 breaker: &g.config.circuit_breaker,
+                sharded: g.is_sharded(),
             })
             .collect();
         cells.sort_by(|a, b| a.name.cmp(b.name));

@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use ballast_backend::{spawn as spawn_backend, BackendConfig, BackendHandle};
+pub use ballast_backend::{spawn as spawn_backend, BackendConfig, BackendHandle, Poison};
 use ballast_config::Config;
 use ballast_proxy::Server;
 pub use client::{Client, Reply};

@@ -158,3 +158,54 @@ async fn applied_changes_are_persisted_with_their_version() {
     assert_eq!(&persisted.config, &*admin.ballast.server.snapshot().config);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `shuffle_shard` written through the API is checked like the file: a shard
+/// larger than the group is refused with its path and nothing is applied, and
+/// so is a deregistration that would leave the group smaller than its shards.
+#[tokio::test]
+async fn a_shard_larger_than_the_group_is_refused_and_nothing_applied() {
+    let bs = backends(2).await;
+    let admin = Admin::start(&Setup::new(&bs)).await;
+    let before = admin.get("/api/v1/config").await;
+    let mut config = before["config"].clone();
+    config["target_groups"][0]["shuffle_shard"] =
+        json!({ "key": { "header": "X-Tenant" }, "size": 3 });
+    let (status, body) = admin
+        .call(Method::PUT, "/api/v1/config", Some(config.clone()))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["details"][0]["path"], "target_groups[0].shuffle_shard.size",
+        "{body}"
+    );
+    assert!(
+        body["details"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("larger than the group, which has 2")),
+        "{body}"
+    );
+    assert_eq!(admin.get("/api/v1/config").await, before, "nothing applied");
+
+    config["target_groups"][0]["shuffle_shard"]["size"] = json!(2);
+    let (status, body) = admin
+        .call(Method::PUT, "/api/v1/config", Some(config))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let applied = admin.get("/api/v1/config").await;
+    assert_eq!(
+        applied["config"]["target_groups"][0]["shuffle_shard"],
+        json!({ "key": { "header": "x-tenant" }, "size": 2, "fail_open": true })
+    );
+    let path = format!("/api/v1/target-groups/web/targets/{}", bs[0].addr());
+    let (status, body) = admin.call(Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["details"][0]["path"],
+        "target_groups[0].shuffle_shard.size"
+    );
+    assert_eq!(
+        admin.get("/api/v1/config").await,
+        applied,
+        "nothing applied"
+    );
+}

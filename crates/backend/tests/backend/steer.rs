@@ -233,3 +233,41 @@ async fn capacity_queues_requests_beyond_it_but_not_health_checks() {
     assert!(finished[4] >= Duration::from_millis(300), "{finished:?}");
     assert!(finished[2] >= Duration::from_millis(200), "{finished:?}");
 }
+
+/// `--poison`: other requests pass until one carries the poison; from then on
+/// every request fails and so does `/healthz`, like a crashed process.
+#[tokio::test]
+async fn a_poison_request_breaks_the_backend_for_good() {
+    let backend = support::start(BackendConfig {
+        poison: Some(ballast_backend::Poison::parse("X-Tenant: poison").expect("poison")),
+        ..BackendConfig::new("p")
+    })
+    .await;
+    let with_tenant = |tenant: &str| {
+        let mut req = get("/");
+        let value = http::HeaderValue::from_str(tenant).expect("value");
+        req.headers_mut().insert("x-tenant", value);
+        req
+    };
+    let reply = send(backend.addr(), with_tenant("acme"))
+        .await
+        .expect("request");
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(!backend.is_poisoned());
+    let reply = send(backend.addr(), with_tenant("poison"))
+        .await
+        .expect("request");
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(backend.is_poisoned());
+    for _ in 0..3 {
+        let reply = send(backend.addr(), with_tenant("acme"))
+            .await
+            .expect("request");
+        assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(reply.header("x-backend"), "p");
+    }
+    let reply = send(backend.addr(), get("/healthz"))
+        .await
+        .expect("request");
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+}

@@ -224,7 +224,9 @@ fn prepare(
     plan.trace.body = body.tally().cloned();
     let replayable =
         matches!(body, UpstreamBody::Empty) && http1_attempt::is_idempotent(&parts.method);
+    let shard = group.shard_for(&parts.headers, conn.client_ip.as_bytes());
     let mut retry = Retry::new(Request::from_parts(parts, body), replayable, http2, group);
+    retry.shard(shard);
     if let Some(i) = plan.sticky.and_then(|v| v.target()) {
         retry.prefer(i);
     }

@@ -20,6 +20,10 @@
 //! `max_retries` and the group's budget (`resilience/budget.rs`) allow. Otherwise
 //! the failure stands: the client gets the last attempt's response or error.
 //!
+//! With a shuffle shard (`upstream/shard.rs`), every attempt keeps to the
+//! request's shard: a retry goes to a member not tried yet, else (with a policy)
+//! to any member again, never outside it.
+//!
 //! Across tiers: in a group with a policy, every attempt carries
 //! `X-Ballast-Attempt: N` (1 for the first; a client's own is replaced), and a
 //! request that arrives with one is a ballast's attempt already: it gets no
@@ -36,6 +40,7 @@ use crate::forward::error::ProxyError;
 use crate::observe::group::Held;
 use crate::resilience::{breaker, budget};
 use crate::upstream::body::UpstreamBody;
+use crate::upstream::shard::Shard;
 use crate::upstream::target::Target;
 use crate::upstream::target_group::{TargetGroup, Tried};
 
@@ -87,6 +92,8 @@ pub struct Retry {
     _retry_place: Option<Held>,
     /// A sticky client's target, for the first attempt when it may take it.
     prefer: Option<usize>,
+    /// The request's shuffle shard: every attempt, retries included, keeps to it.
+    shard: Option<Shard>,
 }
 
 impl Retry {
@@ -115,6 +122,7 @@ impl Retry {
             left,
             _retry_place: None,
             prefer: None,
+            shard: None,
         }
     }
 
@@ -122,6 +130,14 @@ impl Retry {
     /// retry goes wherever the balancer says.
     pub fn prefer(&mut self, i: usize) {
         self.prefer = Some(i);
+    }
+
+    /// Keep every attempt to this shard (`TargetGroup::shard_for`). Retries
+    /// stay in it too: a request that broke one target (a poison pill) must not
+    /// be carried to targets outside its shard; the next request of the key
+    /// fails open once the shard has no target that can take it.
+    pub fn shard(&mut self, shard: Option<Shard>) {
+        self.shard = shard;
     }
 
     /// The target of the last attempt: the one that served, after a success.
@@ -145,10 +161,14 @@ impl Retry {
         if usize::from(self.attempts) >= cap.min(Tried::MAX) {
             return None;
         }
-        let preferred = self.prefer.take().filter(|&i| group.takes(i, &self.tried));
-        let i = match preferred.or_else(|| group.pick(&self.tried)) {
+        let shard = self.shard.as_ref();
+        let preferred = self
+            .prefer
+            .take()
+            .filter(|&i| group.takes(i, &self.tried, shard));
+        let i = match preferred.or_else(|| group.pick(&self.tried, shard)) {
             Some(i) => i,
-            None if again => group.pick(&Tried::default())?,
+            None if again => group.pick(&Tried::default(), shard)?,
             None => return None,
         };
         if !self.tried.contains(i) {

@@ -92,7 +92,9 @@ pub async fn forward(
     let body = body.into_upstream();
     trace.body = body.tally().cloned();
     let replayable = matches!(body, UpstreamBody::Empty);
+    let shard = group.shard_for(&parts.headers, conn.client_ip.as_bytes());
     let mut retry = Retry::new(Request::from_parts(parts, body), replayable, true, group);
+    retry.shard(shard);
     if let Some(i) = visit.and_then(|v| v.target()) {
         retry.prefer(i);
     }

@@ -1,7 +1,8 @@
 //! A target group's own cells: what its circuit breaker counts against each limit,
 //! the per-second counts its retry budget reads, and the counters of retries and
 //! refusals (`ballast_retries_total`, `ballast_retry_budget_exhausted_total`,
-//! `ballast_circuit_breaker_*`).
+//! `ballast_circuit_breaker_*`), and the requests whose shuffle shard had no
+//! target (`ballast_shuffle_shard_*_total`).
 //!
 //! Data path for counting, control path for reading; the decisions made from these
 //! figures live in `resilience/` (`budget.rs`, `breaker.rs`). Like a target's cells
@@ -74,6 +75,12 @@ pub struct GroupMetrics {
     pub window: Window,
     /// The adaptive concurrency limit's cells (`load_shedding`).
     pub shedding: Arc<crate::observe::shedding::ShedCells>,
+    /// Requests whose shuffle shard had no target that could take them, and
+    /// those of them sent to the rest of the group.
+    shard_unavailable: AtomicU64,
+    shard_fail_open: AtomicU64,
+    /// The second (on `runtime::now_ms`) of the last warning about it.
+    shard_warned_s: AtomicU64,
 }
 
 impl Default for GroupMetrics {
@@ -87,6 +94,9 @@ impl Default for GroupMetrics {
             budget_exhausted: AtomicU64::new(0),
             window: Window::default(),
             shedding: Arc::default(),
+            shard_unavailable: AtomicU64::new(0),
+            shard_fail_open: AtomicU64::new(0),
+            shard_warned_s: AtomicU64::new(0),
         }
     }
 }
@@ -164,6 +174,31 @@ impl GroupMetrics {
 
     pub fn budget_exhausted_total(&self) -> u64 {
         self.budget_exhausted.load(Ordering::Relaxed)
+    }
+
+    /// A request's shuffle shard had no target that could take it (`fail_open`:
+    /// it goes to the rest of the group). Whether to warn about it now: true at
+    /// most once every `every_s` seconds (one compare-and-swap claims the turn).
+    pub fn shard_unavailable(&self, fail_open: bool, now_s: u64, every_s: u64) -> bool {
+        self.shard_unavailable.fetch_add(1, Ordering::Relaxed);
+        if fail_open {
+            self.shard_fail_open.fetch_add(1, Ordering::Relaxed);
+        }
+        let last = self.shard_warned_s.load(Ordering::Relaxed);
+        (last == 0 || now_s >= last + every_s)
+            && self
+                .shard_warned_s
+                .compare_exchange(last, now_s.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Requests whose shard had no target that could take them, and those sent
+    /// to the rest of the group.
+    pub fn shard_unavailable_total(&self) -> (u64, u64) {
+        (
+            self.shard_unavailable.load(Ordering::Relaxed),
+            self.shard_fail_open.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -303,6 +338,8 @@ pub struct GroupCells<'a> {
     pub cells: &'a GroupMetrics,
     pub retry: Option<&'a RetryPolicy>,
     pub breaker: &'a CircuitBreaker,
+    /// The group has `shuffle_shard`.
+    pub sharded: bool,
 }
 
 /// The retry and circuit-breaker families, for these groups.
@@ -339,6 +376,21 @@ pub fn render(out: &mut String, groups: &[GroupCells<'_>]) {
     for g in groups {
         let labels = [("target_group", g.name)];
         sample(out, name, &labels, g.cells.budget_exhausted_total());
+    }
+    for (name, help) in [
+        ("ballast_shuffle_shard_unavailable_total", "Requests whose shuffle shard had no target that could take them, by target group."),
+        ("ballast_shuffle_shard_fail_open_total", "Requests sent to the healthy rest of the target group because their shuffle shard had no target that could take them (fail_open = true)."),
+    ] {
+        family(out, name, "counter", help);
+        for g in groups.iter().filter(|g| g.sharded) {
+            let (unavailable, failed_open) = g.cells.shard_unavailable_total();
+            let value = if name.ends_with("fail_open_total") {
+                failed_open
+            } else {
+                unavailable
+            };
+            sample(out, name, &[("target_group", g.name)], value);
+        }
     }
     let with_breaker: Vec<_> = groups.iter().filter(|g| !g.breaker.is_off()).collect();
     for (name, kind, help) in [
@@ -382,6 +434,16 @@ mod tests {
         assert!(g.hold(Limit::Requests, Some(2)).is_some());
         let _c = g.hold(Limit::Connections, None).expect("no limit");
         assert_eq!(g.usage(Limit::Connections), 1);
+    }
+
+    #[test]
+    fn a_shard_warning_comes_at_most_once_per_period() {
+        let g = GroupMetrics::default();
+        assert!(g.shard_unavailable(true, 100, 10));
+        assert!(!g.shard_unavailable(true, 105, 10));
+        assert!(!g.shard_unavailable(false, 109, 10));
+        assert!(g.shard_unavailable(true, 110, 10));
+        assert_eq!(g.shard_unavailable_total(), (4, 3));
     }
 
     #[test]

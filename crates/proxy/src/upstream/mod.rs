@@ -11,6 +11,7 @@
 //! `verdict.rs` holds the anomaly detector's latest verdict on each target.
 //! `body.rs` is the request body on its way to a target. Sticky sessions: the
 //! cookie naming a client's target (`sticky.rs`) and its key (`sticky_key.rs`).
+//! Shuffle sharding: each tenant key's stable subset of the targets (`shard.rs`).
 //!
 //! May use: `http1/`, `tls/`, `observe/`, `runtime/`. Nothing here knows about
 //! requests' routing or client connections.
@@ -24,6 +25,7 @@ pub mod health_h2;
 pub mod http1;
 pub mod http2;
 pub mod pool;
+pub mod shard;
 pub mod sticky;
 pub mod sticky_key;
 pub mod target;

@@ -5,6 +5,16 @@
 //! from atomics. Unhealthy state routing (SPEC §4): while fewer than
 //! `minimum_healthy_targets` targets are healthy, the group routes to all of its
 //! targets that are not draining, and says so in the log when that starts and ends.
+//!
+//! Shuffle sharding (`shard.rs`): a request whose key names a shard is picked
+//! among the shard's members only, by the group's own balancer and rules (health,
+//! effective weight, unhealthy state routing). A shard is *available* while at
+//! least one member could take a request now: routable by those rules (healthy,
+//! or any state but draining while the group fails open) with an effective
+//! weight above 0. An unavailable shard fails open to the healthy rest of the
+//! group (`fail_open = true`, the default) or, with `fail_open = false`, keeps to
+//! its own members whatever their health; either is counted, and logged at most
+//! once per `SHARD_WARN_EVERY_S` seconds per group.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,8 +23,12 @@ use ballast_config::TargetGroupConfig;
 
 use crate::observe::group::GroupMetrics;
 use crate::upstream::balance::Balancer;
+use crate::upstream::shard::{Shard, Sharding};
 use crate::upstream::sticky::Sticky;
 use crate::upstream::target::{HealthState, Target};
+
+/// At most one warning per group this often about shards without a target.
+pub const SHARD_WARN_EVERY_S: u64 = 10;
 
 pub struct TargetGroup {
     pub config: TargetGroupConfig,
@@ -28,6 +42,8 @@ pub struct TargetGroup {
     pub metrics: Arc<GroupMetrics>,
     /// Sticky sessions to a target, when the group has `stickiness`.
     pub sticky: Option<Sticky>,
+    /// Each key's shard of the targets, when the group has `shuffle_shard`.
+    sharding: Option<Sharding>,
 }
 
 /// The targets already tried for one request; attempts are few, so a short array.
@@ -69,6 +85,10 @@ impl Tried {
 impl TargetGroup {
     pub fn new(config: TargetGroupConfig, targets: Vec<Arc<Target>>) -> Self {
         let balancer = Balancer::new(config.algorithm, &targets);
+        let sharding = config
+            .shuffle_shard
+            .as_ref()
+            .map(|s| Sharding::new(s, &targets, |t| config.target(t.addr).is_some()));
         let group = TargetGroup {
             config,
             targets,
@@ -77,6 +97,7 @@ impl TargetGroup {
             tls: None,
             metrics: Arc::default(),
             sticky: None,
+            sharding,
         };
         group.configure_shedding();
         group
@@ -114,22 +135,31 @@ impl TargetGroup {
         &self.config.name
     }
 
-    /// Choose a target for a request, skipping those already tried.
-    pub fn pick(&self, tried: &Tried) -> Option<usize> {
+    /// Choose a target for a request, skipping those already tried; with a
+    /// shard, among its members only.
+    pub fn pick(&self, tried: &Tried, shard: Option<&Shard>) -> Option<usize> {
         let fail_open = self.fail_open.load(Ordering::Relaxed);
         self.balancer
-            .pick(&self.targets, |i| self.eligible(i, tried, fail_open))
+            .pick(&self.targets, |i| self.eligible(i, tried, fail_open, shard))
     }
 
     /// Whether target `i` may take this request as a pick could give it to it: a
     /// sticky client's target (with a configured weight above 0: a target set to
-    /// 0 is drained of new and sticky clients alike).
-    pub fn takes(&self, i: usize, tried: &Tried) -> bool {
+    /// 0 is drained of new and sticky clients alike), within the request's shard.
+    pub fn takes(&self, i: usize, tried: &Tried, shard: Option<&Shard>) -> bool {
         let fail_open = self.fail_open.load(Ordering::Relaxed);
-        self.targets.get(i).is_some_and(|t| t.weight() > 0) && self.eligible(i, tried, fail_open)
+        self.targets.get(i).is_some_and(|t| t.weight() > 0)
+            && self.eligible(i, tried, fail_open, shard)
     }
 
-    fn eligible(&self, i: usize, tried: &Tried, fail_open: bool) -> bool {
+    fn eligible(&self, i: usize, tried: &Tried, fail_open: bool, shard: Option<&Shard>) -> bool {
+        let mut fail_open = fail_open;
+        if let Some(shard) = shard {
+            if !shard.contains(i) {
+                return false;
+            }
+            fail_open |= shard.any_health;
+        }
         if tried.contains(i) {
             return false;
         }
@@ -138,6 +168,57 @@ impl TargetGroup {
             HealthState::Initial | HealthState::Unhealthy => fail_open,
             HealthState::Draining | HealthState::Unused => false,
         }
+    }
+
+    /// The shard a request's attempts keep to (`None`: the whole group): its
+    /// key's shard while available; otherwise the whole group (fail open) or the
+    /// shard whatever its members' health (`fail_open = false`). `client_ip` is
+    /// the client address as text, for `key = "client_ip"`.
+    #[inline]
+    pub fn shard_for(&self, headers: &http::HeaderMap, client_ip: &[u8]) -> Option<Shard> {
+        let sharding = self.sharding.as_ref()?;
+        let mut shard = sharding.shard(sharding.key_hash(headers, client_ip)?);
+        let fail_open = self.fail_open.load(Ordering::Relaxed);
+        let available = shard.members().iter().any(|&m| {
+            let i = usize::from(m);
+            self.eligible(i, &Tried::default(), fail_open, None)
+                && self.targets[i].effective_weight() > 0
+        });
+        if available {
+            return Some(shard);
+        }
+        let now_s = crate::runtime::now_ms() / 1000;
+        if self
+            .metrics
+            .shard_unavailable(sharding.fail_open, now_s, SHARD_WARN_EVERY_S)
+        {
+            let members: Vec<String> = shard
+                .members()
+                .iter()
+                .map(|&m| self.targets[usize::from(m)].addr.to_string())
+                .collect();
+            let routed_to = if sharding.fail_open {
+                "the healthy rest of the group (fail_open = true)"
+            } else {
+                "the shard's own targets whatever their health (fail_open = false)"
+            };
+            tracing::warn!(
+                target_group = %self.name(), shard = ?members,
+                "a shuffle shard has no target that can take requests; routing them to {routed_to} \
+                 (logged at most once every {SHARD_WARN_EVERY_S} s; see ballast_shuffle_shard_*_total)"
+            );
+        }
+        if sharding.fail_open {
+            None
+        } else {
+            shard.any_health = true;
+            Some(shard)
+        }
+    }
+
+    /// Whether the group has `shuffle_shard`.
+    pub fn is_sharded(&self) -> bool {
+        self.sharding.is_some()
     }
 
     pub fn healthy_count(&self) -> usize {

@@ -19,6 +19,7 @@ mod protocol;
 mod reload;
 mod retries;
 mod rules;
+mod shuffle_shard;
 mod slow_start;
 mod smuggling;
 mod sticky;
