@@ -6,6 +6,7 @@
 //! for TOML, its line and column. Nothing downstream re-validates.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 mod action;
 mod decode;
 pub mod duration;
@@ -83,6 +84,8 @@ impl Config {
 mod test_fixture;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_admission;
 #[cfg(test)]
 mod tests_resilience;
 #[cfg(test)]

@@ -142,6 +142,9 @@ pub struct ListenerConfig {
     /// Certificates, policy and mutual TLS of an `https` listener.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub tls: Option<crate::tls::ListenerTls>,
+    /// Allow/deny lists, PROXY protocol and connection limits.
+    #[serde(flatten)]
+    pub admission: crate::admission::ListenerAdmission,
 }
 
 impl ListenerConfig {

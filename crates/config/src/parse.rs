@@ -300,6 +300,7 @@ fn decode_listener(
     };
     let https = protocol.map(|p| p == ListenerProtocol::Https);
     let tls = crate::tls::decode_listener_tls(&mut f, https, base, errs);
+    let admission = crate::admission::decode_listener_admission(&mut f, errs);
     f.finish(errs);
     let config = (|| {
         Some(ListenerConfig {
@@ -315,6 +316,7 @@ fn decode_listener(
             max_request_head_size: max_request_head_size?,
             rules: rules?,
             tls: tls?,
+            admission: admission?,
         })
     })();
     DecodedListener { config, name, bind }

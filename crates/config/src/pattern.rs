@@ -54,6 +54,16 @@ impl Cidr {
         Ok(cidr)
     }
 
+    /// The range's first address.
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// The prefix length (32 or 128 for one address).
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
     fn network(&self) -> IpAddr {
         match self.addr {
             IpAddr::V4(a) => Ipv4Addr::from(u32::from(a) & mask32(self.prefix)).into(),

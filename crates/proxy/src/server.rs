@@ -187,6 +187,12 @@ impl Server {
                 Err(e) => tracing::error!(listener = %l.name, error = %e, "cannot start listener"),
             }
         }
+        // Connection limits of the listeners that stayed (new ones took theirs).
+        for l in &snapshot.config.listeners {
+            if let Some(handle) = inner.listeners.get(l.name.as_str()) {
+                handle.configure(l);
+            }
+        }
         let keep: Vec<&str> = snapshot
             .config
             .listeners

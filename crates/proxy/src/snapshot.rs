@@ -21,6 +21,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use ballast_config::{Config, ListenerConfig};
 
+use crate::admission::policy::Policy;
 use crate::observe::access_log::AccessLog;
 use crate::observe::exposition::{self, GroupView, ListenerView, TargetView};
 use crate::observe::group::{self, GroupCells};
@@ -55,6 +56,9 @@ pub struct Snapshot {
 pub struct ListenerRoute {
     pub config: ListenerConfig,
     pub metrics: Arc<ListenerMetrics>,
+    /// The compiled allow/deny lists and PROXY protocol sources; `None` when
+    /// the listener has none (`admission/policy.rs`).
+    pub admission: Option<Arc<Policy>>,
     router: Router,
     /// One per rule, in the router's (priority) order.
     actions: Vec<RouteAction>,
@@ -70,6 +74,7 @@ impl ListenerRoute {
         Some(ListenerRoute {
             config: l.clone(),
             metrics,
+            admission: Policy::build(&l.admission),
             router: Router::new(&l.rules),
             actions: l
                 .rules

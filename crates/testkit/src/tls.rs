@@ -90,6 +90,16 @@ impl TlsClient {
         sni: &str,
     ) -> std::io::Result<TlsStream<TcpStream>> {
         let tcp = TcpStream::connect(addr).await?;
+        self.connect_over(tcp, sni).await
+    }
+
+    /// Complete the handshake over a connection already open (one that has
+    /// sent a PROXY protocol header, say).
+    pub async fn connect_over(
+        &self,
+        tcp: TcpStream,
+        sni: &str,
+    ) -> std::io::Result<TlsStream<TcpStream>> {
         let name = ServerName::try_from(sni.to_string())
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let mut tls = tokio_rustls::TlsConnector::from(self.config.clone())

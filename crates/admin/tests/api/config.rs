@@ -209,3 +209,45 @@ async fn a_shard_larger_than_the_group_is_refused_and_nothing_applied() {
         "nothing applied"
     );
 }
+
+/// A listener's admission keys (issue 21 §3) through the API: a bad range or
+/// limit is refused with its path and nothing applied; good ones apply and
+/// read back.
+#[tokio::test]
+async fn admission_keys_are_validated_and_applied_through_the_api() {
+    let bs = backends(1).await;
+    let admin = Admin::start(&Setup::new(&bs)).await;
+    let before = admin.get("/api/v1/config").await;
+    let mut config = before["config"].clone();
+    config["listeners"][0]["allow"] = json!(["10.0.0.1/8"]);
+    config["listeners"][0]["max_connections"] = json!(0);
+    config["listeners"][0]["proxy_protocol"] = json!({ "trusted": [] });
+    let (status, body) = admin
+        .call(Method::PUT, "/api/v1/config", Some(config))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let details = body["details"].as_array().expect("details");
+    let paths: Vec<&str> = details.iter().filter_map(|d| d["path"].as_str()).collect();
+    for expected in [
+        "listeners[0].allow[0]",
+        "listeners[0].max_connections",
+        "listeners[0].proxy_protocol.trusted",
+    ] {
+        assert!(paths.contains(&expected), "{expected} missing from {paths:?}");
+    }
+    assert_eq!(admin.get("/api/v1/config").await, before, "nothing applied");
+
+    let mut config = before["config"].clone();
+    config["listeners"][0]["deny"] = json!(["192.0.2.0/24", "2001:db8::1"]);
+    config["listeners"][0]["max_connections_per_client"] = json!(5);
+    let (status, body) = admin
+        .call(Method::PUT, "/api/v1/config", Some(config))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let after = admin.get("/api/v1/config").await;
+    assert_eq!(
+        after["config"]["listeners"][0]["deny"],
+        json!(["192.0.2.0/24", "2001:db8::1/128"])
+    );
+    assert_eq!(after["config"]["listeners"][0]["max_connections_per_client"], 5);
+}

@@ -7,3 +7,7 @@
 //! an immutable table from the snapshot or a few atomics: no lock is shared by
 //! all workers on the common path. May use `observe/` only; `frontend/` and
 //! `forward/` ask it.
+
+pub mod connections;
+pub mod policy;
+pub mod ranges;

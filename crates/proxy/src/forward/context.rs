@@ -39,6 +39,10 @@ pub struct ConnCtx {
     /// Set by an upgrade that got its 101: where the connection sends the client's
     /// socket once hyper has written the 101 and let go of it.
     pub client_handoff: std::sync::Mutex<Option<ClientHandoff>>,
+    /// The connection's place under the listener's connection limits
+    /// (`admission/connections.rs`); an upgraded connection's tunnel holds it
+    /// too, so that it counts until the tunnel ends.
+    pub admitted: Option<Arc<crate::admission::connections::Admitted>>,
 }
 
 /// Hands an upgraded client socket over to its tunnel.

@@ -12,7 +12,7 @@
 //! (`headers.rs`), and ballast's own errors with their one mapping to a status
 //! (`error.rs`), in the gRPC form for gRPC clients (`grpc.rs`).
 //!
-//! May use: `hygiene/`, `routing/`, `resilience/`, `upstream/`, `http1/`, `tls/`, `observe/`, `runtime/` and
+//! May use: `admission/`, `hygiene/`, `routing/`, `resilience/`, `upstream/`, `http1/`, `tls/`, `observe/`, `runtime/` and
 //! the snapshot. Not `frontend/`, which calls in here.
 
 pub mod attempt;

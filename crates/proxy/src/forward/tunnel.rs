@@ -49,6 +49,9 @@ pub struct TunnelCtx {
     pub idle_timeout: Duration,
     pub metrics: Arc<ListenerMetrics>,
     pub drain: watch::Receiver<Drain>,
+    /// The client connection's place under the listener's limits, held while
+    /// the tunnel runs.
+    pub _admitted: Option<Arc<crate::admission::connections::Admitted>>,
 }
 
 /// How a relay ended.

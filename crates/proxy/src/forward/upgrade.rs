@@ -219,6 +219,7 @@ fn respond(
         idle_timeout,
         metrics: conn.metrics.clone(),
         drain: conn.tunnels.drain.clone(),
+        _admitted: conn.admitted.clone(),
     };
     // The client's socket comes from its connection once hyper has written the 101
     // and let go of it (`listener::serve_http1`).

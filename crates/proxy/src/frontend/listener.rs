@@ -7,12 +7,18 @@
 //! A listener that is stopped (SIGTERM, or removed by a reload) closes its socket
 //! at once, asks its connections to finish their in-flight requests, and after
 //! the drain timeout closes what is left.
+//!
+//! At `max_connections` (`admission/connections.rs`) the accept loops stop
+//! accepting: each takes a seat before it calls `accept`, and waits for one
+//! while the listener is full, so that new connections wait in the kernel's
+//! backlog (as HAProxy's `maxconn`), not refused.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ballast_config::ListenerConfig;
 use socket2::{Domain, Protocol, Type};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -20,6 +26,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::connections::Gate;
 use crate::forward::context::Drain;
 use crate::forward::headers::ForwardedInfo;
 use crate::forward::upgrade::Tunnels;
@@ -94,6 +101,8 @@ pub struct ListenerHandle {
     connections: TaskTracker,
     /// One accept loop per worker (`workers.rs`).
     accept: Vec<JoinHandle<()>>,
+    /// Its connection limits, kept across reloads (`configure`).
+    gate: Arc<Gate>,
 }
 
 impl ListenerHandle {
@@ -109,6 +118,10 @@ impl ListenerHandle {
         let name: Arc<str> = Arc::from(name);
         let (drain, drain_rx) = watch::channel(Drain::Running);
         let connections = TaskTracker::new();
+        let gate = Arc::new(Gate::default());
+        if let Some(l) = shared.snapshot.load().listener(&name) {
+            configure(&gate, &l.config);
+        }
         let ctx = AcceptCtx {
             name: name.clone(),
             forwarded: Arc::new(ForwardedInfo::new(
@@ -119,6 +132,7 @@ impl ListenerHandle {
             h1: http1_builder(),
             h2: http2_builder(),
             tls,
+            gate: gate.clone(),
         };
         let ctx = Arc::new(ctx);
         let accept = match crate::runtime::handles() {
@@ -154,7 +168,14 @@ impl ListenerHandle {
             drain,
             connections,
             accept,
+            gate,
         })
+    }
+
+    /// Take the connection limits of `config` (a reload of a listener that
+    /// stayed); accept loops waiting at the old `max_connections` look again.
+    pub fn configure(&self, config: &ListenerConfig) {
+        configure(&self.gate, config);
     }
 
     /// Stop accepting, drain connections for up to `timeout`, then close the rest.
@@ -180,6 +201,11 @@ impl ListenerHandle {
         }
         tracing::info!(listener = %self.name, "listener stopped");
     }
+}
+
+fn configure(gate: &Gate, config: &ListenerConfig) {
+    let a = &config.admission;
+    gate.configure(a.max_connections, a.max_connections_per_client);
 }
 
 /// Start a parking lot for the listener's idle connections on `worker` (the
@@ -235,7 +261,13 @@ async fn accept_loop(
             return;
         }
     };
+    // A seat under `max_connections`, taken before accepting and kept across
+    // tries that find nothing (so that the count is exact across workers).
+    let mut seat = None;
     loop {
+        if seat.is_none() {
+            seat = ctx.gate.seat().await;
+        }
         let accepted = match socket.readable().await {
             Ok(mut ready) => match ready.try_io(|socket| socket.get_ref().accept()) {
                 Ok(accepted) => accepted,
@@ -258,7 +290,8 @@ async fn accept_loop(
             drain: drain.clone(),
         };
         let stream = Socket::direct(stream.into());
-        connections.spawn(serve(stream, client, ctx.clone(), lot.clone(), tunnels));
+        let admitted = seat.take();
+        connections.spawn(serve(stream, client, ctx.clone(), lot.clone(), tunnels, admitted));
     }
 }
 

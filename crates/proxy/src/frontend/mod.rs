@@ -9,12 +9,18 @@
 //! writes a socket before it ever joins tokio's driver; `parking.rs` holds idle
 //! keep-alive connections without a task.
 //!
-//! May use: `forward/` (each request is handed to `forward::handle`), `http1/`,
+//! New connections are admitted (`admit.rs`: a PROXY protocol header read by
+//! `proxy_protocol.rs`, the allow/deny lists, the per-client limit) before any
+//! of that; the accept loops wait while a listener is at `max_connections`.
+//!
+//! May use: `admission/`, `forward/` (each request is handed to `forward::handle`), `http1/`,
 //! `tls/`, `observe/`, `runtime/` and the snapshot.
 
+mod admit;
 pub mod connection;
 pub mod http1;
 pub mod listener;
 pub mod parking;
+pub mod proxy_protocol;
 pub mod serve;
 pub mod socket;

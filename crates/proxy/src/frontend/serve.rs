@@ -36,11 +36,14 @@ use hyper::service::{service_fn, HttpService};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::watch;
 
+use crate::admission::connections::{Admitted, Gate};
+use crate::admission::policy::Policy;
 use crate::forward::body::{RequestBody, ResponseBody};
 use crate::forward::context::{ConnState, Drain};
 use crate::forward::headers::ForwardedInfo;
 use crate::forward::upgrade::Tunnels;
 use crate::forward::{self, ConnCtx};
+use crate::frontend::admit::{self, Admission};
 use crate::frontend::connection::{self, Ended, Served, Timeouts, TrackedIo, Transport};
 use crate::frontend::http1::{self as own_http1, Outcome};
 use crate::frontend::parking::Lot;
@@ -59,6 +62,8 @@ pub(super) struct Resume {
     pub(super) client: SocketAddr,
     /// Counts it as open while parked.
     pub(super) _open: ConnectionGuard,
+    /// Its place under the listener's connection limits, held while parked.
+    pub(super) admitted: Option<Arc<Admitted>>,
 }
 
 pub(super) struct AcceptCtx {
@@ -68,11 +73,19 @@ pub(super) struct AcceptCtx {
     pub(super) h1: http1::Builder,
     pub(super) h2: http2::Builder<TokioExecutor>,
     pub(super) tls: Option<Arc<Terminator>>,
+    /// The listener's connection limits (`admission/connections.rs`).
+    pub(super) gate: Arc<Gate>,
 }
 
 impl AcceptCtx {
     /// The listener's timeouts and metric cells as the current snapshot has them.
     fn settings(&self) -> (Timeouts, Arc<ListenerMetrics>) {
+        let (timeouts, metrics, _) = self.settings_and_policy();
+        (timeouts, metrics)
+    }
+
+    /// The settings, and the listener's address policy if it has one.
+    fn settings_and_policy(&self) -> (Timeouts, Arc<ListenerMetrics>, Option<Arc<Policy>>) {
         let snapshot = self.shared.snapshot.load();
         match snapshot.listener(&self.name) {
             Some(l) => (
@@ -82,6 +95,7 @@ impl AcceptCtx {
                     max_request_head: l.config.max_request_head_size,
                 },
                 l.metrics.clone(),
+                l.admission.clone(),
             ),
             // Removed by a reload just now: serve with defaults; not counted.
             None => (
@@ -91,6 +105,7 @@ impl AcceptCtx {
                     max_request_head: ListenerConfig::DEFAULT_MAX_REQUEST_HEAD_SIZE,
                 },
                 Arc::default(),
+                None,
             ),
         }
     }
@@ -124,24 +139,45 @@ pub(super) fn http2_builder() -> http2::Builder<TokioExecutor> {
 /// connection, against one allocation and one copy for the box. A box is
 /// awaited from a variable of its own: a temporary in the awaiting statement
 /// would keep room in the task for the future it was made from.
+///
+/// `seat` is the connection's place under `max_connections`, taken by the
+/// accept loop. A listener with an address policy or a per-client limit first
+/// admits the connection (`admit.rs`), which may read a PROXY protocol header
+/// and so change the address it is served as coming from.
 pub(super) async fn serve(
-    stream: Socket,
-    client: SocketAddr,
+    mut stream: Socket,
+    mut client: SocketAddr,
     ctx: Arc<AcceptCtx>,
     lot: Arc<Lot<Resume>>,
     tunnels: Tunnels,
+    mut admitted: Option<Admitted>,
 ) {
-    let (timeouts, metrics) = ctx.settings();
+    let (timeouts, metrics, policy) = ctx.settings_and_policy();
+    if policy.is_some() || ctx.gate.limits_clients() {
+        let admission = Admission {
+            listener: &ctx.name,
+            policy: policy.as_deref(),
+            gate: &ctx.gate,
+            header_read: timeouts.header_read,
+            metrics: &metrics,
+        };
+        let admit = Box::pin(admit::admit(&mut stream, client, admitted, admission));
+        let Some(admission) = admit.await else {
+            return; // refused: closed as the socket drops
+        };
+        (client, admitted) = admission;
+    }
+    let admitted = admitted.map(Arc::new);
     let open = metrics.connection();
     if let Some(terminator) = ctx.tls.clone() {
         let tls = Box::pin(serve_tls(
-            terminator, stream, client, &ctx, timeouts, metrics, tunnels,
+            terminator, stream, client, &ctx, timeouts, metrics, tunnels, admitted,
         ));
         return tls.await;
     }
     // Nothing is read here: ballast's own HTTP/1.1 server reads the first bytes
     // and tells HTTP/2's preface apart (`Burst::Http2`).
-    let (io, _, conn_ctx) = start(stream, client, None, &ctx, metrics, tunnels);
+    let (io, _, conn_ctx) = start(stream, client, None, &ctx, metrics, tunnels, admitted);
     let plain = Box::pin(serve_plain(io, &ctx, conn_ctx, timeouts, &lot, open, true));
     plain.await;
 }
@@ -185,6 +221,7 @@ async fn serve_plain(
     let resume = Resume {
         client: conn_ctx.client,
         _open: open,
+        admitted: conn_ctx.admitted.clone(),
     };
     drop(conn_ctx);
     match lot.park(quiet.into_inner(), resume, deadline) {
@@ -210,8 +247,9 @@ pub(super) async fn resumed(
     let Resume {
         client,
         _open: open,
+        admitted,
     } = resume;
-    let (io, _, conn_ctx) = start(socket, client, None, &ctx, metrics, tunnels);
+    let (io, _, conn_ctx) = start(socket, client, None, &ctx, metrics, tunnels, admitted);
     let plain = Box::pin(serve_plain(io, &ctx, conn_ctx, timeouts, &lot, open, false));
     plain.await;
 }
@@ -227,6 +265,7 @@ async fn serve_tls(
     timeouts: Timeouts,
     metrics: Arc<ListenerMetrics>,
     tunnels: Tunnels,
+    admitted: Option<Arc<Admitted>>,
 ) {
     let accept = terminator.accept(stream, client, timeouts.header_read);
     let Some((tls, info)) = accept.await else {
@@ -237,7 +276,15 @@ async fn serve_tls(
     // The connection's state starts its header-read clock now: the first request
     // (for HTTP/2, the preface and a request) must come within `header_read`
     // (`connection::supervise`).
-    let (io, state, conn_ctx) = start(Box::new(tls), client, info, ctx, metrics, tunnels);
+    let (io, state, conn_ctx) = start(
+        Box::new(tls),
+        client,
+        info,
+        ctx,
+        metrics,
+        tunnels,
+        admitted,
+    );
     let mut drain = conn_ctx.tunnels.drain.clone();
     match protocol {
         AppProtocol::Http2 => {
@@ -266,6 +313,7 @@ fn start<T: Transport>(
     ctx: &AcceptCtx,
     metrics: Arc<ListenerMetrics>,
     tunnels: Tunnels,
+    admitted: Option<Arc<Admitted>>,
 ) -> (TrackedIo<T>, Arc<ConnState>, Arc<ConnCtx>) {
     let (io, state) = connection::track(stream);
     let conn_ctx = Arc::new(ConnCtx {
@@ -279,6 +327,7 @@ fn start<T: Transport>(
         tls,
         tunnels,
         client_handoff: Mutex::new(None),
+        admitted,
     });
     (io, state, conn_ctx)
 }

@@ -91,6 +91,41 @@ impl Socket {
         }
     }
 
+    /// Look at what the client has sent without taking it: waits until more
+    /// than `seen` bytes are there, and gives how many are (up to `buf`'s
+    /// length); 0 once the client has closed without sending. Used for the
+    /// PROXY protocol header (`proxy_protocol.rs`), whose bytes are taken off
+    /// only once it is whole, so that what follows stays in the socket.
+    ///
+    /// tokio's own `peek` answers at once while anything is there, so waiting
+    /// for *more* with it would spin; here a peek that finds nothing new clears
+    /// the socket's readiness (`try_io`), and the wait is for the next arrival.
+    /// The peek goes through a duplicate of the descriptor (`dup`, made only on
+    /// this slow path), as tokio's stream exposes no peek to run inside
+    /// `try_io`.
+    pub async fn peek(&mut self, buf: &mut [u8], seen: usize) -> io::Result<usize> {
+        let more = |peeked: io::Result<usize>| match peeked {
+            Ok(n) if n > seen || n == 0 => Ok(n),
+            Ok(_) => Err(io::Error::from(io::ErrorKind::WouldBlock)),
+            Err(e) => Err(e),
+        };
+        if let Inner::Direct(socket) = &self.inner {
+            match more(socket.peek(buf)) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                done => return done,
+            }
+        }
+        let socket = self.driven()?;
+        let dup = std::net::TcpStream::from(std::os::fd::AsFd::as_fd(&*socket).try_clone_to_owned()?);
+        loop {
+            socket.readable().await?;
+            match socket.try_io(tokio::io::Interest::READABLE, || more(dup.peek(buf))) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                done => return done,
+            }
+        }
+    }
+
     /// A direct operation's result (`Ok(Ok(..))`), or, if it would have had to
     /// wait, the socket registered as tokio's stream (`Ok(Err(..))`).
     fn wait<R>(

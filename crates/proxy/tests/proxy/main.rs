@@ -1,6 +1,7 @@
 //! Integration tests of the data path: real backends and a real ballast on
 //! 127.0.0.1:0, talking HTTP over real sockets.
 
+mod admission;
 mod anomaly;
 mod balancing;
 mod circuit_breaker;
