@@ -10,6 +10,7 @@ mod action;
 mod decode;
 pub mod duration;
 mod error;
+pub mod limits;
 mod model;
 mod parse;
 mod parse_grpc;
@@ -81,6 +82,8 @@ impl Config {
 mod test_fixture;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_limits;
 #[cfg(test)]
 mod tests_resilience;
 #[cfg(test)]
