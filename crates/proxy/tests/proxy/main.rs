@@ -15,6 +15,7 @@ mod http2;
 mod hygiene;
 mod mtls;
 mod protocol;
+mod rate_limits;
 mod reload;
 mod retries;
 mod rules;
