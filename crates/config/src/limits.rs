@@ -288,7 +288,8 @@ pub(crate) fn decode(
     (limits, names)
 }
 
-const KEY_ALLOWED: &str = "\"client_ip\", \"rule\", { client_ip_prefix = N }, { header = \"NAME\" }, or a list of these";
+const KEY_ALLOWED: &str =
+    "\"client_ip\", \"rule\", { client_ip_prefix = N }, { header = \"NAME\" }, or a list of these";
 
 fn decode_key(node: &Node, path: &str, errs: &mut Errors) -> Option<Vec<KeyPart>> {
     let items = match &node.value {
@@ -392,7 +393,11 @@ fn decode_part(node: &Node, path: &str, errs: &mut Errors) -> Option<KeyPart> {
                     None
                 }
                 (None, None, None) => {
-                    errs.at(path, node.pos, format!("empty key part; give {KEY_ALLOWED}"));
+                    errs.at(
+                        path,
+                        node.pos,
+                        format!("empty key part; give {KEY_ALLOWED}"),
+                    );
                     None
                 }
             }

@@ -126,7 +126,15 @@ fn rejected(from: &str, to: &str, path: &str, at: &str, needle: &str) {
 
 #[test]
 fn a_bad_rate_is_refused_with_what_is_allowed() {
-    for bad in ["100/fortnight", "100", "/s", "0/s", "-1/s", "1.5/s", "100/ s"] {
+    for bad in [
+        "100/fortnight",
+        "100",
+        "/s",
+        "0/s",
+        "-1/s",
+        "1.5/s",
+        "100/ s",
+    ] {
         rejected(
             "rate = \"100/s\"",
             &format!("rate = \"{bad}\""),
@@ -193,18 +201,78 @@ fn burst_scope_and_max_keys_are_bounded() {
 #[test]
 fn a_bad_key_is_refused() {
     let cases = [
-        ("key = \"client_ip\"", "key = \"ip\"", "rate_limits[0].key", "unknown key \"ip\""),
-        ("key = \"client_ip\"", "key = []", "rate_limits[0].key", "empty key"),
-        ("key = \"client_ip\"", "key = 3", "rate_limits[0].key", "found an integer"),
-        ("key = \"client_ip\"", "key = {}", "rate_limits[0].key", "empty key part"),
-        ("key = \"client_ip\"", "key = { header = \"X Api\" }", "rate_limits[0].key.header", "invalid header name"),
-        ("key = \"client_ip\"", "key = { client_ip_prefix = 33 }", "rate_limits[0].key.client_ip_prefix", "allowed: 1 to 32"),
-        ("key = \"client_ip\"", "key = { client_ip_prefix = 24, ipv6_prefix = 129 }", "rate_limits[0].key.ipv6_prefix", "allowed: 1 to 128"),
-        ("key = \"client_ip\"", "key = { ipv6_prefix = 64 }", "rate_limits[0].key.ipv6_prefix", "goes with client_ip_prefix"),
-        ("key = \"client_ip\"", "key = { header = \"a\", client_ip_prefix = 8 }", "rate_limits[0].key", "one key part per table"),
-        ("key = \"client_ip\"", "key = { cookie = \"a\" }", "rate_limits[0].key.cookie", "unknown field `cookie`"),
-        ("key = \"client_ip\"", "key = [\"rule\", \"rule\"]", "rate_limits[0].key[1]", "listed twice"),
-        ("key = \"client_ip\"", "key = [\"client_ip\", { client_ip_prefix = 8 }]", "rate_limits[0].key", "address is in the key twice"),
+        (
+            "key = \"client_ip\"",
+            "key = \"ip\"",
+            "rate_limits[0].key",
+            "unknown key \"ip\"",
+        ),
+        (
+            "key = \"client_ip\"",
+            "key = []",
+            "rate_limits[0].key",
+            "empty key",
+        ),
+        (
+            "key = \"client_ip\"",
+            "key = 3",
+            "rate_limits[0].key",
+            "found an integer",
+        ),
+        (
+            "key = \"client_ip\"",
+            "key = {}",
+            "rate_limits[0].key",
+            "empty key part",
+        ),
+        (
+            "key = \"client_ip\"",
+            "key = { header = \"X Api\" }",
+            "rate_limits[0].key.header",
+            "invalid header name",
+        ),
+        (
+            "key = \"client_ip\"",
+            "key = { client_ip_prefix = 33 }",
+            "rate_limits[0].key.client_ip_prefix",
+            "allowed: 1 to 32",
+        ),
+        (
+            "key = \"client_ip\"",
+            "key = { client_ip_prefix = 24, ipv6_prefix = 129 }",
+            "rate_limits[0].key.ipv6_prefix",
+            "allowed: 1 to 128",
+        ),
+        (
+            "key = \"client_ip\"",
+            "key = { ipv6_prefix = 64 }",
+            "rate_limits[0].key.ipv6_prefix",
+            "goes with client_ip_prefix",
+        ),
+        (
+            "key = \"client_ip\"",
+            "key = { header = \"a\", client_ip_prefix = 8 }",
+            "rate_limits[0].key",
+            "one key part per table",
+        ),
+        (
+            "key = \"client_ip\"",
+            "key = { cookie = \"a\" }",
+            "rate_limits[0].key.cookie",
+            "unknown field `cookie`",
+        ),
+        (
+            "key = \"client_ip\"",
+            "key = [\"rule\", \"rule\"]",
+            "rate_limits[0].key[1]",
+            "listed twice",
+        ),
+        (
+            "key = \"client_ip\"",
+            "key = [\"client_ip\", { client_ip_prefix = 8 }]",
+            "rate_limits[0].key",
+            "address is in the key twice",
+        ),
     ];
     for (from, to, path, needle) in cases {
         rejected(from, to, path, to, needle);

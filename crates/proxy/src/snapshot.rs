@@ -87,7 +87,11 @@ impl ListenerRoute {
         rate_limits: &RateLimits,
     ) -> Option<Self> {
         let limits = rate_limits.attach(&l.rate_limits);
-        let rule_limits: Vec<_> = l.rules.iter().map(|r| rate_limits.attach(&r.rate_limits)).collect();
+        let rule_limits: Vec<_> = l
+            .rules
+            .iter()
+            .map(|r| rate_limits.attach(&r.rate_limits))
+            .collect();
         Some(ListenerRoute {
             limited: !limits.is_empty() || rule_limits.iter().any(|r| !r.is_empty()),
             limits,

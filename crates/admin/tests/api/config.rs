@@ -167,7 +167,8 @@ async fn rate_limits_are_validated_like_the_file() {
     let bs = backends(1).await;
     let admin = Admin::start(&Setup::new(&bs)).await;
     let mut config = admin.get("/api/v1/config").await["config"].clone();
-    config["rate_limits"] = json!([{ "name": "per-ip", "key": "client_ip", "rate": "100/s", "burst": 200 }]);
+    config["rate_limits"] =
+        json!([{ "name": "per-ip", "key": "client_ip", "rate": "100/s", "burst": 200 }]);
     config["listeners"][0]["rate_limits"] = json!(["per-ip"]);
     let (status, body) = admin
         .call(Method::PUT, "/api/v1/config", Some(config))
@@ -190,7 +191,10 @@ async fn rate_limits_are_validated_like_the_file() {
         "rate_limits[0].scope",
         "listeners[0].rate_limits[1]",
     ] {
-        assert!(paths.contains(&expected), "{expected} missing from {paths:?}");
+        assert!(
+            paths.contains(&expected),
+            "{expected} missing from {paths:?}"
+        );
     }
     assert_eq!(admin.get("/api/v1/config").await, before, "nothing applied");
 }

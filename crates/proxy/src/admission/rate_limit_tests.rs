@@ -63,10 +63,7 @@ fn many_threads_on_one_key_get_exactly_the_burst() {
             std::thread::spawn(move || (0..5000).filter(|_| admitted(&t, 7, now)).count())
         })
         .collect();
-    let total: usize = threads
-        .into_iter()
-        .map(|h| h.join().expect("thread"))
-        .sum();
+    let total: usize = threads.into_iter().map(|h| h.join().expect("thread")).sum();
     assert_eq!(total, 1000);
 }
 
@@ -86,10 +83,7 @@ fn many_threads_with_a_moving_clock_stay_within_the_rate() {
             })
         })
         .collect();
-    let total: usize = threads
-        .into_iter()
-        .map(|h| h.join().expect("thread"))
-        .sum();
+    let total: usize = threads.into_iter().map(|h| h.join().expect("thread")).sum();
     assert!((1990..=2010).contains(&total), "{total}");
 }
 

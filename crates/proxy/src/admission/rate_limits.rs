@@ -99,7 +99,10 @@ impl RateLimits {
     /// The limits `names` attach, in their order (validation guarantees each
     /// exists).
     pub fn attach(&self, names: &[String]) -> Box<[Arc<RateLimiter>]> {
-        names.iter().filter_map(|n| self.0.get(n).cloned()).collect()
+        names
+            .iter()
+            .filter_map(|n| self.0.get(n).cloned())
+            .collect()
     }
 
     /// `ballast_rate_limit_*` (control path).
@@ -183,11 +186,7 @@ impl Limited {
 
 /// Count a request against `limits` in order; the first that refuses it ends
 /// the check.
-pub fn check(
-    limits: &[Arc<RateLimiter>],
-    facts: &Facts<'_>,
-    at: Instant,
-) -> Result<(), Limited> {
+pub fn check(limits: &[Arc<RateLimiter>], facts: &Facts<'_>, at: Instant) -> Result<(), Limited> {
     let now = rate_limit::ticks(at);
     for limit in limits {
         if let Err(wait) = limit.take(facts, now) {

@@ -15,7 +15,9 @@ use crate::SOON;
 
 /// `[[rate_limits]]` named `name`.
 fn limit(name: &str, key: &str, rate: &str, burst: u32) -> String {
-    format!("[[rate_limits]]\nname = \"{name}\"\nkey = {key}\nrate = \"{rate}\"\nburst = {burst}\n\n")
+    format!(
+        "[[rate_limits]]\nname = \"{name}\"\nkey = {key}\nrate = \"{rate}\"\nburst = {burst}\n\n"
+    )
 }
 
 async fn start(bs: &[BackendHandle], limits: &str, listener: &str, log: Option<&str>) -> Ballast {
@@ -84,7 +86,10 @@ async fn over_the_limit_is_a_429_with_the_limits_headers_reason_and_metrics() {
     let rejected = "ballast_rejected_requests_total{listener=\"public\",reason=\"rate_limited\"}";
     assert_eq!(metric(&ballast, rejected), 1);
     assert_eq!(
-        metric(&ballast, "ballast_rate_limited_requests_total{rate_limit=\"per-ip\"}"),
+        metric(
+            &ballast,
+            "ballast_rate_limited_requests_total{rate_limit=\"per-ip\"}"
+        ),
         1
     );
     assert_eq!(
@@ -92,7 +97,10 @@ async fn over_the_limit_is_a_429_with_the_limits_headers_reason_and_metrics() {
         1
     );
     assert_eq!(
-        metric(&ballast, "ballast_rate_limit_max_keys{rate_limit=\"per-ip\"}"),
+        metric(
+            &ballast,
+            "ballast_rate_limit_max_keys{rate_limit=\"per-ip\"}"
+        ),
         65_536
     );
     let read = || std::fs::read_to_string(&log).unwrap_or_default();
@@ -172,7 +180,11 @@ async fn a_grpc_request_over_the_limit_gets_resource_exhausted() {
     c.unary(req()).await.expect("the first is admitted");
     let status = c.unary(req()).await.expect_err("the second is over");
     assert_eq!(status.code(), Code::ResourceExhausted);
-    assert!(status.message().contains("rate_limited"), "{}", status.message());
+    assert!(
+        status.message().contains("rate_limited"),
+        "{}",
+        status.message()
+    );
     assert!(status.metadata().get("retry-after").is_some(), "{status:?}");
 }
 
