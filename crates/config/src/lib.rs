@@ -11,6 +11,7 @@ mod action;
 mod decode;
 pub mod duration;
 mod error;
+pub mod limits;
 mod model;
 mod parse;
 mod parse_grpc;
@@ -86,6 +87,8 @@ mod test_fixture;
 mod tests;
 #[cfg(test)]
 mod tests_admission;
+#[cfg(test)]
+mod tests_limits;
 #[cfg(test)]
 mod tests_resilience;
 #[cfg(test)]

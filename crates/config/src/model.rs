@@ -23,11 +23,18 @@ pub struct Config {
     pub access_log: AccessLogConfig,
     pub listeners: Vec<ListenerConfig>,
     pub target_groups: Vec<TargetGroupConfig>,
+    /// Named rate limits, attached to listeners and rules by name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rate_limits: Vec<crate::limits::RateLimitConfig>,
 }
 
 impl Config {
     pub fn target_group(&self, name: &str) -> Option<&TargetGroupConfig> {
         self.target_groups.iter().find(|g| g.name == name)
+    }
+
+    pub fn rate_limit(&self, name: &str) -> Option<&crate::limits::RateLimitConfig> {
+        self.rate_limits.iter().find(|l| l.name == name)
     }
 }
 
@@ -139,6 +146,9 @@ pub struct ListenerConfig {
     /// In priority order, lowest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<RuleConfig>,
+    /// Rate limits every request of the listener must pass (by name).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rate_limits: Vec<String>,
     /// Certificates, policy and mutual TLS of an `https` listener.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub tls: Option<crate::tls::ListenerTls>,
@@ -265,6 +275,9 @@ pub struct RuleConfig {
     /// At least one; all must match.
     pub conditions: Vec<Condition>,
     pub action: Action,
+    /// Rate limits a request this rule matched must pass too (by name).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rate_limits: Vec<String>,
 }
 
 impl RuleConfig {

@@ -26,8 +26,15 @@ pub fn decode(root: &Node, base: &Path, errs: &mut Errors) -> Option<Config> {
         .optional("access_log")
         .and_then(|n| decode_access_log(n, errs));
 
-    // Every target group named by an action, with where it was named.
+    let (rate_limits, limit_names) = f
+        .optional("rate_limits")
+        .map(|n| crate::limits::decode(n, errs))
+        .unwrap_or_default();
+
+    // Every target group named by an action, and every rate limit attached, with
+    // where it was named.
     let mut refs = Vec::new();
+    let mut limit_refs = Vec::new();
     let mut listeners = Vec::new();
     if let Some(n) = f.required("listeners", errs) {
         let items = d::array(n, "listeners", errs);
@@ -35,7 +42,11 @@ pub fn decode(root: &Node, base: &Path, errs: &mut Errors) -> Option<Config> {
             errs.at("listeners", n.pos, "at least one listener is required");
         }
         for (path, item) in items {
-            listeners.push(decode_listener(item, &path, base, &mut refs, errs));
+            let refs = Refs {
+                groups: &mut refs,
+                limits: &mut limit_refs,
+            };
+            listeners.push(decode_listener(item, &path, base, refs, errs));
         }
     }
     let mut groups = Vec::new();
@@ -64,27 +75,9 @@ pub fn decode(root: &Node, base: &Path, errs: &mut Errors) -> Option<Config> {
         "listener bind address",
         errs,
     );
-    for r in &refs {
-        if !group_names.iter().any(|g| g.value == r.value) {
-            let known: Vec<_> = group_names
-                .iter()
-                .map(|n| format!("{:?}", n.value))
-                .collect();
-            errs.at(
-                &r.path,
-                r.pos,
-                format!(
-                    "unknown target group {:?}; defined target groups: {}",
-                    r.value,
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
-            );
-        }
-    }
+    check_unique(limit_names.iter(), "rate limit", errs);
+    check_refs(&refs, &group_names, "target group", errs);
+    check_refs(&limit_refs, &limit_names, "rate limit", errs);
 
     if !errs.0.is_empty() {
         return None;
@@ -96,7 +89,42 @@ pub fn decode(root: &Node, base: &Path, errs: &mut Errors) -> Option<Config> {
         access_log: access_log.unwrap_or(AccessLogConfig::Stdout),
         listeners: listeners.into_iter().filter_map(|l| l.config).collect(),
         target_groups: groups.into_iter().filter_map(|g| g.config).collect(),
+        rate_limits,
     })
+}
+
+/// Report each reference to a `what` that is not defined.
+fn check_refs(
+    refs: &[Located<String>],
+    defined: &[Located<String>],
+    what: &str,
+    errs: &mut Errors,
+) {
+    for r in refs {
+        if !defined.iter().any(|g| g.value == r.value) {
+            let known: Vec<_> = defined.iter().map(|n| format!("{:?}", n.value)).collect();
+            errs.at(
+                &r.path,
+                r.pos,
+                format!(
+                    "unknown {what} {:?}; defined {what}s: {}",
+                    r.value,
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            );
+        }
+    }
+}
+
+/// Where a listener's references go: the target groups its actions name, the
+/// rate limits it and its rules attach.
+pub(crate) struct Refs<'a> {
+    pub groups: &'a mut Vec<Located<String>>,
+    pub limits: &'a mut Vec<Located<String>>,
 }
 
 /// A value as written, with where it was written, for cross-field errors.
@@ -210,9 +238,13 @@ fn decode_listener(
     node: &Node,
     path: &str,
     base: &Path,
-    refs: &mut Vec<Located<String>>,
+    refs: Refs<'_>,
     errs: &mut Errors,
 ) -> DecodedListener {
+    let Refs {
+        groups: refs,
+        limits: limit_refs,
+    } = refs;
     let Some(mut f) = Fields::new(node, path, errs) else {
         return DecodedListener::default();
     };
@@ -296,7 +328,19 @@ fn decode_listener(
     };
     let rules = match f.optional("rules") {
         None => Some(Vec::new()),
-        Some(n) => decode_rules(n, &f.path("rules"), refs, errs),
+        Some(n) => decode_rules(
+            n,
+            &f.path("rules"),
+            Refs {
+                groups: refs,
+                limits: limit_refs,
+            },
+            errs,
+        ),
+    };
+    let rate_limits = match f.optional("rate_limits") {
+        None => Some(Vec::new()),
+        Some(n) => crate::limits::decode_refs(n, &f.path("rate_limits"), limit_refs, errs),
     };
     let https = protocol.map(|p| p == ListenerProtocol::Https);
     let tls = crate::tls::decode_listener_tls(&mut f, https, base, errs);
@@ -315,6 +359,7 @@ fn decode_listener(
             drop_invalid_header_fields: drop_invalid_header_fields?,
             max_request_head_size: max_request_head_size?,
             rules: rules?,
+            rate_limits: rate_limits?,
             tls: tls?,
             admission: admission?,
         })

@@ -9,7 +9,7 @@
 use crate::action::decode_action;
 use crate::decode::{self as d, Errors, Fields};
 use crate::model::{Condition, QueryMatch, RuleConfig};
-use crate::parse::{check_unique, Located};
+use crate::parse::{check_unique, Located, Refs};
 use crate::pattern::{check_glob, Cidr, GlobKind};
 use crate::source::{Node, Value};
 
@@ -19,14 +19,18 @@ const KINDS: [&str; 6] = ["host", "path", "header", "method", "query", "source_i
 pub fn decode_rules(
     node: &Node,
     path: &str,
-    refs: &mut Vec<Located<String>>,
+    refs: Refs<'_>,
     errs: &mut Errors,
 ) -> Option<Vec<RuleConfig>> {
     let mut rules = Vec::new();
     let mut priorities = Vec::new();
     let mut ok = true;
     for (rpath, item) in d::array(node, path, errs) {
-        match decode_rule(item, &rpath, refs, &mut priorities, errs) {
+        let item_refs = Refs {
+            groups: &mut *refs.groups,
+            limits: &mut *refs.limits,
+        };
+        match decode_rule(item, &rpath, item_refs, &mut priorities, errs) {
             Some(rule) => rules.push(rule),
             None => ok = false,
         }
@@ -39,7 +43,7 @@ pub fn decode_rules(
 fn decode_rule(
     node: &Node,
     path: &str,
-    refs: &mut Vec<Located<String>>,
+    refs: Refs<'_>,
     priorities: &mut Vec<Located<u32>>,
     errs: &mut Errors,
 ) -> Option<RuleConfig> {
@@ -80,12 +84,17 @@ fn decode_rule(
     });
     let action = f
         .required("action", errs)
-        .and_then(|n| decode_action(n, &f.path("action"), refs, errs));
+        .and_then(|n| decode_action(n, &f.path("action"), refs.groups, errs));
+    let rate_limits = match f.optional("rate_limits") {
+        None => Some(Vec::new()),
+        Some(n) => crate::limits::decode_refs(n, &f.path("rate_limits"), refs.limits, errs),
+    };
     f.finish(errs);
     Some(RuleConfig {
         priority: priority?,
         conditions: conditions?,
         action: action?,
+        rate_limits: rate_limits?,
     })
 }
 

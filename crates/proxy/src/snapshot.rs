@@ -22,6 +22,7 @@ use arc_swap::ArcSwap;
 use ballast_config::{Config, ListenerConfig};
 
 use crate::admission::policy::Policy;
+use crate::admission::rate_limits::{RateLimiter, RateLimits};
 use crate::observe::access_log::AccessLog;
 use crate::observe::exposition::{self, GroupView, ListenerView, TargetView};
 use crate::observe::group::{self, GroupCells};
@@ -47,6 +48,8 @@ pub struct Snapshot {
     pub config: Arc<Config>,
     listeners: HashMap<Arc<str>, ListenerRoute>,
     groups: HashMap<String, Arc<TargetGroup>>,
+    /// Named rate limits; kept across reloads while their definition holds.
+    rate_limits: RateLimits,
     pub access_log: Option<Arc<AccessLog>>,
     /// The key of sticky-session cookies, when a group is sticky.
     pub sticky_key: Option<Arc<Key>>,
@@ -63,6 +66,21 @@ pub struct ListenerRoute {
     /// One per rule, in the router's (priority) order.
     actions: Vec<RouteAction>,
     default_action: RouteAction,
+    /// The listener's rate limits, then each rule's (in the router's order).
+    pub limits: Box<[Arc<RateLimiter>]>,
+    rule_limits: Vec<Box<[Arc<RateLimiter>]>>,
+    /// Whether the listener or any rule has a rate limit: the one branch a
+    /// request without limits takes.
+    pub limited: bool,
+}
+
+/// The rule a request matched, or the default action.
+pub struct Routed<'a> {
+    /// `None` for the default action.
+    pub priority: Option<u32>,
+    pub action: &'a RouteAction,
+    /// The matched rule's rate limits.
+    pub rule_limits: &'a [Arc<RateLimiter>],
 }
 
 impl ListenerRoute {
@@ -70,8 +88,18 @@ impl ListenerRoute {
         l: &ListenerConfig,
         groups: &HashMap<String, Arc<TargetGroup>>,
         metrics: Arc<ListenerMetrics>,
+        rate_limits: &RateLimits,
     ) -> Option<Self> {
+        let limits = rate_limits.attach(&l.rate_limits);
+        let rule_limits: Vec<_> = l
+            .rules
+            .iter()
+            .map(|r| rate_limits.attach(&r.rate_limits))
+            .collect();
         Some(ListenerRoute {
+            limited: !limits.is_empty() || rule_limits.iter().any(|r| !r.is_empty()),
+            limits,
+            rule_limits,
             config: l.clone(),
             metrics,
             admission: Policy::build(&l.admission),
@@ -85,15 +113,25 @@ impl ListenerRoute {
         })
     }
 
-    /// The action for a request, and the priority of the rule that chose it (`None`
-    /// for the default action).
-    pub fn route(&self, req: &RequestView<'_>) -> (Option<u32>, &RouteAction) {
-        match self.router.route(req) {
-            Some(m) => match self.actions.get(m.index) {
-                Some(action) => (Some(m.priority), action),
-                None => (None, &self.default_action),
+    /// The action for a request, the priority of the rule that chose it (`None`
+    /// for the default action) and that rule's rate limits.
+    pub fn route(&self, req: &RequestView<'_>) -> Routed<'_> {
+        let matched = self.router.route(req).and_then(|m| {
+            let action = self.actions.get(m.index)?;
+            let limits = self.rule_limits.get(m.index).map_or(&[][..], |l| &l[..]);
+            Some((m.priority, action, limits))
+        });
+        match matched {
+            Some((priority, action, rule_limits)) => Routed {
+                priority: Some(priority),
+                action,
+                rule_limits,
             },
-            None => (None, &self.default_action),
+            None => Routed {
+                priority: None,
+                action: &self.default_action,
+                rule_limits: &[],
+            },
         }
     }
 }
@@ -160,6 +198,7 @@ impl Snapshot {
                 .with_sticky(sticky);
             groups.insert(g.name.clone(), Arc::new(group));
         }
+        let rate_limits = RateLimits::build(&config, previous.map(|p| &p.rate_limits));
         let listeners = config
             .listeners
             .iter()
@@ -169,7 +208,7 @@ impl Snapshot {
                     .map(|r| r.metrics.clone())
                     .unwrap_or_default();
                 // Validation guarantees every group an action names exists.
-                let route = ListenerRoute::build(l, &groups, metrics)?;
+                let route = ListenerRoute::build(l, &groups, metrics, &rate_limits)?;
                 Some((Arc::from(l.name.as_str()), route))
             })
             .collect();
@@ -178,6 +217,7 @@ impl Snapshot {
             config,
             listeners,
             groups,
+            rate_limits,
             access_log,
             sticky_key,
         }
@@ -278,6 +318,9 @@ impl Snapshot {
             .collect();
         shedding.sort_by_key(|(name, _)| *name);
         crate::observe::shedding::render(&mut out, &shedding);
+        if !self.config.rate_limits.is_empty() {
+            self.rate_limits.render(&mut out);
+        }
         out
     }
 }

@@ -251,3 +251,43 @@ async fn admission_keys_are_validated_and_applied_through_the_api() {
     );
     assert_eq!(after["config"]["listeners"][0]["max_connections_per_client"], 5);
 }
+
+/// Rate limits written through the API: a valid one is applied and reads back;
+/// a bad one (and a reference to a limit that does not exist) is refused with
+/// its path, and nothing is applied.
+#[tokio::test]
+async fn rate_limits_are_validated_like_the_file() {
+    let bs = backends(1).await;
+    let admin = Admin::start(&Setup::new(&bs)).await;
+    let mut config = admin.get("/api/v1/config").await["config"].clone();
+    config["rate_limits"] =
+        json!([{ "name": "per-ip", "key": "client_ip", "rate": "100/s", "burst": 200 }]);
+    config["listeners"][0]["rate_limits"] = json!(["per-ip"]);
+    let (status, body) = admin
+        .call(Method::PUT, "/api/v1/config", Some(config))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let before = admin.get("/api/v1/config").await;
+    assert_eq!(before["config"]["rate_limits"][0]["rate"], "100/s");
+    assert_eq!(before["config"]["rate_limits"][0]["scope"], "local");
+
+    let mut bad = before["config"].clone();
+    bad["rate_limits"][0]["rate"] = json!("100/fortnight");
+    bad["rate_limits"][0]["scope"] = json!("global");
+    bad["listeners"][0]["rate_limits"] = json!(["per-ip", "nope"]);
+    let (status, body) = admin.call(Method::PUT, "/api/v1/config", Some(bad)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let details = body["details"].as_array().expect("details");
+    let paths: Vec<&str> = details.iter().filter_map(|d| d["path"].as_str()).collect();
+    for expected in [
+        "rate_limits[0].rate",
+        "rate_limits[0].scope",
+        "listeners[0].rate_limits[1]",
+    ] {
+        assert!(
+            paths.contains(&expected),
+            "{expected} missing from {paths:?}"
+        );
+    }
+    assert_eq!(admin.get("/api/v1/config").await, before, "nothing applied");
+}

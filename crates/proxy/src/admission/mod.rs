@@ -7,7 +7,16 @@
 //! an immutable table from the snapshot or a few atomics: no lock is shared by
 //! all workers on the common path. May use `observe/` only; `frontend/` and
 //! `forward/` ask it.
+//!
+//! Rate limits: `rate_limits.rs` (the named limits of a snapshot, the check, the
+//! 429's headers), `rate_key.rs` (what a request counts against),
+//! `rate_limit.rs` (GCRA in a bounded table, behind the `Counter` trait).
+//! Connections: `ranges.rs` (CIDR tables), `policy.rs` (a listener's admission
+//! policy), `connections.rs` (connection limits).
 
 pub mod connections;
 pub mod policy;
 pub mod ranges;
+pub mod rate_key;
+pub mod rate_limit;
+pub mod rate_limits;

@@ -3,7 +3,7 @@
 //!
 //! Data path. Each error records which side failed (pingora's `ErrorSource`): the
 //! client, a target, or ballast itself. `status()` is the single mapping to
-//! 400/502/503/504 (linkerd2-proxy's `ServerRescue`), and `reason()` is the short
+//! 400/429/502/503/504 (linkerd2-proxy's `ServerRescue`), and `reason()` is the short
 //! machine-readable cause that goes into the body and the logs. `grpc_status()`
 //! is the same mapping for gRPC requests, which are answered with a trailers-only
 //! gRPC response instead of an HTTP error page (`grpc.rs`).
@@ -80,6 +80,10 @@ pub enum ProxyError {
     /// answered at once instead of queueing (`resilience/shedding.rs`).
     #[error("target group at its concurrency limit (load shedding)")]
     Shed,
+    /// Over one of the rate limits attached to the listener or the matched rule
+    /// (`admission/rate_limits.rs`): 429, with the limit's headers.
+    #[error("over rate limit {}: the next request is admitted in {:?}", .0.limit.name(), .0.wait)]
+    RateLimited(crate::admission::rate_limits::Limited),
     /// A gRPC request routed to a target group that speaks HTTP/1.1.
     #[error("target group {0} has protocol \"http1\"; gRPC needs protocol = \"http2\"")]
     GrpcNeedsHttp2(String),
@@ -111,7 +115,8 @@ impl ProxyError {
             | ProxyError::BadRequest(_)
             | ProxyError::Desync(_)
             | ProxyError::ClientBodyInvalid
-            | ProxyError::ClientClosed => ErrorSource::Client,
+            | ProxyError::ClientClosed
+            | ProxyError::RateLimited(_) => ErrorSource::Client,
             ProxyError::GrpcNeedsHttp2(_) => ErrorSource::Ballast,
             ProxyError::ListenerGone
             | ProxyError::NoTarget(_)
@@ -135,6 +140,7 @@ impl ProxyError {
             | ProxyError::ClientBodyInvalid
             | ProxyError::ClientClosed => StatusCode::BAD_REQUEST,
             ProxyError::UnsafeRedirect => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::ListenerGone
             | ProxyError::NoTarget(_)
             | ProxyError::CircuitOpen(_)
@@ -151,7 +157,8 @@ impl ProxyError {
     /// may succeed, DEADLINE_EXCEEDED (4) for a timeout, INTERNAL (13) for a target
     /// that broke the protocol, UNIMPLEMENTED (12) for gRPC to an HTTP/1.1 group
     /// (a config problem that retrying cannot fix), INVALID_ARGUMENT (3) for a
-    /// malformed request and CANCELLED (1) for a client that went away.
+    /// malformed request, CANCELLED (1) for a client that went away and
+    /// RESOURCE_EXHAUSTED (8) for a request over a rate limit.
     pub fn grpc_status(&self) -> crate::forward::grpc::Code {
         use crate::forward::grpc::Code;
         match self {
@@ -161,6 +168,7 @@ impl ProxyError {
             | ProxyError::ClientBodyInvalid => Code::InvalidArgument,
             ProxyError::ClientClosed => Code::Cancelled,
             ProxyError::UnsafeRedirect => Code::Internal,
+            ProxyError::RateLimited(_) => Code::ResourceExhausted,
             ProxyError::ListenerGone
             | ProxyError::NoTarget(_)
             | ProxyError::Connect { .. }
@@ -189,6 +197,7 @@ impl ProxyError {
             ProxyError::Desync(_) => Some(Rejection::Desync),
             ProxyError::CircuitOpen(_) => Some(Rejection::CircuitOpen),
             ProxyError::Shed => Some(Rejection::Shed),
+            ProxyError::RateLimited(_) => Some(Rejection::RateLimited),
             _ => None,
         }
     }
@@ -211,6 +220,7 @@ impl ProxyError {
             ProxyError::GrpcNeedsHttp2(_) => "grpc_needs_http2",
             ProxyError::CircuitOpen(_) => Rejection::CircuitOpen.as_str(),
             ProxyError::Shed => Rejection::Shed.as_str(),
+            ProxyError::RateLimited(_) => Rejection::RateLimited.as_str(),
         }
     }
 }
@@ -247,6 +257,39 @@ mod tests {
             assert_eq!(e.grpc_status(), code);
             assert!(e.rejection().is_none());
         }
+    }
+
+    #[test]
+    fn a_request_over_a_rate_limit_is_a_429_resource_exhausted_rate_limited() {
+        let config = ballast_config::Config::from_toml(
+            "[[rate_limits]]\nname = \"per-ip\"\nkey = \"client_ip\"\nrate = \"100/s\"\n\
+             [[listeners]]\nname = \"l\"\nbind = \"127.0.0.1:0\"\n\
+             default_action = { type = \"fixed_response\", status = 200 }\n",
+        )
+        .expect("valid");
+        let limit = std::sync::Arc::new(crate::admission::rate_limits::RateLimiter::new(
+            &config.rate_limits[0],
+        ));
+        let e = ProxyError::RateLimited(crate::admission::rate_limits::Limited {
+            limit,
+            wait: std::time::Duration::from_millis(2500),
+        });
+        assert_eq!(e.source_side(), ErrorSource::Client);
+        assert_eq!(e.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(e.reason(), "rate_limited");
+        assert_eq!(e.grpc_status(), Code::ResourceExhausted);
+        assert_eq!(
+            e.rejection(),
+            Some(crate::observe::metrics::Rejection::RateLimited)
+        );
+        let ProxyError::RateLimited(limited) = &e else {
+            unreachable!()
+        };
+        let mut h = http::HeaderMap::new();
+        limited.headers(&mut h);
+        assert_eq!(h["retry-after"], "3");
+        assert_eq!(h["ratelimit-policy"], "\"per-ip\";q=100;w=1");
+        assert_eq!(h["ratelimit"], "\"per-ip\";r=0;t=3");
     }
 
     #[test]

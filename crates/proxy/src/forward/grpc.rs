@@ -30,6 +30,7 @@ pub enum Code {
     Cancelled = 1,
     InvalidArgument = 3,
     DeadlineExceeded = 4,
+    ResourceExhausted = 8,
     Unimplemented = 12,
     Internal = 13,
     Unavailable = 14,

@@ -43,6 +43,7 @@ use http::{Request, Response, StatusCode};
 
 use ballast_config::TargetProtocol;
 
+use crate::admission::{rate_key, rate_limits};
 use crate::forward::attempt::Trace;
 use crate::forward::body::{PendingLog, RequestBody, ResponseBody};
 use crate::forward::context::{Activity, ConnCtx};
@@ -137,7 +138,7 @@ fn plan(mut req: Request<RequestBody>, conn: &ConnCtx, seen: Seen) -> Plan {
             match checked.outcome {
                 Ok(pass) => {
                     close = pass.close;
-                    decide(route, &req, conn)
+                    decide(route, &req, conn, received)
                 }
                 Err(refusal) => {
                     close = true;
@@ -432,16 +433,32 @@ enum Decision {
     Fail(ProxyError),
 }
 
-/// Match the listener's rules and carry out an action that needs no target; also
-/// returns the priority of the rule that matched (`None`: the default action).
+/// Match the listener's rules, count the request against the listener's and the
+/// rule's rate limits (`admission/`), and carry out an action that needs no
+/// target; also returns the priority of the rule that matched (`None`: the
+/// default action).
 fn decide(
     route: &ListenerRoute,
     req: &Request<RequestBody>,
     conn: &ConnCtx,
+    received: Instant,
 ) -> (Decision, Option<u32>) {
     let view = RequestView::new(req, conn.client.ip());
-    let (priority, action) = route.route(&view);
-    let decision = match action {
+    let routed = route.route(&view);
+    let priority = routed.priority;
+    if route.limited {
+        let facts = rate_key::Facts {
+            client: conn.client.ip(),
+            headers: req.headers(),
+            rule: priority.unwrap_or(0),
+        };
+        let admitted = rate_limits::check(&route.limits, &facts, received)
+            .and_then(|()| rate_limits::check(routed.rule_limits, &facts, received));
+        if let Err(limited) = admitted {
+            return (Decision::Fail(ProxyError::RateLimited(limited)), priority);
+        }
+    }
+    let decision = match routed.action {
         RouteAction::Forward(f) => match f.pick(req.headers()) {
             Some((group, cookie)) => Decision::Forward {
                 group: group.clone(),
@@ -487,7 +504,11 @@ pub fn error_response(error: &ProxyError, conn: &ConnCtx, is_grpc: bool) -> Resp
     let status = error.status();
     tracing::debug!(listener = %conn.listener, client = %conn.client, %status, reason = error.reason(), grpc = is_grpc, %error, "request failed");
     if is_grpc {
-        return grpc::error_response(error.grpc_status(), error.reason(), error);
+        let mut response = grpc::error_response(error.grpc_status(), error.reason(), error);
+        if let ProxyError::RateLimited(limited) = error {
+            limited.headers(response.headers_mut());
+        }
+        return response;
     }
     let text = format!(
         "{} {}: {}\n",
@@ -506,6 +527,9 @@ pub fn error_response(error: &ProxyError, conn: &ConnCtx, is_grpc: bool) -> Resp
             http::header::RETRY_AFTER,
             http::HeaderValue::from_static("1"),
         );
+    }
+    if let ProxyError::RateLimited(limited) = error {
+        limited.headers(response.headers_mut());
     }
     response
 }

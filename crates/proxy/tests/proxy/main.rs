@@ -17,6 +17,7 @@ mod hygiene;
 mod load_shedding;
 mod mtls;
 mod protocol;
+mod rate_limits;
 mod reload;
 mod retries;
 mod rules;
