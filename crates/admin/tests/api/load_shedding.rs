@@ -46,7 +46,11 @@ async fn load_shedding_is_validated_written_and_shown_with_its_figures() {
     assert_eq!(shedding["limit"], 64, "starts at max_limit");
     assert_eq!(shedding["min_limit"], 4);
     assert_eq!(shedding["max_limit"], 64);
-    assert_eq!(shedding["in_flight"], 0);
+    // The last response's place may still be on its way back.
+    assert!(
+        shedding["in_flight"].as_u64().is_some_and(|n| n <= 1),
+        "{shedding}"
+    );
     assert_eq!(shedding["shed"], 0);
     assert!(shedding["latency_ms"].is_number(), "{shedding}");
 }
