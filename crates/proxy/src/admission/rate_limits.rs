@@ -184,11 +184,15 @@ impl Limited {
     }
 }
 
-/// Count a request against `limits` in order; the first that refuses it ends
-/// the check.
-pub fn check(limits: &[Arc<RateLimiter>], facts: &Facts<'_>, at: Instant) -> Result<(), Limited> {
+/// Count a request against the limits of each list (the listener's, then the
+/// rule's) in order; the first that refuses it ends the check.
+pub fn check(
+    lists: [&[Arc<RateLimiter>]; 2],
+    facts: &Facts<'_>,
+    at: Instant,
+) -> Result<(), Limited> {
     let now = rate_limit::ticks(at);
-    for limit in limits {
+    for limit in lists.into_iter().flatten() {
         if let Err(wait) = limit.take(facts, now) {
             return Err(Limited {
                 limit: limit.clone(),

@@ -43,7 +43,8 @@ use http::{Request, Response, StatusCode};
 
 use ballast_config::TargetProtocol;
 
-use crate::admission::{rate_key, rate_limits};
+use crate::admission::rate_key::Facts;
+use crate::admission::rate_limits;
 use crate::forward::attempt::Trace;
 use crate::forward::body::{PendingLog, RequestBody, ResponseBody};
 use crate::forward::context::{Activity, ConnCtx};
@@ -447,14 +448,13 @@ fn decide(
     let routed = route.route(&view);
     let priority = routed.priority;
     if route.limited {
-        let facts = rate_key::Facts {
+        let facts = Facts {
             client: conn.client.ip(),
             headers: req.headers(),
             rule: priority.unwrap_or(0),
         };
-        let admitted = rate_limits::check(&route.limits, &facts, received)
-            .and_then(|()| rate_limits::check(routed.rule_limits, &facts, received));
-        if let Err(limited) = admitted {
+        let lists = [&route.limits[..], routed.rule_limits];
+        if let Err(limited) = rate_limits::check(lists, &facts, received) {
             return (Decision::Fail(ProxyError::RateLimited(limited)), priority);
         }
     }
