@@ -25,6 +25,7 @@ Usage: bench/shuffle-shard.py [--binary target/debug/ballast] [--tenants 56]
 
 import argparse
 import http.client
+import json
 import os
 import subprocess
 import sys
@@ -96,6 +97,15 @@ unhealthy_threshold = 2
 """
 
 
+def get_json(port, path):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path)
+        return json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+
+
 class Client:
     def __init__(self, port):
         self.port = port
@@ -132,9 +142,14 @@ def run_mode(args, mode, tmp):
         with open(path, "w") as f:
             f.write(config(listen, admin, d, ports, MODES[mode]))
         log = open(os.path.join(d, "ballast.log"), "w")
-        procs.append(subprocess.Popen([args.binary, "--config", path], stdout=log, stderr=log))
+        procs.append(subprocess.Popen([args.binary, "serve", "--config", path, "--workers", "1"],
+                                      stdout=log, stderr=log))
         wait_port(listen, 30.0)
-        time.sleep(2.0)  # two health checks: every target healthy
+        deadline = time.time() + 30
+        while not all(t["state"] == "healthy" for t in get_json(admin, "/api/v1/target-groups/web/health")["targets"]):
+            if time.time() > deadline:
+                raise RuntimeError("targets not healthy within 30 s")
+            time.sleep(0.1)
         client = Client(listen)
         poison = shard("poison", ports)
         tenants = [f"tenant-{t}" for t in range(args.tenants)]
