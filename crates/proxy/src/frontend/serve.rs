@@ -276,15 +276,7 @@ async fn serve_tls(
     // The connection's state starts its header-read clock now: the first request
     // (for HTTP/2, the preface and a request) must come within `header_read`
     // (`connection::supervise`).
-    let (io, state, conn_ctx) = start(
-        Box::new(tls),
-        client,
-        info,
-        ctx,
-        metrics,
-        tunnels,
-        admitted,
-    );
+    let (io, state, conn_ctx) = start(Box::new(tls), client, info, ctx, metrics, tunnels, admitted);
     let mut drain = conn_ctx.tunnels.drain.clone();
     match protocol {
         AppProtocol::Http2 => {
