@@ -169,9 +169,9 @@ pub(super) async fn serve(
     }
     let admitted = admitted.map(Arc::new);
     let open = metrics.connection();
-    if let Some(terminator) = ctx.tls.clone() {
+    if ctx.tls.is_some() {
         let tls = Box::pin(serve_tls(
-            terminator, stream, client, &ctx, timeouts, metrics, tunnels, admitted,
+            stream, client, &ctx, timeouts, metrics, tunnels, admitted,
         ));
         return tls.await;
     }
@@ -258,7 +258,6 @@ pub(super) async fn resumed(
 /// (never parked: rustls may hold decrypted bytes that the socket's readiness
 /// would not show).
 async fn serve_tls(
-    terminator: Arc<Terminator>,
     stream: Socket,
     client: SocketAddr,
     ctx: &Arc<AcceptCtx>,
@@ -267,6 +266,9 @@ async fn serve_tls(
     tunnels: Tunnels,
     admitted: Option<Arc<Admitted>>,
 ) {
+    let Some(terminator) = ctx.tls.clone() else {
+        return;
+    };
     let accept = terminator.accept(stream, client, timeouts.header_read);
     let Some((tls, info)) = accept.await else {
         return; // counted and logged by the terminator
