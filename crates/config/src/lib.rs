@@ -6,8 +6,8 @@
 //! for TOML, its line and column. Nothing downstream re-validates.
 #![forbid(unsafe_code)]
 
-pub mod admission;
 mod action;
+pub mod admission;
 mod decode;
 pub mod duration;
 mod error;

@@ -95,11 +95,7 @@ fn misuse_is_rejected_with_path_and_line() {
             "listeners[0].allow",
             "expected a list of ranges such as [\"10.0.0.0/8\"], found a string",
         ),
-        (
-            "allow = [10]",
-            "listeners[0].allow[0]",
-            "expected a string",
-        ),
+        ("allow = [10]", "listeners[0].allow[0]", "expected a string"),
         (
             "max_connections = 0",
             "listeners[0].max_connections",

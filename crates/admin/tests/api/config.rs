@@ -233,7 +233,10 @@ async fn admission_keys_are_validated_and_applied_through_the_api() {
         "listeners[0].max_connections",
         "listeners[0].proxy_protocol.trusted",
     ] {
-        assert!(paths.contains(&expected), "{expected} missing from {paths:?}");
+        assert!(
+            paths.contains(&expected),
+            "{expected} missing from {paths:?}"
+        );
     }
     assert_eq!(admin.get("/api/v1/config").await, before, "nothing applied");
 
@@ -249,7 +252,10 @@ async fn admission_keys_are_validated_and_applied_through_the_api() {
         after["config"]["listeners"][0]["deny"],
         json!(["192.0.2.0/24", "2001:db8::1/128"])
     );
-    assert_eq!(after["config"]["listeners"][0]["max_connections_per_client"], 5);
+    assert_eq!(
+        after["config"]["listeners"][0]["max_connections_per_client"],
+        5
+    );
 }
 
 /// Rate limits written through the API: a valid one is applied and reads back;

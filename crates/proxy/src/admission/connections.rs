@@ -240,7 +240,7 @@ mod tests {
         assert_eq!(gate.open(), 2);
         let third = tokio::spawn({
             let gate = gate.clone();
-            async move { gate.seat().await.is_some() }
+            async move { gate.seat().await }
         });
         // Still waiting after the spawned task has had every chance to run.
         for _ in 0..50 {
@@ -249,7 +249,7 @@ mod tests {
         assert!(!third.is_finished(), "took a third seat of two");
         drop(first);
         let got = tokio::time::timeout(Duration::from_secs(10), third).await;
-        assert!(got.expect("woken").expect("task"));
+        let _third = got.expect("woken").expect("task").expect("a seat");
         assert_eq!(gate.open(), 2);
     }
 
@@ -303,9 +303,15 @@ mod tests {
         gate.configure(Some(10), Some(1));
         let seat = gate.seat().await;
         let admitted = gate.admit_client(ip("10.0.0.1"), seat).expect("first");
-        assert_eq!((gate.open(), gate.client_connections(ip("10.0.0.1"))), (1, 1));
+        assert_eq!(
+            (gate.open(), gate.client_connections(ip("10.0.0.1"))),
+            (1, 1)
+        );
         drop(admitted);
-        assert_eq!((gate.open(), gate.client_connections(ip("10.0.0.1"))), (0, 0));
+        assert_eq!(
+            (gate.open(), gate.client_connections(ip("10.0.0.1"))),
+            (0, 0)
+        );
         // Refused: the seat taken for it is given back too.
         let _held = gate.admit_client(ip("10.0.0.1"), gate.seat().await);
         let refused = gate.admit_client(ip("10.0.0.1"), gate.seat().await);

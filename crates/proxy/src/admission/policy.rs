@@ -117,7 +117,10 @@ mod tests {
         })
         .expect("policy");
         assert_eq!(p.proxy_header(ip("127.0.0.1")), ProxyHeader::Required);
-        assert_eq!(p.proxy_header(ip("::ffff:127.0.0.1")), ProxyHeader::Required);
+        assert_eq!(
+            p.proxy_header(ip("::ffff:127.0.0.1")),
+            ProxyHeader::Required
+        );
         assert_eq!(p.proxy_header(ip("127.0.0.2")), ProxyHeader::Forbidden);
         assert!(p.admits(ip("203.0.113.7")), "no list: everyone");
     }

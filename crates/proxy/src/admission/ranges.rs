@@ -104,10 +104,7 @@ mod tests {
     use super::*;
 
     fn ranges(list: &[&str]) -> Ranges {
-        let cidrs: Vec<Cidr> = list
-            .iter()
-            .map(|s| Cidr::parse(s).expect("cidr"))
-            .collect();
+        let cidrs: Vec<Cidr> = list.iter().map(|s| Cidr::parse(s).expect("cidr")).collect();
         Ranges::new(&cidrs)
     }
 
@@ -179,9 +176,8 @@ mod tests {
             let hi = [10u32, 172, 192, 198, 203][(x % 5) as usize] << 24;
             let v4 = IpAddr::from(std::net::Ipv4Addr::from(hi | (x >> 40) as u32));
             let v6 = IpAddr::from(std::net::Ipv6Addr::from(
-                (u128::from(x) << 64 | u128::from(x.rotate_left(7)))
-                    & !(0xffu128 << 120)
-                    | ((x as u128 & 1) * 0xfd << 120),
+                (((u128::from(x) << 64) | u128::from(x.rotate_left(7))) & !(0xffu128 << 120))
+                    | (((x as u128 & 1) * 0xfd) << 120),
             ));
             for a in [v4, v6] {
                 let scan = cidrs.iter().any(|c| c.contains(a));

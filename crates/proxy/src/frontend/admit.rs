@@ -54,7 +54,10 @@ pub(super) async fn admit(
         match header {
             Ok(from) => client = from.unwrap_or(peer),
             Err(e) => {
-                let counted = !matches!(e, HeaderError::Closed | HeaderError::Timeout | HeaderError::Io(_));
+                let counted = !matches!(
+                    e,
+                    HeaderError::Closed | HeaderError::Timeout | HeaderError::Io(_)
+                );
                 if counted {
                     a.metrics.reject(Rejection::Denied);
                 }

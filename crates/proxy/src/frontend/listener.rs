@@ -291,7 +291,14 @@ async fn accept_loop(
         };
         let stream = Socket::direct(stream.into());
         let admitted = seat.take();
-        connections.spawn(serve(stream, client, ctx.clone(), lot.clone(), tunnels, admitted));
+        connections.spawn(serve(
+            stream,
+            client,
+            ctx.clone(),
+            lot.clone(),
+            tunnels,
+            admitted,
+        ));
     }
 }
 

@@ -169,9 +169,9 @@ pub(super) async fn serve(
     }
     let admitted = admitted.map(Arc::new);
     let open = metrics.connection();
-    if let Some(terminator) = ctx.tls.clone() {
+    if ctx.tls.is_some() {
         let tls = Box::pin(serve_tls(
-            terminator, stream, client, &ctx, timeouts, metrics, tunnels, admitted,
+            stream, client, &ctx, timeouts, metrics, tunnels, admitted,
         ));
         return tls.await;
     }
@@ -258,7 +258,6 @@ pub(super) async fn resumed(
 /// (never parked: rustls may hold decrypted bytes that the socket's readiness
 /// would not show).
 async fn serve_tls(
-    terminator: Arc<Terminator>,
     stream: Socket,
     client: SocketAddr,
     ctx: &Arc<AcceptCtx>,
@@ -267,6 +266,9 @@ async fn serve_tls(
     tunnels: Tunnels,
     admitted: Option<Arc<Admitted>>,
 ) {
+    let Some(terminator) = ctx.tls.clone() else {
+        return;
+    };
     let accept = terminator.accept(stream, client, timeouts.header_read);
     let Some((tls, info)) = accept.await else {
         return; // counted and logged by the terminator
@@ -276,15 +278,7 @@ async fn serve_tls(
     // The connection's state starts its header-read clock now: the first request
     // (for HTTP/2, the preface and a request) must come within `header_read`
     // (`connection::supervise`).
-    let (io, state, conn_ctx) = start(
-        Box::new(tls),
-        client,
-        info,
-        ctx,
-        metrics,
-        tunnels,
-        admitted,
-    );
+    let (io, state, conn_ctx) = start(Box::new(tls), client, info, ctx, metrics, tunnels, admitted);
     let mut drain = conn_ctx.tunnels.drain.clone();
     match protocol {
         AppProtocol::Http2 => {

@@ -93,7 +93,7 @@ impl Socket {
 
     /// Look at what the client has sent without taking it: waits until more
     /// than `seen` bytes are there, and gives how many are (up to `buf`'s
-    /// length); 0 once the client has closed without sending. Used for the
+    /// length); no more than `seen` once the client has closed its side. Used for the
     /// PROXY protocol header (`proxy_protocol.rs`), whose bytes are taken off
     /// only once it is whole, so that what follows stays in the socket.
     ///
@@ -116,10 +116,17 @@ impl Socket {
             }
         }
         let socket = self.driven()?;
-        let dup = std::net::TcpStream::from(std::os::fd::AsFd::as_fd(&*socket).try_clone_to_owned()?);
+        let dup =
+            std::net::TcpStream::from(std::os::fd::AsFd::as_fd(&*socket).try_clone_to_owned()?);
         loop {
-            socket.readable().await?;
+            let ready = socket.ready(tokio::io::Interest::READABLE).await?;
             match socket.try_io(tokio::io::Interest::READABLE, || more(dup.peek(buf))) {
+                // The client has closed its side with nothing more: what is
+                // there is all there will be (tokio keeps a closed side ready,
+                // so waiting again would spin).
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && ready.is_read_closed() => {
+                    return dup.peek(buf);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 done => return done,
             }

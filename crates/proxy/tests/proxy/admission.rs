@@ -82,7 +82,9 @@ impl Rig {
     /// Send `bytes` on a new connection and expect it closed without a byte
     /// of response.
     async fn refused(&self, bytes: &[u8]) {
-        let mut conn = TcpStream::connect(self.ballast.addr).await.expect("connect");
+        let mut conn = TcpStream::connect(self.ballast.addr)
+            .await
+            .expect("connect");
         // The write may fail once ballast has closed: what counts is the read.
         let _ = conn.write_all(bytes).await;
         let mut got = Vec::new();
@@ -97,7 +99,9 @@ impl Rig {
 
     /// Send `bytes` then a request on a new connection; the response.
     async fn served(&self, preface: &[u8]) -> (u16, TcpStream) {
-        let mut conn = TcpStream::connect(self.ballast.addr).await.expect("connect");
+        let mut conn = TcpStream::connect(self.ballast.addr)
+            .await
+            .expect("connect");
         conn.write_all(&[preface, REQUEST].concat())
             .await
             .expect("send");
@@ -159,7 +163,12 @@ async fn the_client_of_a_trusted_header_is_the_one_forwarded_and_logged() {
     let seen = rig.recorder.requests_to("/admitted");
     assert_eq!(seen.len(), 2);
     for r in &seen {
-        assert_eq!(r.field("x-forwarded-for"), Some("203.0.113.7"), "{}", r.head);
+        assert_eq!(
+            r.field("x-forwarded-for"),
+            Some("203.0.113.7"),
+            "{}",
+            r.head
+        );
     }
     let lines = rig.log_lines(2).await;
     for l in &lines {
@@ -250,7 +259,10 @@ async fn on_https_the_header_comes_before_the_tls_handshake() {
         assert_eq!(r.field("x-forwarded-for"), Some("203.0.113.7"));
     }
     // Without the header, the TLS hello is not one: refused.
-    assert!(client.connect(ballast.addr, "api.example.com").await.is_err());
+    assert!(client
+        .connect(ballast.addr, "api.example.com")
+        .await
+        .is_err());
     let denied = metric(
         &ballast,
         "ballast_rejected_requests_total{listener=\"public\",reason=\"denied\"}",
