@@ -109,7 +109,7 @@ impl RateLimits {
     pub fn render(&self, out: &mut String) {
         let mut limits: Vec<_> = self.0.values().collect();
         limits.sort_by(|a, b| a.name().cmp(b.name()));
-        let families: [(&str, &str, &str, fn(&RateLimiter) -> u64); 4] = [
+        let families: [Family; 4] = [
             (
                 "ballast_rate_limited_requests_total",
                 "counter",
@@ -202,3 +202,12 @@ pub fn check(
     }
     Ok(())
 }
+
+/// A metric family of the rate limits: name, type, help, and how to read one
+/// limit's value.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&RateLimiter) -> u64,
+);
