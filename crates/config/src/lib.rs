@@ -14,6 +14,7 @@ mod error;
 pub mod limits;
 mod model;
 mod parse;
+mod parse_group;
 mod parse_grpc;
 mod pattern;
 pub mod resilience;
