@@ -102,18 +102,8 @@ pub(crate) fn decode_group(
             crate::shuffle_shard::decode(n, &f.path("shuffle_shard"), count, errs).map(Some)
         }
     };
-    let tls_node = f.peek("tls");
+    // With `protocol = "http2"`, TLS carries HTTP/2 negotiated by ALPN `h2`.
     let tls = crate::tls::decode_group_tls(&mut f, base, errs);
-    if let (Some(TargetProtocol::Http2), Some(Some(_)), Some(node)) = (protocol, &tls, tls_node) {
-        // HTTP/2 towards targets is cleartext (prior knowledge) for now; sending it to
-        // a TLS target would fail every request, so the combination is refused.
-        errs.at(
-            &f.path("tls"),
-            node.pos,
-            "TLS towards protocol = \"http2\" targets is not supported yet; \
-             use protocol = \"http1\" with tls, or http2 without tls",
-        );
-    }
     f.finish(errs);
     let config = (|| {
         Some(TargetGroupConfig {

@@ -152,18 +152,50 @@ fn upgrade_idle_timeout_defaults_reads_and_is_bounded() {
 }
 
 #[test]
-fn http2_groups_refuse_tls_until_it_is_supported() {
-    let text = VALID.replace(
-        "connect_timeout = \"500ms\"",
-        "connect_timeout = \"500ms\"\nprotocol = \"http2\"\ntls = { enabled = true, insecure_skip_verify = true }",
+fn http2_groups_take_tls_with_a_grpc_check_and_it_round_trips() {
+    let text = grpc_valid().replace(
+        "protocol = \"http2\"",
+        "protocol = \"http2\"\ntls = { server_name = \"api.internal\", insecure_skip_verify = true }",
     );
-    let errs = Config::from_toml(&text).expect_err("http2 with tls is refused");
+    let c = Config::from_toml(&text).expect("http2 with tls is valid");
+    let g = &c.target_groups[0];
+    assert_eq!(g.protocol, TargetProtocol::Http2);
+    let tls = g.tls.as_ref().expect("tls");
+    assert_eq!(tls.server_name.as_deref(), Some("api.internal"));
+    assert!(tls.insecure_skip_verify);
+    assert!(g.health_check.grpc.is_some());
+    let json = serde_json::to_value(&c).expect("serialize");
+    assert_eq!(json["target_groups"][0]["protocol"], "http2");
+    assert_eq!(Config::from_json(&json).expect("reads back"), c);
+    // Disabled, it is plain HTTP/2 (prior knowledge) again.
+    let off = text.replace("tls = {", "tls = { enabled = false,");
+    let c = Config::from_toml(&off).expect("valid");
+    assert!(c.target_groups[0].tls.is_none());
+}
+
+#[test]
+fn http2_group_tls_keys_are_validated_where_they_stand() {
+    let text = grpc_valid().replace(
+        "protocol = \"http2\"",
+        "protocol = \"http2\"\ntls = { server_name = \"not a name\", insecure_skip_verify = \"yes\", alpn = \"h2\" }",
+    );
+    let errs = Config::from_toml(&text).expect_err("rejected");
     let line = text[..text.find("tls = {").expect("tls line")]
         .matches('\n')
         .count() as u32
         + 1;
-    assert_error(&errs, "target_groups[0].tls", line, "not supported yet");
-    // Without TLS, or disabled, it is fine.
-    let off = text.replace("enabled = true", "enabled = false");
-    assert!(Config::from_toml(&off).is_ok());
+    assert_error(
+        &errs,
+        "target_groups[0].tls.server_name",
+        line,
+        "invalid server name",
+    );
+    assert_error(
+        &errs,
+        "target_groups[0].tls.insecure_skip_verify",
+        line,
+        "",
+    );
+    assert_error(&errs, "target_groups[0].tls.alpn", line, "unknown field");
+    assert!(errs.iter().all(|e| e.column.is_some()), "{errs}");
 }

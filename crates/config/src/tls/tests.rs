@@ -219,3 +219,37 @@ tls_policy = "tls10""#,
         "expected a boolean",
     );
 }
+
+#[test]
+fn http2_groups_read_their_tls_files_and_report_bad_ones_in_place() {
+    const LISTENER: &str = r#"certificates = [{ cert = "site.pem", key = "site.key" }]"#;
+    let f = Files::new("h2");
+    let group = r#"protocol = "http2"
+tls = { ca = "other.pem", server_name = "other", client_cert = { cert = "site.pem", key = "site.key" } }"#;
+    let c = check(&config(LISTENER, group), &f.dir).expect("valid");
+    let g = &c.target_groups[0];
+    assert_eq!(g.protocol, TargetProtocol::Http2);
+    let tls = g.tls.as_ref().expect("tls");
+    assert_eq!(tls.ca.as_deref(), Some(f.dir.join("other.pem").as_path()));
+    assert_eq!(tls.server_name.as_deref(), Some("other"));
+    assert!(tls.client_cert.is_some());
+
+    let text = config(
+        LISTENER,
+        r#"protocol = "http2"
+tls = { ca = "junk.pem", client_cert = { cert = "site.pem", key = "other.key" } }"#,
+    );
+    let errs = check(&text, &f.dir).expect_err("invalid");
+    assert_error_at(
+        &errs,
+        "target_groups[0].tls.ca",
+        pos_of(&text, "\"junk.pem\""),
+        "",
+    );
+    assert_error_at(
+        &errs,
+        "target_groups[0].tls.client_cert.key",
+        pos_of(&text, "\"other.key\""),
+        "does not match",
+    );
+}

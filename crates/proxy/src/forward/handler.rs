@@ -222,7 +222,7 @@ fn prepare(
         plan.trace.request_id = headers::request_id(&parts.headers).map(str::to_string);
     }
     if http2 {
-        multiplex::to_http2(&mut parts, te_trailers);
+        multiplex::to_http2(&mut parts, te_trailers, group.tls.is_some());
     }
     crate::tls::client_cert::apply(&mut parts.headers, conn.tls.as_deref().map(|t| &t.cert));
     let body = body.into_upstream();

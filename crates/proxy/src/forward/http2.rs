@@ -3,7 +3,8 @@
 //! Data path, called by `forward.rs` in place of its HTTP/1.1 `send`. The request
 //! head `headers::prepare_request` wrote for HTTP/1.1 becomes an HTTP/2 one: the
 //! `Host` header moves into `:authority` (RFC 9113 §8.3.1 prefers it there), the
-//! target is absolute (`http://host/path`), and `te: trailers` is put back when the
+//! target is absolute (`http://host/path`, `https://` towards a group with `tls`,
+//! whose `:scheme` must say so), and `te: trailers` is put back when the
 //! client asked for it (it is hop-by-hop in HTTP/1.1, but gRPC servers require it
 //! on HTTP/2). The stream comes from the target's `H2Pool`; its guard rides on the
 //! response body, so the connection's stream count drops when the response ends
@@ -53,8 +54,8 @@ pub fn wants_trailers(headers: &HeaderMap) -> bool {
     })
 }
 
-/// Turn a prepared HTTP/1.1 head into an HTTP/2 one.
-pub fn to_http2(parts: &mut Parts, te_trailers: bool) {
+/// Turn a prepared HTTP/1.1 head into an HTTP/2 one; `secure`: the group has `tls`.
+pub fn to_http2(parts: &mut Parts, te_trailers: bool, secure: bool) {
     let authority = parts
         .headers
         .remove(header::HOST)
@@ -66,7 +67,7 @@ pub fn to_http2(parts: &mut Parts, te_trailers: bool) {
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(Scheme::HTTP);
+        uri.scheme = Some(if secure { Scheme::HTTPS } else { Scheme::HTTP });
         uri.authority = Some(authority);
         uri.path_and_query = Some(pq);
         if let Ok(uri) = Uri::from_parts(uri) {
@@ -82,12 +83,13 @@ pub fn to_http2(parts: &mut Parts, te_trailers: bool) {
 }
 
 /// A request without a usable Host: the target's address is the authority.
-fn ensure_authority(req: &mut Request<UpstreamBody>, target: &Target) {
+fn ensure_authority(req: &mut Request<UpstreamBody>, target: &Target, secure: bool) {
     if req.uri().authority().is_some() {
         return;
     }
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    if let Ok(uri) = Uri::try_from(format!("http://{}{pq}", target.addr)) {
+    let scheme = if secure { "https" } else { "http" };
+    if let Ok(uri) = Uri::try_from(format!("{scheme}://{}{pq}", target.addr)) {
         *req.uri_mut() = uri;
     }
 }
@@ -101,14 +103,15 @@ pub async fn send(
     timeout: Duration,
 ) -> Result<Response<ResponseBody>, Failure> {
     let before = trace.target.replace(target.addr);
-    ensure_authority(&mut req, target);
+    let tls = group.tls.as_deref();
+    ensure_authority(&mut req, target, tls.is_some());
     let mut in_flight = target.begin_request();
     let mut stale = 0;
     let gate = breaker::connect(group);
     loop {
         let (mut sender, stream) = match target
             .h2
-            .checkout(in_flight, group.config.connect_timeout, &gate)
+            .checkout(in_flight, group.config.connect_timeout, &gate, tls)
             .await
         {
             Ok(s) => s,
@@ -194,8 +197,11 @@ mod tests {
             .0;
         let te = wants_trailers(&p.headers);
         p.headers.remove(header::TE);
-        to_http2(&mut p, te);
+        let mut secure = p.clone();
+        to_http2(&mut p, te, false);
         assert_eq!(p.uri, "http://api.example:50051/pkg.Svc/Call?x=1");
+        to_http2(&mut secure, te, true);
+        assert_eq!(secure.uri, "https://api.example:50051/pkg.Svc/Call?x=1");
         assert_eq!(p.version, Version::HTTP_2);
         assert!(p.headers.get("host").is_none());
         assert_eq!(p.headers["te"], "trailers");
@@ -212,7 +218,7 @@ mod tests {
             .headers;
         assert!(!wants_trailers(&h));
         let mut p = Request::get("/").body(()).expect("r").into_parts().0;
-        to_http2(&mut p, false);
+        to_http2(&mut p, false, false);
         assert!(p.headers.get("te").is_none());
     }
 }

@@ -15,6 +15,7 @@
 //! after the 101 is written. Any other answer is passed on
 //! as a normal response and the connection closes after it.
 //!
+//! The dedicated connection is TLS when the group has `tls`, like its pooled ones.
 //! Upgrades go to `http1` groups only; towards an `http2` group the upgrade
 //! headers are removed (WebSocket over HTTP/2, RFC 8441, is not supported).
 
@@ -42,6 +43,7 @@ use crate::forward::tunnel::{self, TunnelCtx};
 use crate::http1::hop_by_hop::{has_token, remove_hop_by_hop};
 use crate::upstream::body::UpstreamBody;
 use crate::upstream::dial;
+use crate::upstream::http1::Stream;
 use crate::upstream::target::{InFlight, Target};
 use crate::upstream::target_group::TargetGroup;
 
@@ -126,7 +128,7 @@ async fn attempt(
     trace.target = Some(target.addr);
     let in_flight = target.begin_request();
     let cfg = &group.config;
-    let stream = match dial::tcp(target.addr, cfg.connect_timeout).await {
+    let stream = match Box::pin(connect(target, group)).await {
         Ok(stream) => stream,
         Err(e) => {
             return Err(Failure {
@@ -180,6 +182,24 @@ async fn attempt(
             error: ProxyError::ResponseTimeout(target.addr),
             unsent: None,
         }),
+    }
+}
+
+/// A dedicated connection to the target: TCP, and TLS when the group has `tls`
+/// (the same connector, verification and SNI as pooled connections), within the
+/// group's `connect_timeout`.
+async fn connect(target: &Target, group: &TargetGroup) -> std::io::Result<Stream> {
+    let timeout = group.config.connect_timeout;
+    let tcp = dial::tcp(target.addr, timeout).await?;
+    let Some(tls) = group.tls.as_deref() else {
+        return Ok(Stream::Plain(tcp));
+    };
+    match tokio::time::timeout(timeout, tls.connect(tcp, target.addr)).await {
+        Ok(tls) => Ok(Stream::Tls(Box::new(tls?))),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "TLS handshake timed out",
+        )),
     }
 }
 

@@ -77,7 +77,7 @@ impl Registry {
         for g in &config.target_groups {
             let Some(tls) = &g.tls else { continue };
             let connector =
-                Connector::load(tls).map_err(|e| fail(format!("target group {}", g.name), e))?;
+                Connector::load(tls, g.protocol).map_err(|e| fail(format!("target group {}", g.name), e))?;
             prepared.groups.insert(g.name.clone(), connector);
         }
         Ok(prepared)

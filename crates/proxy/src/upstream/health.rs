@@ -7,10 +7,12 @@
 //! outcome is a status in `matcher` (healthy), another status
 //! (`Target.ResponseCodeMismatch`), no answer in time (`Target.Timeout`), or a
 //! refused or broken connection (`Target.FailedHealthChecks`). State changes are
-//! logged, and so is the group starting or stopping to fail open. Groups with `tls`
-//! are probed over TLS, with the same connector as the data path. Groups with
-//! `protocol = "http2"` are probed over HTTP/2, by `GET` or by the gRPC health
-//! protocol (`health_h2.rs`).
+//! logged, with what broke the last probe (a refused connection, a certificate
+//! that failed verification, a target that would not agree to `h2`), and so is the
+//! group starting or stopping to fail open. Groups with `tls` are probed over TLS,
+//! with the same connector as the data path. Groups with `protocol = "http2"` are
+//! probed over HTTP/2 (over TLS with ALPN `h2` when they have `tls`), by `GET` or
+//! by the gRPC health protocol (`health_h2.rs`).
 
 use std::sync::Arc;
 
@@ -43,17 +45,18 @@ pub fn spawn(group: Arc<TargetGroup>) -> JoinHandle<()> {
             let results = join_all(probes).await;
             // Slow start applies beside peers that were healthy before this round.
             let ramp = !group.config.slow_start.is_zero() && group.healthy_count() > 0;
-            for (target, result) in group.targets.iter().zip(results) {
+            for (target, checked) in group.targets.iter().zip(results) {
                 if let Some(state) =
-                    target.record(result, hc.healthy_threshold, hc.unhealthy_threshold)
+                    target.record(checked.probe, hc.healthy_threshold, hc.unhealthy_threshold)
                 {
                     if ramp && state == HealthState::Healthy {
                         target.start_ramp();
                     }
                     let (_, reason) = target.health();
+                    let cause = checked.cause.as_deref().unwrap_or("");
                     tracing::info!(
                         target_group = %group.name(), target = %target.addr, %state,
-                        reason = reason.as_str(), "target health changed"
+                        reason = reason.as_str(), cause, "target health changed"
                     );
                 }
             }
@@ -62,28 +65,52 @@ pub fn spawn(group: Arc<TargetGroup>) -> JoinHandle<()> {
     })
 }
 
+/// A probe's outcome, and for a connection or protocol failure what it was (for
+/// the log line of a state change; built only when a probe fails that way).
+pub struct Checked {
+    pub probe: Probe,
+    pub cause: Option<String>,
+}
+
+impl Checked {
+    pub fn ok() -> Self {
+        Self::of(Probe::Ok)
+    }
+
+    pub fn of(probe: Probe) -> Self {
+        Checked { probe, cause: None }
+    }
+
+    pub fn broken(e: &dyn std::fmt::Display) -> Self {
+        Checked {
+            probe: Probe::Failed(HealthReason::FailedHealthChecks),
+            cause: Some(e.to_string()),
+        }
+    }
+}
+
 /// One health probe of one target. `http2` groups are probed over HTTP/2 (a gRPC
 /// `Check` when `grpc_service` is set, else a `GET`; see `health_h2.rs`); others
-/// with an HTTP/1.1 `GET`, over TLS when the group has `tls`.
+/// with an HTTP/1.1 `GET`; each over TLS when the group has `tls`.
 pub async fn probe(
     target: &Target,
     hc: &HealthCheckConfig,
     http2: bool,
     tls: Option<&Connector>,
-) -> Probe {
+) -> Checked {
     if let Some(grpc) = &hc.grpc {
-        return health_h2::probe_grpc(target, grpc, hc.timeout).await;
+        return health_h2::probe_grpc(target, grpc, hc.timeout, tls).await;
     }
     let status = if http2 {
-        tokio::time::timeout(hc.timeout, health_h2::get(target, &hc.path, hc.timeout)).await
+        tokio::time::timeout(hc.timeout, health_h2::get(target, &hc.path, hc.timeout, tls)).await
     } else {
         tokio::time::timeout(hc.timeout, request(target, &hc.path, tls)).await
     };
     match status {
-        Err(_) => Probe::Failed(HealthReason::Timeout),
-        Ok(Err(_)) => Probe::Failed(HealthReason::FailedHealthChecks),
-        Ok(Ok(status)) if hc.matcher.matches(status) => Probe::Ok,
-        Ok(Ok(_)) => Probe::Failed(HealthReason::ResponseCodeMismatch),
+        Err(_) => Checked::of(Probe::Failed(HealthReason::Timeout)),
+        Ok(Err(e)) => Checked::broken(&e),
+        Ok(Ok(status)) if hc.matcher.matches(status) => Checked::ok(),
+        Ok(Ok(_)) => Checked::of(Probe::Failed(HealthReason::ResponseCodeMismatch)),
     }
 }
 

@@ -1,10 +1,13 @@
 //! Health probes of `protocol = "http2"` groups: the HTTP check's `GET` over
 //! HTTP/2, and gRPC health checks (`health_check.grpc_service`): the standard
-//! `grpc.health.v1.Health/Check` call over HTTP/2 cleartext.
+//! `grpc.health.v1.Health/Check` call, over HTTP/2 cleartext or, for a group with
+//! `tls`, over TLS with ALPN `h2`.
 //!
 //! Control path. Like an HTTP/1.1 probe, each check opens its own connection
-//! (`dial::tcp`, then the same HTTP/2 handshake the data path uses), so it sees
-//! what a new client would. The two protobuf messages involved are tiny and
+//! (`dial::tcp`, the group's TLS handshake when it has one, then the same HTTP/2
+//! handshake the data path uses), so it sees what a new client would: a target
+//! whose certificate fails verification, or that will not agree to `h2`, fails
+//! its checks with that as the cause. The two protobuf messages involved are tiny and
 //! fixed, so they are encoded and decoded by hand here rather than pulling a
 //! protobuf runtime into the product: the request is `HealthCheckRequest { string
 //! service = 1 }`, the answer `HealthCheckResponse { ServingStatus status = 1 }`,
@@ -22,9 +25,13 @@ use http::header::{CONTENT_TYPE, TE, USER_AGENT};
 use http::{Request, StatusCode, Version};
 use http_body_util::{BodyExt, Full, Limited};
 
+use crate::tls::Connector;
 use crate::upstream::dial;
+use crate::upstream::health::Checked;
 use crate::upstream::http2;
 use crate::upstream::target::{HealthReason, Probe, Target};
+
+type H2Sender = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
 
 const AGENT: &str = concat!("ballast-health-checker/", env!("CARGO_PKG_VERSION"));
 const PATH: &str = "/grpc.health.v1.Health/Check";
@@ -42,11 +49,31 @@ struct Answer {
     serving: bool,
 }
 
-/// The status of `GET path` over a new HTTP/2 connection.
-pub async fn get(target: &Target, path: &str, timeout: Duration) -> Result<u16, BoxError> {
+/// A new HTTP/2 connection to `target`, over TLS when the group has it.
+async fn connect(
+    target: &Target,
+    timeout: Duration,
+    tls: Option<&Connector>,
+) -> Result<(H2Sender, &'static str), BoxError> {
     let stream = dial::tcp(target.addr, timeout).await?;
-    let mut sender = http2::handshake::<_, Full<Bytes>>(stream).await?;
-    let req = Request::get(format!("http://{}{path}", target.addr))
+    Ok(match tls {
+        None => (http2::handshake(stream).await?, "http"),
+        Some(tls) => {
+            let stream = tls.connect(stream, target.addr).await?;
+            (http2::handshake(stream).await?, "https")
+        }
+    })
+}
+
+/// The status of `GET path` over a new HTTP/2 connection.
+pub async fn get(
+    target: &Target,
+    path: &str,
+    timeout: Duration,
+    tls: Option<&Connector>,
+) -> Result<u16, BoxError> {
+    let (mut sender, scheme) = connect(target, timeout, tls).await?;
+    let req = Request::get(format!("{scheme}://{}{path}", target.addr))
         .version(Version::HTTP_2)
         .header(USER_AGENT, AGENT)
         .body(Full::new(Bytes::new()))?;
@@ -54,19 +81,28 @@ pub async fn get(target: &Target, path: &str, timeout: Duration) -> Result<u16, 
 }
 
 /// One gRPC health probe of one target, bounded by `timeout` as a whole.
-pub async fn probe_grpc(target: &Target, check: &GrpcCheck, timeout: Duration) -> Probe {
-    match tokio::time::timeout(timeout, call(target, &check.service, timeout)).await {
-        Err(_) => Probe::Failed(HealthReason::Timeout),
-        Ok(Err(_)) => Probe::Failed(HealthReason::FailedHealthChecks),
-        Ok(Ok(a)) if a.serving && check.matcher.matches(a.grpc_status) => Probe::Ok,
-        Ok(Ok(_)) => Probe::Failed(HealthReason::ResponseCodeMismatch),
+pub async fn probe_grpc(
+    target: &Target,
+    check: &GrpcCheck,
+    timeout: Duration,
+    tls: Option<&Connector>,
+) -> Checked {
+    match tokio::time::timeout(timeout, call(target, &check.service, timeout, tls)).await {
+        Err(_) => Checked::of(Probe::Failed(HealthReason::Timeout)),
+        Ok(Err(e)) => Checked::broken(&e),
+        Ok(Ok(a)) if a.serving && check.matcher.matches(a.grpc_status) => Checked::ok(),
+        Ok(Ok(_)) => Checked::of(Probe::Failed(HealthReason::ResponseCodeMismatch)),
     }
 }
 
-async fn call(target: &Target, service: &str, timeout: Duration) -> Result<Answer, BoxError> {
-    let stream = dial::tcp(target.addr, timeout).await?;
-    let mut sender = http2::handshake::<_, Full<Bytes>>(stream).await?;
-    let req = Request::post(format!("http://{}{PATH}", target.addr))
+async fn call(
+    target: &Target,
+    service: &str,
+    timeout: Duration,
+    tls: Option<&Connector>,
+) -> Result<Answer, BoxError> {
+    let (mut sender, scheme) = connect(target, timeout, tls).await?;
+    let req = Request::post(format!("{scheme}://{}{PATH}", target.addr))
         .version(Version::HTTP_2)
         .header(CONTENT_TYPE, "application/grpc")
         .header(TE, "trailers")

@@ -21,8 +21,10 @@
 //! counts: `resilience/breaker.rs`); over a limit the checkout fails at once.
 //!
 //! The connect step (`dial::tcp`) is separate from the HTTP/2 handshake
-//! (`handshake`, generic over the stream), so that HTTP/2 over TLS with ALPN
-//! becomes dial → TLS → this handshake.
+//! (`handshake`, generic over the stream): a group with `tls` dials, runs the TLS
+//! handshake with ALPN `h2` (`tls/upstream.rs`, which refuses a target that does
+//! not pick `h2`) and then this handshake, over the same pool, so TLS costs one
+//! handshake per connection, not per request.
 
 use std::io;
 use std::net::SocketAddr;
@@ -36,6 +38,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::observe::group::{ConnectGate, Held, Limit};
+use crate::tls::Connector;
 use crate::upstream::body::UpstreamBody;
 use crate::upstream::dial;
 use crate::upstream::target::InFlight;
@@ -104,12 +107,13 @@ impl H2Pool {
     /// A stream on an open connection, opening a connection when all are full.
     /// A request that has to wait for a new connection takes a place among its
     /// group's pending requests meanwhile, and the connection one among its
-    /// connections (`gate`, the circuit breaker's).
+    /// connections (`gate`, the circuit breaker's). `tls`: the group's, if any.
     pub async fn checkout(
         &self,
         in_flight: InFlight,
         connect_timeout: Duration,
         gate: &ConnectGate<'_>,
+        tls: Option<&Connector>,
     ) -> Result<(H2Sender, StreamGuard), (CheckoutError, InFlight)> {
         let in_flight = match self.reserve(in_flight) {
             Ok(s) => return Ok(s),
@@ -136,7 +140,9 @@ impl H2Pool {
             Ok(place) => place,
             Err(limit) => return Err((CheckoutError::Limit(limit), in_flight)),
         };
-        let sender = match self.open(connect_timeout, place).await {
+        // Boxed: a TLS handshake's state is large, and every request's future
+        // would otherwise carry room for it (as in `pool.rs`).
+        let sender = match Box::pin(self.open(connect_timeout, place, tls)).await {
             Ok(sender) => sender,
             Err(e) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
@@ -188,13 +194,30 @@ impl H2Pool {
 
     /// Open a connection; `place` (its count among the group's connections) lives
     /// as long as the connection's task.
-    async fn open(&self, connect_timeout: Duration, place: Held) -> io::Result<H2Sender> {
+    async fn open(
+        &self,
+        connect_timeout: Duration,
+        place: Held,
+        tls: Option<&Connector>,
+    ) -> io::Result<H2Sender> {
         let stream = dial::tcp(self.addr, connect_timeout).await?;
-        match tokio::time::timeout(connect_timeout, handshake_holding(stream, Some(place))).await {
+        let handshake = async {
+            match tls {
+                None => handshake_holding(stream, Some(place)).await,
+                Some(tls) => {
+                    let stream = tls.connect(stream, self.addr).await?;
+                    handshake_holding(stream, Some(place)).await
+                }
+            }
+        };
+        match tokio::time::timeout(connect_timeout, handshake).await {
             Ok(sender) => sender,
             Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                "HTTP/2 handshake timed out",
+                match tls {
+                    None => "HTTP/2 handshake timed out",
+                    Some(_) => "TLS and HTTP/2 handshakes timed out",
+                },
             )),
         }
     }
@@ -209,8 +232,9 @@ impl H2Pool {
     }
 }
 
-/// The HTTP/2 client handshake (prior knowledge) on an already connected stream;
-/// the connection is driven by its own task until the target or ballast closes it.
+/// The HTTP/2 client handshake on an already connected stream (TCP with prior
+/// knowledge, or TLS once ALPN agreed `h2`); the connection is driven by its own
+/// task until the target or ballast closes it.
 pub async fn handshake<T, B>(io: T) -> io::Result<http2::SendRequest<B>>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
