@@ -1,10 +1,13 @@
 //! A real gRPC server and client for tests: tonic's echo service of
 //! `proto/echo.proto` (unary, client-, server- and bidirectional streaming) with
-//! the standard health service (tonic-health), on 127.0.0.1:0.
+//! the standard health service (tonic-health), on 127.0.0.1:0, in cleartext
+//! (h2c) or over TLS.
 //!
 //! Test support only. The server counts the TCP connections it accepts (so a
 //! test can check how ballast multiplexes) and notes when a server stream's
-//! client went away (so a test can see a cancellation arrive).
+//! client went away (so a test can see a cancellation arrive). Over TLS, tonic
+//! serves the streams tokio-rustls hands it (`TlsConn`), with the ALPN the test
+//! chooses, so tonic's own `tls` feature (and its extra crates) is not needed.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -13,12 +16,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tonic::metadata::MetadataValue;
+use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::{Request, Response, Status, Streaming};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
+
+use crate::pki::Leaf;
 
 pub mod echo {
     tonic::include_proto!("ballast.echo");
@@ -161,6 +168,18 @@ pub struct GrpcBackend {
 impl GrpcBackend {
     /// Start an echo server (reported SERVING) on 127.0.0.1:0.
     pub async fn start() -> GrpcBackend {
+        Self::serve(None).await
+    }
+
+    /// Start an echo server (reported SERVING) on 127.0.0.1:0 that speaks TLS
+    /// with `leaf`'s certificate and offers `alpn` (`[b"h2"]` for a proper
+    /// HTTP/2 server; a failed handshake just closes that connection).
+    pub async fn start_tls(leaf: &Leaf, alpn: &[&[u8]]) -> GrpcBackend {
+        let acceptor = tokio_rustls::TlsAcceptor::from(crate::tls::server_config(leaf, None, alpn));
+        Self::serve(Some(acceptor)).await
+    }
+
+    async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> GrpcBackend {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a gRPC backend");
@@ -174,7 +193,7 @@ impl GrpcBackend {
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
         let counter = seen.clone();
-        let incoming = futures_util::stream::unfold(listener, move |listener| {
+        let accept = move |listener: TcpListener| {
             let counter = counter.clone();
             async move {
                 let accepted = listener.accept().await.map(|(s, _)| {
@@ -183,14 +202,19 @@ impl GrpcBackend {
                 });
                 Some((accepted, listener))
             }
-        });
-        tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_service(health_service)
-                .add_service(service)
-                .serve_with_incoming(incoming)
-                .await;
-        });
+        };
+        let incoming = futures_util::stream::unfold(listener, accept);
+        let router = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(service);
+        match tls {
+            None => {
+                tokio::spawn(router.serve_with_incoming(incoming));
+            }
+            Some(acceptor) => {
+                tokio::spawn(router.serve_with_incoming(handshakes(incoming, acceptor)));
+            }
+        }
         GrpcBackend { addr, seen, health }
     }
 
@@ -223,6 +247,75 @@ impl GrpcBackend {
             }
         };
         tokio::time::timeout(timeout, wait).await.is_ok()
+    }
+}
+
+/// The TLS connections that completed their handshake, each handshake in a task
+/// of its own so that a slow or refused one holds up no other.
+fn handshakes(
+    tcp: impl Stream<Item = std::io::Result<TcpStream>> + Send + 'static,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> impl Stream<Item = std::io::Result<TlsConn>> {
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        let mut tcp = std::pin::pin!(tcp);
+        while let Some(Ok(stream)) = tcp.next().await {
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(stream).await {
+                    let _ = tx.send(Ok(TlsConn(tls))).await;
+                }
+            });
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|conn| (conn, rx))
+    })
+}
+
+/// A server-side TLS connection as tonic takes it: the peer's address comes from
+/// the TCP socket underneath, as for a cleartext one.
+pub struct TlsConn(tokio_rustls::server::TlsStream<TcpStream>);
+
+impl Connected for TlsConn {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.0.get_ref().0.connect_info()
+    }
+}
+
+impl AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 

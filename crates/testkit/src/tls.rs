@@ -1,10 +1,12 @@
 //! TLS clients and a TLS target for tests: handshakes with chosen SNI, versions,
 //! ALPN and client certificate; HTTP/1.1 or h2 over the TLS stream; and a TLS
-//! front (rustls) for a plain test backend, standing for an `https` target.
+//! front (rustls, with the ALPN a test chooses) for a plain test backend
+//! (HTTP/1.1, or h2c behind ALPN `h2`), standing for an `https` target.
 //!
 //! Test support only.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -229,7 +231,58 @@ impl HttpsConn {
 
 /// A TLS target: terminates TLS with `leaf` (requiring a client certificate from
 /// `client_ca` when given) and passes the bytes to the plain backend at `backend`.
+/// No ALPN: what the backend speaks is what the client sends.
 pub async fn tls_target(leaf: &Leaf, client_ca: Option<&Ca>, backend: SocketAddr) -> SocketAddr {
+    tls_front(leaf, client_ca, &[], backend).await.addr
+}
+
+/// A TLS front standing for an `https` target ([`tls_front`]).
+pub struct TlsFront {
+    pub addr: SocketAddr,
+    /// Handshakes completed (one per connection that got through TLS).
+    pub handshakes: Arc<AtomicUsize>,
+}
+
+/// [`tls_target`], offering `alpn` (e.g. `[b"h2"]` in front of an h2c backend, or
+/// `[b"http/1.1"]` to refuse a client that offers only `h2`), and counting
+/// completed handshakes.
+pub async fn tls_front(
+    leaf: &Leaf,
+    client_ca: Option<&Ca>,
+    alpn: &[&[u8]],
+    backend: SocketAddr,
+) -> TlsFront {
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_config(leaf, client_ca, alpn));
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind TLS target");
+    let addr = listener.local_addr().expect("addr");
+    let handshakes = Arc::new(AtomicUsize::new(0));
+    let counter = handshakes.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, counter) = (acceptor.clone(), counter.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                counter.fetch_add(1, Ordering::SeqCst);
+                let Ok(mut plain) = TcpStream::connect(backend).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    TlsFront { addr, handshakes }
+}
+
+/// A server config with `leaf`'s certificate, ALPN `alpn`, and client
+/// certificates from `client_ca` required when given.
+pub fn server_config(leaf: &Leaf, client_ca: Option<&Ca>, alpn: &[&[u8]]) -> Arc<ServerConfig> {
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("versions");
@@ -247,32 +300,11 @@ pub async fn tls_target(leaf: &Leaf, client_ca: Option<&Ca>, backend: SocketAddr
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let config = builder
+    let mut config = builder
         .with_single_cert(vec![leaf.der.clone()], key_der(&leaf.key_pem))
         .expect("server certificate");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind TLS target");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let Ok(mut plain) = TcpStream::connect(backend).await else {
-                    return;
-                };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-            });
-        }
-    });
-    addr
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
 }
 
 /// The DER of a PEM certificate.
