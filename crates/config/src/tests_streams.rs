@@ -190,12 +190,7 @@ fn http2_group_tls_keys_are_validated_where_they_stand() {
         line,
         "invalid server name",
     );
-    assert_error(
-        &errs,
-        "target_groups[0].tls.insecure_skip_verify",
-        line,
-        "",
-    );
+    assert_error(&errs, "target_groups[0].tls.insecure_skip_verify", line, "");
     assert_error(&errs, "target_groups[0].tls.alpn", line, "unknown field");
     assert!(errs.iter().all(|e| e.column.is_some()), "{errs}");
 }

@@ -76,8 +76,8 @@ impl Registry {
         }
         for g in &config.target_groups {
             let Some(tls) = &g.tls else { continue };
-            let connector =
-                Connector::load(tls, g.protocol).map_err(|e| fail(format!("target group {}", g.name), e))?;
+            let connector = Connector::load(tls, g.protocol)
+                .map_err(|e| fail(format!("target group {}", g.name), e))?;
             prepared.groups.insert(g.name.clone(), connector);
         }
         Ok(prepared)

@@ -117,13 +117,14 @@ fn explain(e: io::Error, protocol: TargetProtocol) -> io::Error {
     let rustls_error = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
     let message = match rustls_error {
         Some(rustls::Error::AlertReceived(AlertDescription::NoApplicationProtocol)) => {
-            let offered = match protocol {
-                TargetProtocol::Http2 => "h2",
-                TargetProtocol::Http1 => "http/1.1",
+            let (offered, instead) = match protocol {
+                TargetProtocol::Http2 => ("h2", "http1"),
+                TargetProtocol::Http1 => ("http/1.1", "http2"),
             };
             format!(
                 "TLS handshake failed: the target refused ALPN {offered:?} \
-                 (no_application_protocol alert); it does not serve that protocol over TLS"
+                 (no_application_protocol alert); it does not serve that protocol over TLS: \
+                 check its ALPN, or set protocol = {instead:?} on the group"
             )
         }
         _ => format!("TLS handshake failed: {e}"),

@@ -102,7 +102,11 @@ pub async fn probe(
         return health_h2::probe_grpc(target, grpc, hc.timeout, tls).await;
     }
     let status = if http2 {
-        tokio::time::timeout(hc.timeout, health_h2::get(target, &hc.path, hc.timeout, tls)).await
+        tokio::time::timeout(
+            hc.timeout,
+            health_h2::get(target, &hc.path, hc.timeout, tls),
+        )
+        .await
     } else {
         tokio::time::timeout(hc.timeout, request(target, &hc.path, tls)).await
     };

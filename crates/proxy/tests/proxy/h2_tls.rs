@@ -60,11 +60,22 @@ async fn grpc_ballast(targets: &[SocketAddr], tls: &str) -> Ballast {
 }
 
 fn health(ballast: &Ballast, i: usize) -> (HealthState, HealthReason) {
-    ballast.server.snapshot().group("web").expect("group").targets[i].health()
+    ballast
+        .server
+        .snapshot()
+        .group("web")
+        .expect("group")
+        .targets[i]
+        .health()
 }
 
 fn h2_connections(ballast: &Ballast, i: usize) -> usize {
-    ballast.server.snapshot().group("web").expect("group").targets[i]
+    ballast
+        .server
+        .snapshot()
+        .group("web")
+        .expect("group")
+        .targets[i]
         .h2
         .connection_count()
 }
@@ -102,7 +113,10 @@ async fn grpc_calls_and_grpc_health_checks_go_over_tls_on_pooled_connections() {
         assert!(reply.peer.starts_with("127.0.0.1:"), "{}", reply.peer);
     }
     // Ten sequential calls, alternating: one TLS connection per target, reused.
-    assert_eq!((h2_connections(&ballast, 0), h2_connections(&ballast, 1)), (1, 1));
+    assert_eq!(
+        (h2_connections(&ballast, 0), h2_connections(&ballast, 1)),
+        (1, 1)
+    );
     let status = c.unary(req("fail")).await.expect_err("fails");
     assert_eq!(status.code(), Code::PermissionDenied);
 
@@ -131,7 +145,9 @@ async fn an_http2_target_over_tls_with_a_client_certificate_and_an_http_check() 
     // The front requires ballast's client certificate and speaks h2 only; the
     // backend behind it serves h2c.
     let front = tls_front(&pki.leaf, Some(&client_ca), &[b"h2"], bs[0].addr()).await;
-    let client_cert = client_ca.client("ballast", 9).toml(&pki.dir, "ballast-client");
+    let client_cert = client_ca
+        .client("ballast", 9)
+        .toml(&pki.dir, "ballast-client");
     let ca = pki.ca_file(&pki.ca, "target-ca.pem");
     let mut setup = Setup::new(&bs);
     setup.targets = vec![(front.addr, 1)];
