@@ -55,6 +55,11 @@ impl Store {
         Store { dir: dir.into() }
     }
 
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn path(&self) -> PathBuf {
         self.dir.join(FILE)
     }
