@@ -98,6 +98,8 @@ impl Entry {
 /// The trail: the last [`KEEP`] entries, and the file when there is a state dir.
 pub struct Audit {
     path: Option<PathBuf>,
+    /// [`KEEP`], smaller in tests.
+    keep: usize,
     inner: Mutex<Inner>,
 }
 
@@ -113,6 +115,7 @@ impl Audit {
     pub fn memory() -> Arc<Audit> {
         Arc::new(Audit {
             path: None,
+            keep: KEEP,
             inner: Mutex::default(),
         })
     }
@@ -120,6 +123,10 @@ impl Audit {
     /// The trail of `dir`, with what a previous run left there. A file that
     /// cannot be read is logged and started afresh beside it.
     pub fn open(dir: &Path) -> Arc<Audit> {
+        Self::open_keeping(dir, KEEP)
+    }
+
+    fn open_keeping(dir: &Path, keep: usize) -> Arc<Audit> {
         let path = dir.join(FILE);
         let mut inner = Inner::default();
         let mut torn = false;
@@ -129,7 +136,7 @@ impl Audit {
                 for line in text.lines() {
                     inner.lines += 1;
                     match serde_json::from_str::<Entry>(line) {
-                        Ok(e) => push(&mut inner.recent, e),
+                        Ok(e) => push(&mut inner.recent, e, keep),
                         Err(_) => torn = true,
                     }
                 }
@@ -139,6 +146,7 @@ impl Audit {
         }
         let audit = Audit {
             path: Some(path),
+            keep,
             inner: Mutex::new(inner),
         };
         if torn {
@@ -177,7 +185,7 @@ impl Audit {
         };
         let sync = entry.outcome != Outcome::Unauthorized;
         let line = serde_json::to_string(&entry).unwrap_or_default();
-        push(&mut inner.recent, entry);
+        push(&mut inner.recent, entry, self.keep);
         if let Err(e) = self.append(&mut inner, &line, sync) {
             tracing::error!(error = %e, "cannot append to the audit trail");
         }
@@ -196,7 +204,7 @@ impl Audit {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        if inner.lines + 1 >= 2 * KEEP {
+        if inner.lines + 1 >= 2 * self.keep {
             return self.compact(inner);
         }
         if let Some(dir) = path.parent() {
@@ -249,8 +257,8 @@ impl Audit {
     }
 }
 
-fn push(recent: &mut VecDeque<Entry>, e: Entry) {
-    if recent.len() == KEEP {
+fn push(recent: &mut VecDeque<Entry>, e: Entry, keep: usize) {
+    if recent.len() >= keep {
         recent.pop_front();
     }
     recent.push_back(e);
@@ -295,24 +303,33 @@ mod tests {
     fn the_file_is_bounded_survives_reopening_and_skips_a_torn_line() {
         let dir = std::env::temp_dir().join(format!("ballast-audit-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
-        let audit = Audit::open(&dir);
-        for i in 0..(2 * KEEP as u64 + 10) {
+        let keep = 10;
+        let audit = Audit::open_keeping(&dir, keep);
+        let lines = |d: &Path| fs::read_to_string(d.join(FILE)).expect("file").lines().count();
+        for i in 0..19 {
             audit.record(entry(i));
         }
-        let lines = |d: &Path| fs::read_to_string(d.join(FILE)).expect("file").lines().count();
-        // Compacted to KEEP at 2 × KEEP, then 11 more appended.
-        assert!(lines(&dir) < 2 * KEEP, "{}", lines(&dir));
+        assert_eq!(lines(&dir), 19);
+        // The 20th append reaches 2 × keep: the file is rewritten with the last 10.
+        audit.record(entry(19));
+        assert_eq!(lines(&dir), keep);
+        for i in 20..25 {
+            audit.record(entry(i));
+        }
+        assert_eq!(lines(&dir), 15);
         let last = audit.last(3);
-        assert_eq!(last.iter().map(|e| e.version).collect::<Vec<_>>(), [2017, 2018, 2019]);
+        assert_eq!(last.iter().map(|e| e.version).collect::<Vec<_>>(), [22, 23, 24]);
+        assert_eq!(audit.last(100).len(), keep);
         // A crash mid-append: a torn last line is skipped and compacted away.
         let mut f = OpenOptions::new().append(true).open(dir.join(FILE)).expect("open");
         f.write_all(b"{\"time\": \"20").expect("write");
-        let reopened = Audit::open(&dir);
-        assert_eq!(reopened.last(KEEP).len(), KEEP);
-        assert_eq!(reopened.last(1)[0].version, 2019);
+        let reopened = Audit::open_keeping(&dir, keep);
+        assert_eq!(reopened.last(100).len(), keep);
+        assert_eq!(reopened.last(1)[0].version, 24);
+        assert_eq!(lines(&dir), keep, "compacted at once");
         reopened.record(entry(7777));
-        let reread = Audit::open(&dir);
-        assert_eq!(reread.last(2).iter().map(|e| e.version).collect::<Vec<_>>(), [2019, 7777]);
+        let reread = Audit::open_keeping(&dir, keep);
+        assert_eq!(reread.last(2).iter().map(|e| e.version).collect::<Vec<_>>(), [24, 7777]);
         let mode = fs::metadata(dir.join(FILE)).expect("meta").permissions();
         assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
         let _ = fs::remove_dir_all(&dir);
