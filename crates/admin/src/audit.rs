@@ -142,7 +142,9 @@ impl Audit {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => tracing::error!(file = %path.display(), error = %e, "cannot read the audit trail"),
+            Err(e) => {
+                tracing::error!(file = %path.display(), error = %e, "cannot read the audit trail")
+            }
         }
         let audit = Audit {
             path: Some(path),
@@ -161,33 +163,39 @@ impl Audit {
         Arc::new(audit)
     }
 
-    /// Log `entry` and append it (blocking I/O; the callers run it off the runtime).
+    /// Keep and append `entry`, then log it (so that once the line is logged, the
+    /// entry is listed). Blocking I/O: the callers run it off the runtime.
     pub fn record(&self, entry: Entry) {
-        let changes = entry.changes.join(", ");
-        let error = entry.error.as_deref().unwrap_or("");
+        let line = serde_json::to_string(&entry).unwrap_or_default();
+        let sync = entry.outcome != Outcome::Unauthorized;
+        if let Ok(mut inner) = self.inner.lock() {
+            push(&mut inner.recent, entry.clone(), self.keep);
+            if let Err(e) = self.append(&mut inner, &line, sync) {
+                tracing::error!(error = %e, "cannot append to the audit trail");
+            }
+        }
         let client = entry.client.as_deref().unwrap_or("-");
+        let (token, action, version) = (&entry.token, &entry.action, entry.version);
         match entry.outcome {
             Outcome::Unauthorized => tracing::warn!(
-                client, token = %entry.token, action = %entry.action, version = entry.version,
+                client,
+                token,
+                action,
+                version,
                 "audit: write refused: no valid token; nothing applied"
             ),
             Outcome::Error => tracing::info!(
-                client, token = %entry.token, action = %entry.action, version = entry.version,
-                error, "audit: write refused; nothing applied"
+                client,
+                token,
+                action,
+                version,
+                error = entry.error.as_deref().unwrap_or(""),
+                "audit: write refused; nothing applied"
             ),
             Outcome::Ok => tracing::info!(
-                client, token = %entry.token, action = %entry.action, version = entry.version,
-                changes = %changes, "audit: applied"
+                client, token, action, version, changes = %entry.changes.join(", "),
+                "audit: applied"
             ),
-        }
-        let Ok(mut inner) = self.inner.lock() else {
-            return;
-        };
-        let sync = entry.outcome != Outcome::Unauthorized;
-        let line = serde_json::to_string(&entry).unwrap_or_default();
-        push(&mut inner.recent, entry, self.keep);
-        if let Err(e) = self.append(&mut inner, &line, sync) {
-            tracing::error!(error = %e, "cannot append to the audit trail");
         }
     }
 
@@ -287,7 +295,9 @@ pub async fn list(
             }
         },
     };
-    Ok(Json(json!({ "entries": state.control.audit().last(limit) })))
+    Ok(Json(
+        json!({ "entries": state.control.audit().last(limit) }),
+    ))
 }
 
 #[cfg(test)]
@@ -305,7 +315,12 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         let keep = 10;
         let audit = Audit::open_keeping(&dir, keep);
-        let lines = |d: &Path| fs::read_to_string(d.join(FILE)).expect("file").lines().count();
+        let lines = |d: &Path| {
+            fs::read_to_string(d.join(FILE))
+                .expect("file")
+                .lines()
+                .count()
+        };
         for i in 0..19 {
             audit.record(entry(i));
         }
@@ -318,10 +333,16 @@ mod tests {
         }
         assert_eq!(lines(&dir), 15);
         let last = audit.last(3);
-        assert_eq!(last.iter().map(|e| e.version).collect::<Vec<_>>(), [22, 23, 24]);
+        assert_eq!(
+            last.iter().map(|e| e.version).collect::<Vec<_>>(),
+            [22, 23, 24]
+        );
         assert_eq!(audit.last(100).len(), keep);
         // A crash mid-append: a torn last line is skipped and compacted away.
-        let mut f = OpenOptions::new().append(true).open(dir.join(FILE)).expect("open");
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.join(FILE))
+            .expect("open");
         f.write_all(b"{\"time\": \"20").expect("write");
         let reopened = Audit::open_keeping(&dir, keep);
         assert_eq!(reopened.last(100).len(), keep);
@@ -329,9 +350,15 @@ mod tests {
         assert_eq!(lines(&dir), keep, "compacted at once");
         reopened.record(entry(7777));
         let reread = Audit::open_keeping(&dir, keep);
-        assert_eq!(reread.last(2).iter().map(|e| e.version).collect::<Vec<_>>(), [24, 7777]);
+        assert_eq!(
+            reread.last(2).iter().map(|e| e.version).collect::<Vec<_>>(),
+            [24, 7777]
+        );
         let mode = fs::metadata(dir.join(FILE)).expect("meta").permissions();
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -153,9 +153,15 @@ targets = [{ address = "127.0.0.1:9001" }, { address = "127.0.0.1:9002" }]
         assert!(summary(&old, &old).is_empty());
         let text = BASE
             .replace("{ address = \"127.0.0.1:9001\" }, ", "")
-            .replace("\"127.0.0.1:9002\" }", "\"127.0.0.1:9002\", weight = 5 }, { address = \"127.0.0.1:9003\" }")
+            .replace(
+                "\"127.0.0.1:9002\" }",
+                "\"127.0.0.1:9002\", weight = 5 }, { address = \"127.0.0.1:9003\" }",
+            )
             .replace("[\"/api/*\"]", "[\"/v2/*\"]")
-            .replace("name = \"web\"\n", "name = \"web\"\nalgorithm = \"least_outstanding_requests\"\n")
+            .replace(
+                "name = \"web\"\n",
+                "name = \"web\"\nalgorithm = \"least_outstanding_requests\"\n",
+            )
             + "[[listeners]]\nname = \"api\"\nbind = \"127.0.0.1:8081\"\n\
                default_action = { type = \"fixed_response\", status = 204 }\n\
                [server]\ndrain_timeout = \"1s\"\n";

@@ -68,7 +68,7 @@ pub async fn serve(
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(address = %local, scheme, "admin API listening");
+    tracing::info!(address = %local, scheme = %scheme, "admin API listening");
     let app = router(state);
     let task = match tls {
         None => tokio::spawn(async move {

@@ -139,16 +139,29 @@ pub(crate) fn decode_admin(node: &Node, base: &Path, errs: &mut Errors) -> Optio
 
 /// A token file: resolved, readable, not empty once trimmed. Returns the path and
 /// the token (for the same-token check only; never put in a message).
-fn token_file(node: &Node, path: &str, base: &Path, errs: &mut Errors) -> Option<(PathBuf, String)> {
+fn token_file(
+    node: &Node,
+    path: &str,
+    base: &Path,
+    errs: &mut Errors,
+) -> Option<(PathBuf, String)> {
     let file = crate::tls::file(node, path, base, errs)?;
     match std::fs::read_to_string(&file) {
         Ok(text) if !text.trim().is_empty() => Some((file, text.trim().to_string())),
         Ok(_) => {
-            errs.at(path, node.pos, format!("{} is empty; it must hold the token", file.display()));
+            errs.at(
+                path,
+                node.pos,
+                format!("{} is empty; it must hold the token", file.display()),
+            );
             None
         }
         Err(e) => {
-            errs.at(path, node.pos, format!("cannot read {}: {e}", file.display()));
+            errs.at(
+                path,
+                node.pos,
+                format!("cannot read {}: {e}", file.display()),
+            );
             None
         }
     }

@@ -15,10 +15,8 @@ struct Files {
 
 impl Files {
     fn new(tag: &str) -> Files {
-        let dir = std::env::temp_dir().join(format!(
-            "ballast-config-admin-{tag}-{}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("ballast-config-admin-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
         for (name, names) in [("admin", "localhost"), ("other", "other")] {
@@ -100,7 +98,8 @@ fn a_non_loopback_address_needs_a_token_or_an_explicit_opt_out() {
         assert!(errs.to_string().contains("(line 2, column 8)"), "{errs}");
     }
     for bind in ["127.0.0.1:9900", "127.0.0.2:0", "[::1]:9900"] {
-        f.config(&format!("bind = \"{bind}\"")).expect("loopback is fine");
+        f.config(&format!("bind = \"{bind}\""))
+            .expect("loopback is fine");
     }
     let c = f
         .config("bind = \"0.0.0.0:9900\"\nallow_open_writes = true")
@@ -113,7 +112,12 @@ fn a_non_loopback_address_needs_a_token_or_an_explicit_opt_out() {
     let errs = f
         .config("allow_open_writes = \"yes\"")
         .expect_err("not a boolean");
-    assert_error(&errs, "admin.allow_open_writes", 2, "expected true or false");
+    assert_error(
+        &errs,
+        "admin.allow_open_writes",
+        2,
+        "expected true or false",
+    );
 }
 
 #[test]
@@ -130,7 +134,12 @@ fn token_files_must_exist_hold_a_token_and_differ() {
     let errs = f
         .config("token_file = \"write.token\"\nread_token_file = \"same.token\"")
         .expect_err("same token");
-    assert_error(&errs, "admin.read_token_file", 3, "same token as token_file");
+    assert_error(
+        &errs,
+        "admin.read_token_file",
+        3,
+        "same token as token_file",
+    );
     no_secret_in(&errs);
     let errs = f
         .config("read_token_file = \"read.token\"")

@@ -121,9 +121,7 @@ async fn the_api_cannot_change_the_admin_settings() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let got = admin.get("/api/v1/config").await;
     assert_eq!(got["config"]["admin"]["bind"], "127.0.0.1:0");
-    let (status, body) = admin
-        .call(Method::PUT, "/api/v1/config", Some(got))
-        .await;
+    let (status, body) = admin.call(Method::PUT, "/api/v1/config", Some(got)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 
@@ -193,7 +191,10 @@ async fn https(
         .await
         .map_err(std::io::Error::other)?
         .to_bytes();
-    Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
 }
 
 #[tokio::test]
@@ -207,13 +208,27 @@ async fn over_tls_the_token_is_taken_and_plain_http_gets_nothing() {
         .expect("https");
     assert_eq!((status, &body["version"]), (200, &json!(1)), "{body}");
     let register = json!({"address": "127.0.0.1:9", "weight": 2});
-    let (status, _) = https(&client, addr, "POST", "/api/v1/target-groups/web/targets", None, Some(register.clone()))
-        .await
-        .expect("https");
+    let (status, _) = https(
+        &client,
+        addr,
+        "POST",
+        "/api/v1/target-groups/web/targets",
+        None,
+        Some(register.clone()),
+    )
+    .await
+    .expect("https");
     assert_eq!(status, 401);
-    let (status, body) = https(&client, addr, "POST", "/api/v1/target-groups/web/targets", Some("w-token"), Some(register))
-        .await
-        .expect("https");
+    let (status, body) = https(
+        &client,
+        addr,
+        "POST",
+        "/api/v1/target-groups/web/targets",
+        Some("w-token"),
+        Some(register),
+    )
+    .await
+    .expect("https");
     assert_eq!(status, 201, "{body}");
     assert_eq!(ballast.server.snapshot().version, 2);
     // Both writes are audited with the client's address from the TLS socket.
@@ -239,7 +254,11 @@ async fn over_tls_the_token_is_taken_and_plain_http_gets_nothing() {
     .await
     .expect("the server closes the connection");
     assert!(read.is_ok() || got.is_empty(), "{read:?}");
-    assert!(!got.starts_with(b"HTTP/"), "{:?}", String::from_utf8_lossy(&got));
+    assert!(
+        !got.starts_with(b"HTTP/"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
     // A client that does not trust the admin CA does not connect.
     let other = TlsClient::new(&Ca::new("other CA"));
     assert!(other.connect(addr, "localhost").await.is_err());

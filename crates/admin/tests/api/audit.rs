@@ -22,10 +22,17 @@ async fn five_writes(admin: &Admin) {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let mut config = admin.get("/api/v1/config").await["config"].clone();
     config["target_groups"][0]["algorithm"] = json!("fastest");
-    let (status, _) = admin.call(Method::PUT, "/api/v1/config", Some(config)).await;
+    let (status, _) = admin
+        .call(Method::PUT, "/api/v1/config", Some(config))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = admin
-        .raw(Method::PUT, "/api/v1/config", None, Some("Bearer s3cret-token"))
+        .raw(
+            Method::PUT,
+            "/api/v1/config",
+            None,
+            Some("Bearer s3cret-token"),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let path = "/api/v1/target-groups/web/targets/127.0.0.1:9";
@@ -35,7 +42,11 @@ async fn five_writes(admin: &Admin) {
         .call_as(Method::DELETE, path, None, Some("Bearer guess-123"))
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(admin.ballast.server.snapshot().version, 2, "one write applied");
+    assert_eq!(
+        admin.ballast.server.snapshot().version,
+        2,
+        "one write applied"
+    );
 }
 
 #[tokio::test]
@@ -52,7 +63,10 @@ async fn every_write_is_audited_with_its_outcome_and_listed() {
     for e in entries {
         assert_eq!(e["client"], "10.9.8.7:4321", "{e}");
         let time = e["time"].as_str().expect("time");
-        assert!(time.len() == 24 && time.ends_with('Z') && &time[10..11] == "T", "{time}");
+        assert!(
+            time.len() == 24 && time.ends_with('Z') && &time[10..11] == "T",
+            "{time}"
+        );
     }
     let [ok, invalid, not_json, anonymous, guess] = &entries[..] else {
         unreachable!()
@@ -72,11 +86,17 @@ async fn every_write_is_audited_with_its_outcome_and_listed() {
         error.contains("invalid config") && error.contains("target_groups[0].algorithm"),
         "{error}"
     );
-    assert!(not_json["error"].as_str().expect("error").contains("not JSON"));
+    assert!(not_json["error"]
+        .as_str()
+        .expect("error")
+        .contains("not JSON"));
 
     for (e, token) in [(anonymous, "none"), (guess, "")] {
         assert_eq!(e["outcome"], "unauthorized", "{e}");
-        assert_eq!(e["action"], "DELETE /api/v1/target-groups/web/targets/127.0.0.1:9");
+        assert_eq!(
+            e["action"],
+            "DELETE /api/v1/target-groups/web/targets/127.0.0.1:9"
+        );
         assert_eq!(e["version"], 2);
         if !token.is_empty() {
             assert_eq!(e["token"], token);
@@ -89,7 +109,10 @@ async fn every_write_is_audited_with_its_outcome_and_listed() {
     assert!(!body.to_string().contains("s3cret-token"), "{body}");
 
     let (_, last) = admin.call(Method::GET, "/api/v1/audit?limit=2", None).await;
-    assert_eq!(last["entries"].as_array().expect("entries")[..], entries[3..]);
+    assert_eq!(
+        last["entries"].as_array().expect("entries")[..],
+        entries[3..]
+    );
     for bad in ["0", "1001", "x"] {
         let (status, body) = admin
             .call(Method::GET, &format!("/api/v1/audit?limit={bad}"), None)

@@ -14,9 +14,10 @@ use ballast_testkit::{backends, BallastProcess, Client, Setup};
 use crate::{check, temp_file, BIN, SOON};
 
 fn with_admin(setup: &Setup, admin: &str) -> String {
-    setup
-        .toml()
-        .replace("[admin]\nbind = \"127.0.0.1:0\"\n", &format!("[admin]\n{admin}\n"))
+    setup.toml().replace(
+        "[admin]\nbind = \"127.0.0.1:0\"\n",
+        &format!("[admin]\n{admin}\n"),
+    )
 }
 
 #[tokio::test]
@@ -126,7 +127,10 @@ async fn sighup_applies_are_audited_and_the_trail_survives_a_restart() {
     let (ok, bad) = (&entries[0], &entries[1]);
     assert_eq!(ok["token"], "sighup");
     assert_eq!(ok["client"], Value::Null);
-    assert!(ok["action"].as_str().expect("action").starts_with("SIGHUP "));
+    assert!(ok["action"]
+        .as_str()
+        .expect("action")
+        .starts_with("SIGHUP "));
     assert_eq!(ok["outcome"], "ok");
     assert_eq!(ok["version"], 2);
     // `bind` went from port 0 to the port it got: the listener changed too.
@@ -148,4 +152,52 @@ async fn sighup_applies_are_audited_and_the_trail_survives_a_restart() {
     let again = BallastProcess::spawn_with(Path::new(BIN), &setup.toml(), &["--config-wins"]);
     let after = audit(again.admin_addr()).await;
     assert_eq!(after, entries);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_admin_address_serves_https_with_its_tokens() {
+    use ballast_testkit::pki::Ca;
+    use ballast_testkit::tls::{HttpsConn, TlsClient};
+
+    let bs = backends(1).await;
+    let dir = TempDir::new("cli-admin-tls");
+    let ca = Ca::new("admin CA");
+    let (cert, key) = ca.server(&["localhost"]).write(&dir, "admin");
+    let write = dir.write("admin.token", "w-token-0123456789\n");
+    let read = dir.write("read.token", "r-token-0123456789\n");
+    for f in [&key, &write, &read] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    let text = with_admin(
+        &Setup::new(&bs),
+        &format!(
+            "bind = \"0.0.0.0:0\"\ntoken_file = {:?}\nread_token_file = {:?}\n\
+             tls = {{ cert = {:?}, key = {:?} }}",
+            write.display().to_string(),
+            read.display().to_string(),
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    );
+    let p = BallastProcess::spawn(Path::new(BIN), &text);
+    let line = p.wait_for_log("admin API listening", SOON);
+    assert!(line.contains("scheme=https"), "{line}");
+    let port = p.admin_addr().port();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let client = TlsClient::new(&ca);
+    for (auth, expected) in [
+        (None, 401),
+        (Some("Bearer r-token-0123456789"), 200),
+        (Some("Bearer w-token-0123456789"), 200),
+    ] {
+        let tls = client.connect(addr, "localhost").await.expect("TLS");
+        let mut conn = HttpsConn::new(tls).await;
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", *a)).collect();
+        let r = conn.get("/api/v1/config", &headers).await.expect("GET");
+        assert_eq!(r.status.as_u16(), expected, "{auth:?}");
+    }
+    // No warning about secret files: all are 0600; no token in the log.
+    let log = p.log_text();
+    assert!(!log.contains("secret file is accessible"), "{log}");
+    assert!(!log.contains("token-0123456789"), "{log}");
 }
