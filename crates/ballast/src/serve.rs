@@ -35,11 +35,15 @@ pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
     let file_admin = file.admin.clone();
     let persisted = if config_wins {
         // The file wins; the persisted version still numbers what comes next.
-        store.load().ok().flatten().map(|p| p.version)
+        store
+            .load_with_admin(&file.admin)
+            .ok()
+            .flatten()
+            .map(|p| p.version)
     } else {
         None
     };
-    let (config, version, persist_now) = match store.load() {
+    let (config, version, persist_now) = match store.load_with_admin(&file.admin) {
         Ok(Some(p)) if !config_wins => {
             tracing::info!(
                 state = %store.path().display(), version = p.version,
