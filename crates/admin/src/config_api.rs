@@ -4,7 +4,10 @@
 //! `config`, and the same validator as the file), so `GET` → edit → `PUT` works.
 //! The body may also be GET's whole answer, `{"version": N, "config": {...}}`: the
 //! version then guards against lost updates (409 when the running config has moved
-//! on since it was read).
+//! on since it was read). The `[admin]` table is the node's own and comes from the
+//! file at start (tokens, TLS, address): a body may leave it out or send it
+//! unchanged, and one that changes it is refused, so the API can never unlock
+//! itself.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -13,27 +16,36 @@ use axum::Json;
 use ballast_config::Config;
 use serde_json::{json, Value};
 
-use crate::auth::WriteAccess;
+use crate::auth::{ReadAccess, WriteAccess};
 use crate::error::ApiError;
 use crate::AdminState;
 
-pub async fn get(State(state): State<AdminState>) -> Json<Value> {
+pub async fn get(State(state): State<AdminState>, _read: ReadAccess) -> Json<Value> {
     let snapshot = state.control.server.snapshot();
     Json(json!({ "version": snapshot.version, "config": &*snapshot.config }))
 }
 
 pub async fn put(
     State(state): State<AdminState>,
-    _write: WriteAccess,
+    write: WriteAccess,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let value: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
-    let (expected, value) = unwrap_versioned(value);
-    let config = Config::from_json(&value).map_err(|e| ApiError::invalid_config(&e))?;
+    // Parsed under the write lock, so that a malformed body is audited too.
     let version = state
         .control
-        .update(|_running| {
+        .update(&write.origin, |running| {
+            let value: Value = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
+            let (expected, mut value) = unwrap_versioned(value);
+            keep_admin(&mut value, running)?;
+            let config = Config::from_json(&value).map_err(|e| ApiError::invalid_config(&e))?;
+            if config.admin != running.admin {
+                return Err(ApiError::bad_request("admin settings cannot change through the API")
+                    .with_detail(json!({
+                        "path": "admin",
+                        "message": "[admin] comes from the config file and takes effect at start; send it unchanged or leave it out",
+                    })));
+            }
             let current = state.control.server.snapshot().version;
             match expected {
                 Some(v) if v != current => Err(ApiError::new(
@@ -45,6 +57,18 @@ pub async fn put(
         })
         .await?;
     Ok(Json(json!({ "version": version })))
+}
+
+/// A body without `admin` keeps the running admin settings.
+fn keep_admin(value: &mut Value, running: &Config) -> Result<(), ApiError> {
+    if let Value::Object(map) = value {
+        if !map.contains_key("admin") {
+            let admin = serde_json::to_value(&running.admin)
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            map.insert("admin".into(), admin);
+        }
+    }
+    Ok(())
 }
 
 /// `{"version": N, "config": {...}}` → `(Some(N), config)`; anything else as is.

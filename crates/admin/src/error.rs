@@ -45,6 +45,20 @@ impl ApiError {
         }
     }
 
+    /// One line for the audit trail: the error and its first details.
+    pub fn summary(&self) -> String {
+        let mut text = self.error.clone();
+        for d in self.details.iter().take(5) {
+            let path = d["path"].as_str().unwrap_or("");
+            let message = d["message"].as_str().unwrap_or("");
+            text.push_str(&format!("; {path}: {message}"));
+        }
+        if self.details.len() > 5 {
+            text.push_str(&format!("; and {} more", self.details.len() - 5));
+        }
+        text
+    }
+
     pub fn with_detail(mut self, detail: Value) -> Self {
         self.details.push(detail);
         self

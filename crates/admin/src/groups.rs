@@ -18,11 +18,11 @@ use ballast_proxy::{HealthState, Target, TargetGroup};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::auth::WriteAccess;
+use crate::auth::{ReadAccess, WriteAccess};
 use crate::error::ApiError;
 use crate::AdminState;
 
-pub async fn list(State(state): State<AdminState>) -> Json<Value> {
+pub async fn list(State(state): State<AdminState>, _read: ReadAccess) -> Json<Value> {
     let snapshot = state.control.server.snapshot();
     let mut groups: Vec<_> = snapshot.groups().collect();
     groups.sort_by(|a, b| a.name().cmp(b.name()));
@@ -32,6 +32,7 @@ pub async fn list(State(state): State<AdminState>) -> Json<Value> {
 
 pub async fn get(
     State(state): State<AdminState>,
+    _read: ReadAccess,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let snapshot = state.control.server.snapshot();
@@ -41,6 +42,7 @@ pub async fn get(
 
 pub async fn health(
     State(state): State<AdminState>,
+    _read: ReadAccess,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let snapshot = state.control.server.snapshot();
@@ -102,6 +104,7 @@ fn anomaly_json(t: &Target) -> Value {
 /// decisions, oldest first, each with the figures behind it.
 pub async fn anomalies(
     State(state): State<AdminState>,
+    _read: ReadAccess,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let server = &state.control.server;
@@ -125,24 +128,16 @@ struct Registration {
 pub async fn register(
     State(state): State<AdminState>,
     Path(name): Path<String>,
-    _write: WriteAccess,
+    write: WriteAccess,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let reg: Registration = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "expected {{\"address\": \"IP:PORT\", \"weight\": N}}: {e}"
-        ))
-    })?;
-    let address: SocketAddr = reg.address.parse().map_err(|_| {
-        ApiError::bad_request(format!("invalid address {:?}", reg.address)).with_detail(
-            json!({ "path": "address", "message": "expected IP:PORT such as \"127.0.0.1:9001\"" }),
-        )
-    })?;
-    let weight = reg.weight.unwrap_or(TargetConfig::DEFAULT_WEIGHT);
     let mut created = false;
+    let mut registered = (None, TargetConfig::DEFAULT_WEIGHT);
     let version = state
         .control
-        .update(|running| {
+        .update(&write.origin, |running| {
+            let (address, weight) = registration(&body)?;
+            registered = (Some(address), weight);
             let mut config = running.clone();
             let group = config
                 .target_groups
@@ -159,6 +154,8 @@ pub async fn register(
             Ok(config)
         })
         .await?;
+    let (address, weight) = registered;
+    let address = address.map(|a| a.to_string()).unwrap_or_default();
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -169,7 +166,7 @@ pub async fn register(
         Json(json!({
             "version": version,
             "target_group": name,
-            "address": address.to_string(),
+            "address": address,
             "weight": weight,
         })),
     ))
@@ -178,15 +175,16 @@ pub async fn register(
 pub async fn deregister(
     State(state): State<AdminState>,
     Path((name, address)): Path<(String, String)>,
-    _write: WriteAccess,
+    write: WriteAccess,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let address: SocketAddr = address.parse().map_err(|_| {
-        ApiError::bad_request(format!("invalid address {address:?}; expected IP:PORT"))
-    })?;
     let mut delay = String::new();
+    let mut removed = None;
     let version = state
         .control
-        .update(|running| {
+        .update(&write.origin, |running| {
+            let address: SocketAddr = address.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid address {address:?}; expected IP:PORT"))
+            })?;
             let mut config = running.clone();
             let group = config
                 .target_groups
@@ -201,6 +199,7 @@ pub async fn deregister(
                 )));
             }
             delay = ballast_config::duration::format(group.deregistration_delay);
+            removed = Some(address);
             Ok(config)
         })
         .await?;
@@ -209,11 +208,26 @@ pub async fn deregister(
         Json(json!({
             "version": version,
             "target_group": name,
-            "address": address.to_string(),
+            "address": removed.map(|a| a.to_string()).unwrap_or(address),
             "state": "draining",
             "deregistration_delay": delay,
         })),
     ))
+}
+
+/// `{"address": "IP:PORT", "weight": N}`, the weight defaulting to 1.
+fn registration(body: &[u8]) -> Result<(SocketAddr, u32), ApiError> {
+    let reg: Registration = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "expected {{\"address\": \"IP:PORT\", \"weight\": N}}: {e}"
+        ))
+    })?;
+    let address: SocketAddr = reg.address.parse().map_err(|_| {
+        ApiError::bad_request(format!("invalid address {:?}", reg.address)).with_detail(
+            json!({ "path": "address", "message": "expected IP:PORT such as \"127.0.0.1:9001\"" }),
+        )
+    })?;
+    Ok((address, reg.weight.unwrap_or(TargetConfig::DEFAULT_WEIGHT)))
 }
 
 fn unknown_group(name: &str) -> ApiError {

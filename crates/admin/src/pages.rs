@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
 
+use crate::auth::MetricsAccess;
 use crate::AdminState;
 
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -19,7 +20,7 @@ pub async fn dashboard() -> Html<&'static str> {
     Html(DASHBOARD)
 }
 
-pub async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
+pub async fn metrics(State(state): State<AdminState>, _access: MetricsAccess) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,

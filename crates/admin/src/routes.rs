@@ -8,7 +8,7 @@ use axum::http::Method;
 use axum::routing::{self, MethodRouter};
 use axum::Router;
 
-use crate::{config_api, groups, pages, AdminState};
+use crate::{audit, config_api, groups, pages, AdminState};
 
 /// Every endpoint: method, path (axum/OpenAPI `{param}` syntax), handler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +24,7 @@ pub enum Endpoint {
     DeregisterTarget,
     GroupHealth,
     GroupAnomalies,
+    Audit,
 }
 
 pub const ROUTES: &[(Method, &str, Endpoint)] = &[
@@ -58,6 +59,7 @@ pub const ROUTES: &[(Method, &str, Endpoint)] = &[
         "/api/v1/target-groups/{name}/anomalies",
         Endpoint::GroupAnomalies,
     ),
+    (Method::GET, "/api/v1/audit", Endpoint::Audit),
 ];
 
 fn handler(endpoint: Endpoint) -> MethodRouter<AdminState> {
@@ -73,6 +75,7 @@ fn handler(endpoint: Endpoint) -> MethodRouter<AdminState> {
         Endpoint::DeregisterTarget => routing::delete(groups::deregister),
         Endpoint::GroupHealth => routing::get(groups::health),
         Endpoint::GroupAnomalies => routing::get(groups::anomalies),
+        Endpoint::Audit => routing::get(audit::list),
     }
 }
 

@@ -13,7 +13,7 @@ use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ballast_config::{Config, ConfigErrors};
+use ballast_config::{AdminConfig, Config, ConfigErrors};
 use serde::Deserialize;
 
 const FILE: &str = "state.json";
@@ -55,12 +55,28 @@ impl Store {
         Store { dir: dir.into() }
     }
 
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn path(&self) -> PathBuf {
         self.dir.join(FILE)
     }
 
     /// The persisted config, `None` when nothing was persisted yet.
     pub fn load(&self) -> Result<Option<Persisted>, StoreError> {
+        self.load_with(None)
+    }
+
+    /// Like `load`, with `admin` in place of the persisted `[admin]` (the node's
+    /// own table always comes from its file, so a persisted one naming a token
+    /// file that has since moved must not stop the start).
+    pub fn load_with_admin(&self, admin: &AdminConfig) -> Result<Option<Persisted>, StoreError> {
+        self.load_with(Some(admin))
+    }
+
+    fn load_with(&self, admin: Option<&AdminConfig>) -> Result<Option<Persisted>, StoreError> {
         self.remove_leftovers();
         let path = self.path();
         let text = match fs::read(&path) {
@@ -68,11 +84,18 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(StoreError::Io { path, source }),
         };
-        let file: StateFile =
+        let mut file: StateFile =
             serde_json::from_slice(&text).map_err(|source| StoreError::Format {
                 path: path.clone(),
                 source,
             })?;
+        if let (Some(admin), serde_json::Value::Object(map)) = (admin, &mut file.config) {
+            let admin = serde_json::to_value(admin).map_err(|source| StoreError::Format {
+                path: path.clone(),
+                source,
+            })?;
+            map.insert("admin".into(), admin);
+        }
         let config = Config::from_json(&file.config)
             .map_err(|errors| StoreError::Invalid { path, errors })?;
         Ok(Some(Persisted {
@@ -161,6 +184,30 @@ targets = [{ address = "127.0.0.1:9001", weight = 3 }]
         assert_eq!(fs::read_dir(&dir).expect("dir").count(), 1);
         fs::write(store.path(), b"{not json").expect("w");
         assert!(matches!(store.load(), Err(StoreError::Format { .. })));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_admin_table_of_the_file_replaces_the_persisted_one() {
+        let dir = std::env::temp_dir().join(format!("ballast-store-admin-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("dir");
+        let token = dir.join("old.token");
+        fs::write(&token, "t0k3n").expect("w");
+        let mut persisted = config();
+        persisted.admin.token_file = Some(token.clone());
+        let store = Store::new(&dir);
+        store.save(3, &persisted).expect("save");
+        // The token file moved: the persisted [admin] no longer validates ...
+        fs::remove_file(&token).expect("rm");
+        assert!(matches!(store.load(), Err(StoreError::Invalid { .. })));
+        // ... but the file's [admin] is the one that counts.
+        let admin = AdminConfig::default();
+        let p = store
+            .load_with_admin(&admin)
+            .expect("load")
+            .expect("persisted");
+        assert_eq!((p.version, &p.config.admin), (3, &admin));
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -53,10 +53,10 @@ timeout = "1s"
     let control = std::sync::Arc::new(ballast_admin::Control::new(server.clone(), None));
     let state = ballast_admin::AdminState {
         control,
-        token: None,
+        tokens: ballast_admin::Tokens::default(),
     };
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let (admin_addr, _) = ballast_admin::serve(admin, state, async {
+    let (admin_addr, _) = ballast_admin::serve(admin, None, state, async {
         let _ = admin_stopped.await;
     })
     .await

@@ -6,14 +6,17 @@
 //! as the next version. The choice is logged. A reload (SIGHUP) reads and validates
 //! the file, applies it through the same path as an API write and persists it as a
 //! new version, so a restart keeps what ran last; an invalid file is logged error
-//! by error and changes nothing. SIGTERM and SIGINT drain: stop accepting, let
+//! by error and changes nothing; either way the reload is in the audit trail.
+//! `[admin]` (address, tokens, TLS) always comes from the file and is read at
+//! start only; `allow_open_writes` and secret files other users can read are
+//! warned about at start (the former at each reload too). SIGTERM and SIGINT drain: stop accepting, let
 //! in-flight requests finish up to `server.drain_timeout`, exit 0.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use ballast_admin::{AdminState, Control, Store, Token};
+use ballast_admin::{AdminState, Control, Origin, Store, Tokens};
 use ballast_config::Config;
 use ballast_proxy::Server;
 use tokio::signal::unix::{signal, SignalKind};
@@ -29,13 +32,18 @@ pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
         }
     };
     let store = Store::new(&file.state.dir);
+    let file_admin = file.admin.clone();
     let persisted = if config_wins {
         // The file wins; the persisted version still numbers what comes next.
-        store.load().ok().flatten().map(|p| p.version)
+        store
+            .load_with_admin(&file.admin)
+            .ok()
+            .flatten()
+            .map(|p| p.version)
     } else {
         None
     };
-    let (config, version, persist_now) = match store.load() {
+    let (config, version, persist_now) = match store.load_with_admin(&file.admin) {
         Ok(Some(p)) if !config_wins => {
             tracing::info!(
                 state = %store.path().display(), version = p.version,
@@ -56,7 +64,16 @@ pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
             (file, version, true)
         }
     };
-    let admin = config.admin.clone();
+    // `[admin]` is the node's own: always the file's, even over a persisted config.
+    let mut config = config;
+    config.admin = file_admin.clone();
+    let admin = file_admin;
+    warn_open_writes(&admin);
+    ballast_admin::warn_exposed_secret_files(&config);
+    let tls = match &admin.tls {
+        Some(t) => Some(ballast_admin::tls_config(t).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
     let mut hup = signal(SignalKind::hangup()).context("install SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
@@ -68,18 +85,13 @@ pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
             .with_context(|| format!("persist to {}", store.path().display()))?;
     }
     let control = Arc::new(Control::new(server.clone(), Some(store)));
-    let token = match &admin.token_file {
-        Some(p) => {
-            Some(Token::load(p).with_context(|| format!("admin.token_file {}", p.display()))?)
-        }
-        None => None,
-    };
+    let tokens = Tokens::load(&admin).map_err(anyhow::Error::msg)?;
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let state = AdminState {
         control: control.clone(),
-        token,
+        tokens,
     };
-    let (_, admin_task) = ballast_admin::serve(admin.bind, state, async {
+    let (_, admin_task) = ballast_admin::serve(admin.bind, tls, state, async {
         let _ = admin_stopped.await;
     })
     .await
@@ -99,22 +111,48 @@ pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `allow_open_writes` in effect: said at every start and reload.
+fn warn_open_writes(admin: &ballast_config::AdminConfig) {
+    if admin.allow_open_writes && admin.open_writes_exposed() {
+        tracing::warn!(
+            address = %admin.bind,
+            "admin.allow_open_writes = true: the admin API on a non-loopback address takes writes without a token; anyone who reaches it can change the config"
+        );
+    }
+}
+
+/// Re-read the file and apply it through the same path as an API write; the
+/// outcome, or every error, goes to the audit trail. `[admin]` stays as it was
+/// at start (its listener and tokens are not rebuilt): a change to it is said and
+/// takes effect at the next restart.
 async fn reload(control: &Control, path: &Path) {
     tracing::info!(file = %path.display(), "SIGHUP: reloading config");
-    match Config::load(path) {
-        Ok(config) => {
-            if let Err(e) = control.apply(config).await {
-                tracing::error!(error = %e.error, "reload failed; the running config is unchanged");
-            }
+    let origin = Origin::sighup(path);
+    let loaded = Config::load(path);
+    if let Err(errors) = &loaded {
+        for e in errors.iter() {
+            tracing::error!("{}: {e}", path.display());
         }
-        Err(errors) => {
-            for e in errors.iter() {
-                tracing::error!("{}: {e}", path.display());
+        tracing::error!(
+            errors = errors.len(),
+            "reload rejected; the running config is unchanged"
+        );
+    }
+    let result = control
+        .update(&origin, |running| {
+            let mut config = loaded.map_err(|e| ballast_admin::ApiError::invalid_config(&e))?;
+            warn_open_writes(&config.admin);
+            if config.admin != running.admin {
+                tracing::warn!("[admin] changed in the file: it takes effect at the next restart");
+                config.admin = running.admin.clone();
             }
-            tracing::error!(
-                errors = errors.len(),
-                "reload rejected; the running config is unchanged"
-            );
+            Ok(config)
+        })
+        .await;
+    if let Err(e) = result {
+        if !e.details.is_empty() {
+            return; // invalid file: already logged error by error
         }
+        tracing::error!(error = %e.error, "reload failed; the running config is unchanged");
     }
 }

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod action;
+mod admin;
 pub mod admission;
 mod decode;
 pub mod duration;
@@ -86,6 +87,8 @@ impl Config {
 mod test_fixture;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_admin;
 #[cfg(test)]
 mod tests_admission;
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use crate::admin::{AdminConfig, AdminTls};
 use crate::duration;
 use crate::pattern::Cidr;
 use crate::template::RedirectTemplate;
@@ -64,22 +65,6 @@ impl Default for ServerConfig {
         ServerConfig {
             drain_timeout: Duration::from_secs(30),
             stickiness_key_file: None,
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct AdminConfig {
-    pub bind: SocketAddr,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token_file: Option<PathBuf>,
-}
-
-impl Default for AdminConfig {
-    fn default() -> Self {
-        AdminConfig {
-            bind: SocketAddr::from(([127, 0, 0, 1], 9900)),
-            token_file: None,
         }
     }
 }

@@ -21,7 +21,9 @@ pub fn decode(root: &Node, base: &Path, errs: &mut Errors) -> Option<Config> {
     let server = f
         .optional("server")
         .and_then(|n| decode_server(n, base, errs));
-    let admin = f.optional("admin").and_then(|n| decode_admin(n, errs));
+    let admin = f
+        .optional("admin")
+        .and_then(|n| crate::admin::decode_admin(n, base, errs));
     let state = f.optional("state").and_then(|n| decode_state(n, errs));
     let access_log = f
         .optional("access_log")
@@ -180,19 +182,6 @@ fn decode_server(node: &Node, base: &Path, errs: &mut Errors) -> Option<ServerCo
     }
     f.finish(errs);
     Some(server)
-}
-
-fn decode_admin(node: &Node, errs: &mut Errors) -> Option<AdminConfig> {
-    let mut f = Fields::new(node, "admin", errs)?;
-    let mut admin = AdminConfig::default();
-    if let Some(n) = f.optional("bind") {
-        admin.bind = d::socket_addr(n, &f.path("bind"), errs)?;
-    }
-    if let Some(n) = f.optional("token_file") {
-        admin.token_file = Some(PathBuf::from(d::string(n, &f.path("token_file"), errs)?));
-    }
-    f.finish(errs);
-    Some(admin)
 }
 
 fn decode_state(node: &Node, errs: &mut Errors) -> Option<StateConfig> {

@@ -59,6 +59,7 @@ mod upstream;
 
 pub use forward::error::{ErrorSource, ProxyError};
 pub use observe::access_log::AccessRecord;
+pub use observe::rfc3339;
 pub use resilience::registry::{Decision as AnomalyDecision, Why as AnomalyWhy};
 pub use resilience::shedding::{view as shedding_view, View as SheddingView};
 pub use server::{ApplyError, Server};

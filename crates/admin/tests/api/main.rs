@@ -1,19 +1,23 @@
 //! The admin API over `Router::oneshot` (no admin socket), in front of a real
 //! ballast and real backends on 127.0.0.1:0.
 
+mod access;
 mod anomaly;
+mod audit;
 mod config;
 mod load_shedding;
 mod observe;
 mod openapi;
 mod targets;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode};
 use axum::Router;
-use ballast_admin::{AdminState, Control, Store, Token};
+use ballast_admin::{AdminState, Control, Store, Tokens};
 use ballast_testkit::{Ballast, Setup};
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -23,7 +27,11 @@ use tower::ServiceExt;
 pub struct Admin {
     pub ballast: Ballast,
     pub router: Router,
+    pub control: Arc<Control>,
     token: Option<String>,
+    /// The client address requests come from (`ConnectInfo`); none by default,
+    /// as a request that did not come over a socket.
+    pub client: Option<SocketAddr>,
 }
 
 impl Admin {
@@ -32,16 +40,29 @@ impl Admin {
     }
 
     pub async fn start_with(setup: &Setup, token: Option<&str>, store: Option<Store>) -> Admin {
+        let tokens = token.map(Tokens::write_only).unwrap_or_default();
+        Self::start_tokens(setup, tokens, token, store).await
+    }
+
+    /// With these tokens; `call` sends `token` (when given).
+    pub async fn start_tokens(
+        setup: &Setup,
+        tokens: Tokens,
+        token: Option<&str>,
+        store: Option<Store>,
+    ) -> Admin {
         let ballast = Ballast::start(setup).await;
         let control = Arc::new(Control::new(ballast.server.clone(), store));
         let router = ballast_admin::router(AdminState {
-            control,
-            token: token.map(Token::new),
+            control: control.clone(),
+            tokens,
         });
         Admin {
             ballast,
             router,
+            control,
             token: token.map(str::to_string),
+            client: None,
         }
     }
 
@@ -78,6 +99,9 @@ impl Admin {
         let mut req = Request::builder().method(method).uri(path);
         if let Some(a) = authorization {
             req = req.header("authorization", a);
+        }
+        if let Some(c) = self.client {
+            req = req.extension(ConnectInfo(c));
         }
         let body = match body {
             Some(v) => Body::from(v.to_string()),

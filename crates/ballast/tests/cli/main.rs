@@ -9,6 +9,7 @@ use http_body_util::Full;
 
 use ballast_testkit::{backends, eventually, BallastProcess, Client, Setup};
 
+mod admin;
 mod control;
 mod drain;
 mod tls;

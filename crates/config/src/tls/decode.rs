@@ -329,7 +329,7 @@ fn boolean(node: &Node, path: &str, errs: &mut Errors) -> Option<bool> {
 }
 
 /// A file path, resolved against `base` when relative; it must name a file.
-fn file(node: &Node, path: &str, base: &Path, errs: &mut Errors) -> Option<PathBuf> {
+pub(crate) fn file(node: &Node, path: &str, base: &Path, errs: &mut Errors) -> Option<PathBuf> {
     let s = d::string(node, path, errs)?;
     if s.is_empty() {
         errs.at(path, node.pos, "empty file path");

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-pub(crate) use decode::{decode_group_tls, decode_listener_tls};
+pub(crate) use decode::{decode_group_tls, decode_listener_tls, file};
 
 #[cfg(test)]
 mod tests;
