@@ -22,7 +22,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -350,6 +350,7 @@ async fn serve_h2<T: Transport>(
     // for the listener's idle timeout (`frontend/http2/guard.rs`).
     io.put_back(pre);
     let guarded = own_http2::Guard::new(io, conn_state, timeouts.idle);
+    let verdict = guarded.verdict();
     let mut conn = Box::pin(
         ctx.h2
             .clone()
@@ -359,6 +360,7 @@ async fn serve_h2<T: Transport>(
     let counted = Counted {
         conn: conn.as_mut(),
         metrics: &metrics,
+        verdict: &verdict,
     };
     tokio::pin!(counted);
     let shutdown = Counted::shutdown_with(http2::Connection::graceful_shutdown);
@@ -370,6 +372,8 @@ async fn serve_h2<T: Transport>(
 struct Counted<'a, C> {
     conn: Pin<&'a mut C>,
     metrics: &'a ListenerMetrics,
+    /// The guard's error code if it closed the connection (0: it did not).
+    verdict: &'a AtomicU32,
 }
 
 impl<'a, C> Counted<'a, C> {
@@ -388,7 +392,10 @@ impl<C: Future<Output = hyper::Result<()>>> Future for Counted<'_, C> {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(())) => Poll::Ready(()),
             Poll::Ready(Err(e)) => {
-                if let Some(reason) = own_http2::closed_reason(&e) {
+                let guard = this.verdict.load(Ordering::Relaxed);
+                if guard != 0 {
+                    this.metrics.http2_closed(guard);
+                } else if let Some(reason) = own_http2::closed_reason(&e) {
                     this.metrics.http2_closed(u32::from(reason));
                 }
                 tracing::debug!(error = %e, "HTTP/2 connection ended with an error");

@@ -10,6 +10,7 @@ mod errors;
 mod failover;
 mod forwarding;
 mod grpc;
+mod h2_attacks;
 mod h1_server;
 mod h1_targets;
 mod http2;

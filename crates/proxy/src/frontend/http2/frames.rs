@@ -153,12 +153,16 @@ impl Scanner {
     }
 }
 
-/// A GOAWAY frame (RFC 9113 §6.8) with this last stream and error code.
-pub fn goaway(last_stream: u32, code: u32) -> [u8; 17] {
-    let mut f = [0u8; 17];
-    f[..9].copy_from_slice(&[0, 0, 8, GOAWAY, 0, 0, 0, 0, 0]);
-    f[9..13].copy_from_slice(&(last_stream & 0x7fff_ffff).to_be_bytes());
-    f[13..].copy_from_slice(&code.to_be_bytes());
+/// A GOAWAY frame (RFC 9113 §6.8) with this last stream, error code and debug
+/// data (what h2 also sends: e.g. `too_many_resets`).
+pub fn goaway(last_stream: u32, code: u32, debug: &[u8]) -> Vec<u8> {
+    let len = 8 + debug.len() as u32;
+    let mut f = Vec::with_capacity(9 + len as usize);
+    f.extend_from_slice(&len.to_be_bytes()[1..]);
+    f.extend_from_slice(&[GOAWAY, 0, 0, 0, 0, 0]);
+    f.extend_from_slice(&(last_stream & 0x7fff_ffff).to_be_bytes());
+    f.extend_from_slice(&code.to_be_bytes());
+    f.extend_from_slice(debug);
     f
 }
 
@@ -241,19 +245,21 @@ mod tests {
 
     #[test]
     fn goaway_is_a_well_formed_frame() {
-        let f = goaway(7, 0xb);
+        let f = goaway(7, 0xb, b"ping_flood");
         let mut scanner = Scanner::default();
         let mut seen = Vec::new();
         scanner.feed(&f, |s| seen.push(s));
         assert_eq!(
             seen,
             vec![Seen::Frame(Head {
-                len: 8,
+                len: 18,
                 kind: GOAWAY,
                 flags: 0,
                 stream: 0
             })]
         );
-        assert_eq!(&f[9..], &[0, 0, 0, 7, 0, 0, 0, 0xb]);
+        assert!(scanner.at_boundary());
+        assert_eq!(&f[9..17], &[0, 0, 0, 7, 0, 0, 0, 0xb]);
+        assert_eq!(&f[17..], b"ping_flood");
     }
 }

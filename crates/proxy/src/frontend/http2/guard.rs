@@ -29,6 +29,7 @@
 use std::fmt;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -63,8 +64,7 @@ pub const MAX_RESETS_PER_SECOND: u32 = 200;
 /// (RFC 9113 §6.9.2).
 const DEFAULT_WINDOW: i64 = 65_535;
 
-/// Why the guard closed a connection: the error h2 sees, found again in the
-/// error hyper returns to count the connection (`http2::closed_reason`).
+/// Why the guard closed a connection: the error h2 sees (and logs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tripped {
     pub reason: Reason,
@@ -108,11 +108,15 @@ pub struct Guard<T> {
     /// Armed while the connection is blocked: when it is due (ms), its timer.
     stall: Option<(u64, Pin<Box<Sleep>>)>,
     tripped: Option<Tripped>,
+    /// The error code it closed the connection with (0: not closed), for the
+    /// connection's task to count: h2 keeps only the text of an I/O error.
+    verdict: Arc<AtomicU32>,
 }
 
 impl<T> Guard<T> {
     pub fn new(io: T, state: Arc<ConnState>, stall_limit: Duration) -> Guard<T> {
         Guard {
+            verdict: Arc::default(),
             io,
             state,
             inbound: Scanner::after(frames::PREFACE_LEN),
@@ -126,6 +130,11 @@ impl<T> Guard<T> {
             stall: None,
             tripped: None,
         }
+    }
+
+    /// Where the guard will leave the error code it closed the connection with.
+    pub fn verdict(&self) -> Arc<AtomicU32> {
+        self.verdict.clone()
     }
 
     /// Count what the client sent; the limit it went over, if any.
@@ -222,8 +231,11 @@ impl<T: AsyncWrite + Unpin> Guard<T> {
     /// for h2 (and for every later read or write).
     fn trip(&mut self, cx: &mut Context<'_>, tripped: Tripped) -> io::Error {
         self.tripped = Some(tripped);
+        self.verdict
+            .store(u32::from(tripped.reason), Ordering::Relaxed);
         if self.outbound.at_boundary() {
-            let frame = frames::goaway(self.last_stream, u32::from(tripped.reason));
+            let code = u32::from(tripped.reason);
+            let frame = frames::goaway(self.last_stream, code, tripped.what.as_bytes());
             let io = Pin::new(&mut self.io);
             if let Poll::Ready(Ok(_)) = io.poll_write(cx, &frame) {
                 let _ = Pin::new(&mut self.io).poll_flush(cx);

@@ -6,7 +6,8 @@
 //! the guard for the floods h2 answers without limit (`guard.rs`, over the frame
 //! scanner in `frames.rs`), and tells from the error hyper's connection returns
 //! whether ballast closed the connection with a GOAWAY carrying an error code, and
-//! which (`closed_reason`), for `ballast_http2_connections_closed_total`.
+//! which (`closed_reason`, or the guard's own report), for
+//! `ballast_http2_connections_closed_total`.
 //!
 //! The attacks and what stops each (README, "Hostile HTTP/2 clients"):
 //! rapid reset — h2's pending-accept reset limit, then the guard's
@@ -86,30 +87,20 @@ pub fn builder() -> http2::Builder<TokioExecutor> {
     builder
 }
 
-/// The error code of the GOAWAY ballast closed a connection with, if it did:
-/// h2's own (a library-initiated GOAWAY) or the guard's. A client that went
-/// away, or sent a GOAWAY itself, is not counted.
+/// The error code of the GOAWAY h2 closed a connection with, if it did (a
+/// GOAWAY of its own with an error code). A client that went away, or sent a
+/// GOAWAY itself, is not counted. The guard's closes reach hyper as I/O errors,
+/// which h2 turns into text; the guard reports them itself (`Guard::tripped`).
 pub fn closed_reason(err: &hyper::Error) -> Option<h2::Reason> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = err.source();
     while let Some(e) = source {
         if let Some(h2) = e.downcast_ref::<h2::Error>() {
-            if let Some(io) = h2.get_io() {
-                return io
-                    .get_ref()
-                    .and_then(|inner| inner.downcast_ref::<guard::Tripped>())
-                    .map(|t| t.reason);
-            }
             return match h2.reason() {
                 Some(r) if h2.is_go_away() && h2.is_library() && r != h2::Reason::NO_ERROR => {
                     Some(r)
                 }
                 _ => None,
             };
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if let Some(t) = io.get_ref().and_then(|i| i.downcast_ref::<guard::Tripped>()) {
-                return Some(t.reason);
-            }
         }
         source = e.source();
     }
