@@ -27,6 +27,7 @@
 //! windows open and is never judged stalled.
 
 use std::fmt;
+use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -57,8 +58,8 @@ pub const MAX_SETTINGS_PER_SECOND: u32 = 16;
 /// reset, CVE-2023-44487). h2 bounds only the streams reset before hyper
 /// accepts them (`max_pending_accept_reset_streams`); hyper accepts at once, so
 /// a reset that comes a moment later cancels a request ballast has started.
-/// Browsers and gRPC cancel a few streams a second, not hundreds.
-pub const MAX_RESETS_PER_SECOND: u32 = 200;
+/// Browsers and gRPC cancel a few streams a second, not a hundred.
+pub const MAX_RESETS_PER_SECOND: u32 = 100;
 
 /// The connection-level send window every HTTP/2 connection starts with
 /// (RFC 9113 §6.9.2).
@@ -138,9 +139,8 @@ impl<T> Guard<T> {
     }
 
     /// Count what the client sent; the limit it went over, if any.
-    fn inbound(&mut self, bytes: &[u8]) -> Option<Tripped> {
+    fn inbound(&mut self, bytes: &[u8], now: u64) -> Option<Tripped> {
         let mut over = None;
-        let now = now_ms();
         let Guard {
             inbound,
             window,
@@ -245,14 +245,15 @@ impl<T: AsyncWrite + Unpin> Guard<T> {
         io::Error::other(tripped)
     }
 
-    /// Check the stall, arming its timer while the connection is blocked.
-    fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
+    /// Check the stall, arming its timer while the connection is blocked; the
+    /// stall is timed from when it became blocked or last moved.
+    fn stalled(&mut self, cx: &mut Context<'_>, now: u64) -> bool {
         if !self.blocked() {
             self.stall = None;
+            self.progress_ms = now;
             return false;
         }
         let due = self.progress_ms + self.stall_limit.as_millis() as u64;
-        let now = now_ms();
         if now >= due {
             return true;
         }
@@ -268,8 +269,6 @@ impl<T: AsyncWrite + Unpin> Guard<T> {
     }
 }
 
-use std::future::Future as _;
-
 impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guard<T> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -280,7 +279,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guard<T> {
         if let Some(tripped) = this.tripped {
             return Poll::Ready(Err(io::Error::other(tripped)));
         }
-        if this.stalled(cx) {
+        let now = now_ms();
+        if this.stalled(cx, now) {
             let stalled = Tripped {
                 reason: Reason::ENHANCE_YOUR_CALM,
                 what: "zero_window",
@@ -289,7 +289,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guard<T> {
         }
         let before = buf.filled().len();
         let r = Pin::new(&mut this.io).poll_read(cx, buf);
-        if let Some(tripped) = this.inbound(&buf.filled()[before..]) {
+        if let Some(tripped) = this.inbound(&buf.filled()[before..], now) {
             return Poll::Ready(Err(this.trip(cx, tripped)));
         }
         r
@@ -348,3 +348,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Guard<T> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+#[path = "guard_tests.rs"]
+mod tests;
