@@ -220,7 +220,7 @@ impl Attack {
     /// Attack `addr` once on a new connection (`round` counts from 0).
     pub async fn round(self, addr: SocketAddr, round: usize) -> Closed {
         let settings: &[(u16, u32)] = match self {
-            Attack::ZeroWindow if round % 2 == 0 => &[(4, 0)],
+            Attack::ZeroWindow if round.is_multiple_of(2) => &[(4, 0)],
             _ => &[],
         };
         if self == Attack::AcceptedReset && round > 0 {
