@@ -22,7 +22,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -357,52 +357,10 @@ async fn serve_h2<T: Transport>(
             .max_header_list_size(limit)
             .serve_connection(TokioIo::new(guarded), service),
     );
-    let counted = Counted {
-        conn: conn.as_mut(),
-        metrics: &metrics,
-        verdict: &verdict,
-    };
+    let counted = own_http2::Counted::new(conn.as_mut(), &metrics, &verdict);
     tokio::pin!(counted);
-    let shutdown = Counted::shutdown_with(http2::Connection::graceful_shutdown);
+    let shutdown = own_http2::Counted::shutdown_with(http2::Connection::graceful_shutdown);
     connection::supervise(counted, shutdown, state, timeouts, &mut drain, false).await;
-}
-
-/// An HTTP/2 connection that, when it ends, counts the GOAWAY error code
-/// ballast closed it with, if any (`ballast_http2_connections_closed_total`).
-struct Counted<'a, C> {
-    conn: Pin<&'a mut C>,
-    metrics: &'a ListenerMetrics,
-    /// The guard's error code if it closed the connection (0: it did not).
-    verdict: &'a AtomicU32,
-}
-
-impl<'a, C> Counted<'a, C> {
-    /// The connection's own graceful shutdown, applied through the counter.
-    fn shutdown_with(shutdown: impl Fn(Pin<&mut C>)) -> impl FnMut(Pin<&mut Counted<'a, C>>) {
-        move |c| shutdown(c.get_mut().conn.as_mut())
-    }
-}
-
-impl<C: Future<Output = hyper::Result<()>>> Future for Counted<'_, C> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.get_mut();
-        match this.conn.as_mut().poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(())) => Poll::Ready(()),
-            Poll::Ready(Err(e)) => {
-                let guard = this.verdict.load(Ordering::Relaxed);
-                if guard != 0 {
-                    this.metrics.http2_closed(guard);
-                } else if let Some(reason) = own_http2::closed_reason(&e) {
-                    this.metrics.http2_closed(u32::from(reason));
-                }
-                tracing::debug!(error = %e, "HTTP/2 connection ended with an error");
-                Poll::Ready(())
-            }
-        }
-    }
 }
 
 /// How a burst of requests on a connection ended.

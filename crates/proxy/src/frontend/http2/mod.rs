@@ -16,15 +16,21 @@
 //! decoding at 4× `max_header_list_size`; SETTINGS and PING floods and a client
 //! that keeps the window shut — the guard.
 //!
-//! May use: `forward::context` (the connection's state), `runtime/`.
+//! May use: `forward::context` (the connection's state), `observe/`, `runtime/`.
 
 pub mod frames;
 pub mod guard;
 
 use std::error::Error as _;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::task::{Context, Poll};
 
 use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::observe::metrics::ListenerMetrics;
 
 pub use guard::Guard;
 
@@ -105,4 +111,50 @@ pub fn closed_reason(err: &hyper::Error) -> Option<h2::Reason> {
         source = e.source();
     }
     None
+}
+
+/// An HTTP/2 connection that, when it ends, counts the GOAWAY error code
+/// ballast closed it with, if any (`ballast_http2_connections_closed_total`).
+pub struct Counted<'a, C> {
+    conn: Pin<&'a mut C>,
+    metrics: &'a ListenerMetrics,
+    /// The guard's error code if it closed the connection (0: it did not).
+    verdict: &'a AtomicU32,
+}
+
+impl<'a, C> Counted<'a, C> {
+    pub fn new(conn: Pin<&'a mut C>, metrics: &'a ListenerMetrics, verdict: &'a AtomicU32) -> Self {
+        Counted {
+            conn,
+            metrics,
+            verdict,
+        }
+    }
+
+    /// The connection's own graceful shutdown, applied through the counter.
+    pub fn shutdown_with(shutdown: impl Fn(Pin<&mut C>)) -> impl FnMut(Pin<&mut Counted<'a, C>>) {
+        move |c| shutdown(c.get_mut().conn.as_mut())
+    }
+}
+
+impl<C: Future<Output = hyper::Result<()>>> Future for Counted<'_, C> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        match this.conn.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) => Poll::Ready(()),
+            Poll::Ready(Err(e)) => {
+                let guard = this.verdict.load(Ordering::Relaxed);
+                if guard != 0 {
+                    this.metrics.http2_closed(guard);
+                } else if let Some(reason) = closed_reason(&e) {
+                    this.metrics.http2_closed(u32::from(reason));
+                }
+                tracing::debug!(error = %e, "HTTP/2 connection ended with an error");
+                Poll::Ready(())
+            }
+        }
+    }
 }
