@@ -10,6 +10,7 @@
 
 mod client;
 pub mod grpc;
+pub mod h2_hostile;
 pub mod pki;
 mod process;
 pub mod raw;

@@ -12,6 +12,7 @@ use ballast_testkit::{backends, eventually, BallastProcess, Client, Setup};
 mod admin;
 mod control;
 mod drain;
+mod h2_attacks;
 mod tls;
 mod websocket;
 

@@ -7,7 +7,8 @@
 //! (`http1/`) and hyper for the rest; `connection.rs` keeps a connection's
 //! header-read and idle timeouts and its part in a drain; `socket.rs` reads and
 //! writes a socket before it ever joins tokio's driver; `parking.rs` holds idle
-//! keep-alive connections without a task.
+//! keep-alive connections without a task; `http2/` sets the limits of hyper's
+//! HTTP/2 server and guards it against the floods h2 does not bound.
 //!
 //! New connections are admitted (`admit.rs`: a PROXY protocol header read by
 //! `proxy_protocol.rs`, the allow/deny lists, the per-client limit) before any
@@ -19,6 +20,7 @@
 mod admit;
 pub mod connection;
 pub mod http1;
+pub mod http2;
 pub mod listener;
 pub mod parking;
 pub mod proxy_protocol;

@@ -33,7 +33,7 @@ use http::Request;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::{service_fn, HttpService};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::watch;
 
 use crate::admission::connections::{Admitted, Gate};
@@ -46,6 +46,7 @@ use crate::forward::{self, ConnCtx};
 use crate::frontend::admit::{self, Admission};
 use crate::frontend::connection::{self, Ended, Served, Timeouts, TrackedIo, Transport};
 use crate::frontend::http1::{self as own_http1, Outcome};
+use crate::frontend::http2 as own_http2;
 use crate::frontend::parking::Lot;
 use crate::frontend::socket::Socket;
 use crate::hygiene::Seen;
@@ -121,13 +122,9 @@ pub(super) fn http1_builder() -> http1::Builder {
     builder
 }
 
+/// hyper's HTTP/2 server with ballast's limits (`frontend/http2`).
 pub(super) fn http2_builder() -> http2::Builder<TokioExecutor> {
-    let mut builder = http2::Builder::new(TokioExecutor::new());
-    builder
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
-        .max_header_list_size(ListenerConfig::DEFAULT_MAX_REQUEST_HEAD_SIZE as u32);
-    builder
+    own_http2::builder()
 }
 
 /// Serve one accepted connection.
@@ -328,7 +325,7 @@ fn start<T: Transport>(
 
 /// Serve HTTP/2 (h2c with prior knowledge, or h2 by ALPN) with hyper.
 async fn serve_h2<T: Transport>(
-    io: TrackedIo<T>,
+    mut io: TrackedIo<T>,
     pre: Bytes,
     ctx: &AcceptCtx,
     conn_ctx: Arc<ConnCtx>,
@@ -336,6 +333,8 @@ async fn serve_h2<T: Transport>(
     timeouts: Timeouts,
     mut drain: watch::Receiver<Drain>,
 ) {
+    let metrics = conn_ctx.metrics.clone();
+    let conn_state = conn_ctx.state.clone();
     // Boxed: hyper spawns each stream's future as a task of its own, and tokio
     // copies a task's future several times while spawning it; with the request
     // path inline (then 2.4 KB, now 1.3 KB) that was 2,400 instructions per
@@ -347,14 +346,21 @@ async fn serve_h2<T: Transport>(
     });
     // The listener's bound on a header list (`max_request_head_size`).
     let limit = u32::try_from(timeouts.max_request_head).unwrap_or(u32::MAX);
+    // The floods h2 does not bound, and a client that keeps its window shut
+    // for the listener's idle timeout (`frontend/http2/guard.rs`).
+    io.put_back(pre);
+    let guarded = own_http2::Guard::new(io, conn_state, timeouts.idle);
+    let verdict = guarded.verdict();
     let mut conn = Box::pin(
         ctx.h2
             .clone()
             .max_header_list_size(limit)
-            .serve_connection(connection::serve_over(io, pre), service),
+            .serve_connection(TokioIo::new(guarded), service),
     );
-    let shutdown = |c: Pin<&mut _>| http2::Connection::graceful_shutdown(c);
-    connection::supervise(conn.as_mut(), shutdown, state, timeouts, &mut drain, false).await;
+    let counted = own_http2::Counted::new(conn.as_mut(), &metrics, &verdict);
+    tokio::pin!(counted);
+    let shutdown = own_http2::Counted::shutdown_with(http2::Connection::graceful_shutdown);
+    connection::supervise(counted, shutdown, state, timeouts, &mut drain, false).await;
 }
 
 /// How a burst of requests on a connection ended.

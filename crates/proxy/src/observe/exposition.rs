@@ -10,7 +10,9 @@
 use std::fmt::Write as _;
 
 use crate::hygiene::desync::Class;
-use crate::observe::metrics::{Histogram, ListenerMetrics, Rejection, TargetMetrics, BUCKETS};
+use crate::observe::metrics::{
+    Histogram, ListenerMetrics, Rejection, TargetMetrics, BUCKETS, HTTP2_REASONS,
+};
 
 /// One listener as a scrape shows it.
 pub struct ListenerView<'a> {
@@ -169,6 +171,22 @@ pub fn render(listeners: &[ListenerView<'_>], groups: &[GroupView<'_>]) -> Strin
                 "ballast_desync_requests_total",
                 &[("listener", name), ("classification", class.as_str())],
                 metrics.desync(class),
+            );
+        }
+    }
+    family(
+        &mut out,
+        "ballast_http2_connections_closed_total",
+        "counter",
+        "HTTP/2 client connections ballast closed with a GOAWAY carrying an error, by listener and error code.",
+    );
+    for ListenerView { name, metrics } in listeners {
+        for (i, reason) in HTTP2_REASONS.iter().enumerate().skip(1) {
+            sample(
+                &mut out,
+                "ballast_http2_connections_closed_total",
+                &[("listener", name), ("reason", reason)],
+                metrics.http2_closed_by(i),
             );
         }
     }

@@ -163,7 +163,30 @@ pub struct ListenerMetrics {
     rejected: [AtomicU64; Rejection::ALL.len()],
     /// HTTP/1 requests by desync class (`hygiene::desync::Class` as index).
     desync: [AtomicU64; Class::ALL.len()],
+    /// HTTP/2 connections ballast closed with a GOAWAY carrying an error, by
+    /// error code (`HTTP2_REASONS` as index).
+    http2_closed: [AtomicU64; HTTP2_REASONS.len()],
 }
+
+/// HTTP/2 error codes (RFC 9113 §7) as `ballast_http2_connections_closed_total`
+/// names them, by code; a code past the list counts as the last, `unknown`.
+pub const HTTP2_REASONS: [&str; 15] = [
+    "no_error",
+    "protocol_error",
+    "internal_error",
+    "flow_control_error",
+    "settings_timeout",
+    "stream_closed",
+    "frame_size_error",
+    "refused_stream",
+    "cancel",
+    "compression_error",
+    "connect_error",
+    "enhance_your_calm",
+    "inadequate_security",
+    "http_1_1_required",
+    "unknown",
+];
 
 impl ListenerMetrics {
     pub fn reject(&self, why: Rejection) {
@@ -180,6 +203,19 @@ impl ListenerMetrics {
 
     pub fn desync(&self, class: Class) -> u64 {
         self.desync[class as usize].load(Ordering::Relaxed)
+    }
+
+    /// Count an HTTP/2 connection ballast closed with this error code.
+    pub fn http2_closed(&self, code: u32) {
+        let i = (code as usize).min(HTTP2_REASONS.len() - 1);
+        self.http2_closed[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// HTTP/2 connections closed with this error code (`HTTP2_REASONS` index).
+    pub fn http2_closed_by(&self, index: usize) -> u64 {
+        self.http2_closed
+            .get(index)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     /// Count a client connection as open until the guard drops.

@@ -13,6 +13,7 @@ mod grpc;
 mod h1_server;
 mod h1_targets;
 mod h2_tls;
+mod h2_attacks;
 mod http2;
 mod hygiene;
 mod load_shedding;
