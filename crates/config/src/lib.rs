@@ -8,6 +8,7 @@
 
 mod action;
 pub mod admission;
+pub mod client_timeouts;
 mod decode;
 pub mod duration;
 mod error;
@@ -88,6 +89,8 @@ mod test_fixture;
 mod tests;
 #[cfg(test)]
 mod tests_admission;
+#[cfg(test)]
+mod tests_client_timeouts;
 #[cfg(test)]
 mod tests_limits;
 #[cfg(test)]
