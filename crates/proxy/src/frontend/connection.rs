@@ -20,7 +20,19 @@
 //! or a head arriving keeps them served. TLS connections do not park (rustls may
 //! hold decrypted bytes that the socket's readiness would not announce), nor do
 //! HTTP/2 ones.
+//!
+//! Slow readers. A client that stops reading fills its socket's buffers and
+//! then every write to it waits. `TrackedIo` notes when a write first waits and
+//! ends the connection with an error once writes have taken no byte for the
+//! listener's `response_send_timeout` (counted `phase="send"`): whatever serves
+//! the connection (ballast's own server, hyper's HTTP/1.1 or HTTP/2, a tunnel)
+//! sees its write fail and lets go. A write that goes through costs one branch;
+//! the timer is made at the connection's first write that waits, and then only
+//! moved when it fires early. What a stalled connection holds is bounded by
+//! what serves it: the socket's buffers, one response frame or buffer, and for
+//! TLS rustls's 64 KiB of pending output.
 
+use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -34,7 +46,9 @@ use tokio::sync::watch;
 
 use crate::forward::context::{ConnState, Drain};
 use crate::frontend::socket::Socket;
+use crate::observe::metrics::{ListenerMetrics, TimeoutPhase};
 use crate::runtime::now_ms;
+use crate::upstream::body::BodyPace;
 
 /// How long an HTTP/1 keep-alive connection stays quiet before it gives its
 /// buffers back (see the module docs). Long enough that a client sending request
@@ -82,6 +96,15 @@ pub struct TrackedIo<T = Socket> {
     inner: T,
     state: Arc<ConnState>,
     pre: Bytes,
+    stall: Stall,
+}
+
+/// Writes to the client waiting: since when, and the timer that ends the wait
+/// (made at the connection's first wait, then reused).
+#[derive(Default)]
+struct Stall {
+    since: Option<tokio::time::Instant>,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<T> TrackedIo<T> {
@@ -104,6 +127,44 @@ impl<T> TrackedIo<T> {
     /// The put-back bytes not read yet.
     pub fn take_unread(&mut self) -> Bytes {
         std::mem::take(&mut self.pre)
+    }
+
+    /// What became of a write: any progress ends a stall; a wait starts one, or
+    /// fails the write once writes have waited `response_send_timeout` in a row.
+    fn sent<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        if polled.is_ready() {
+            if self.stall.since.is_some() {
+                self.stall.since = None;
+            }
+            return polled;
+        }
+        let since = *self
+            .stall
+            .since
+            .get_or_insert_with(tokio::time::Instant::now);
+        let deadline = since + self.state.send_timeout;
+        let timer = self
+            .stall
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        while timer.as_mut().poll(cx).is_ready() {
+            if timer.deadline() >= deadline {
+                self.state.timed_out(TimeoutPhase::Send);
+                tracing::debug!(
+                    limit = ?self.state.send_timeout,
+                    "the client took nothing written to it within response_send_timeout: closed"
+                );
+                let e = io::Error::new(io::ErrorKind::TimedOut, "response_send_timeout");
+                return Poll::Ready(Err(e));
+            }
+            // Set for an earlier stall: wait on.
+            timer.as_mut().reset(deadline);
+        }
+        Poll::Pending
     }
 }
 
@@ -144,7 +205,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.sent(cx, polled)
     }
 
     /// hyper writes a response as a list of buffers (head, then body). A
@@ -157,7 +220,35 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let inner = &mut self.get_mut().inner;
+        let this = self.get_mut();
+        let polled = Self::write_gathered(&mut this.inner, cx, bufs);
+        this.sent(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.sent(cx, polled)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.sent(cx, polled)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> TrackedIo<T> {
+    /// See `poll_write_vectored`.
+    fn write_gathered(
+        inner: &mut T,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let mut parts = bufs.iter().filter(|b| !b.is_empty());
         let (Some(first), second) = (parts.next(), parts.next()) else {
             return Poll::Ready(Ok(0));
@@ -177,18 +268,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
         }
         Pin::new(inner).poll_write(cx, &gathered[..len])
     }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
 }
 
 /// Limits of one listener's connections.
@@ -198,15 +277,24 @@ pub struct Timeouts {
     pub idle: Duration,
     /// The largest request head taken (`max_request_head_size`).
     pub max_request_head: usize,
+    /// How long a request body may take (`upstream/body.rs`).
+    pub request_body: BodyPace,
+    /// Writes that take no byte for this long end the connection.
+    pub send: Duration,
 }
 
 /// Wrap an accepted socket for serving, returning the state its requests report to.
-pub fn track<T>(stream: T) -> (TrackedIo<T>, Arc<ConnState>) {
-    let state = ConnState::new();
+pub fn track<T>(
+    stream: T,
+    metrics: Arc<ListenerMetrics>,
+    send_timeout: Duration,
+) -> (TrackedIo<T>, Arc<ConnState>) {
+    let state = ConnState::new(metrics, send_timeout);
     let io = TrackedIo {
         inner: stream,
         state: state.clone(),
         pre: Bytes::new(),
+        stall: Stall::default(),
     };
     (io, state)
 }
@@ -330,7 +418,10 @@ where
                         closing = true;
                         parking = true;
                     }
-                    Verdict::HeadTimeout => return Ended::Closed,
+                    Verdict::HeadTimeout => {
+                        state.timed_out(TimeoutPhase::Head);
+                        return Ended::Closed;
+                    }
                 }
             }
         }
@@ -355,7 +446,7 @@ mod tests {
             .await
             .expect("connect");
         let (mut server, _) = listener.accept().await.expect("accept");
-        let (mut io, _state) = track(client);
+        let (mut io, _state) = track(client, Arc::default(), Duration::from_secs(30));
         let big = vec![b'x'; GATHER + 1];
         let cases: [&[&[u8]]; 4] = [
             &[b"HTTP/1.1 200 OK\r\n\r\n", b"", b"hello"],
