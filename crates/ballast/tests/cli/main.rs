@@ -11,6 +11,7 @@ use ballast_testkit::{backends, eventually, BallastProcess, Client, Setup};
 
 mod control;
 mod drain;
+mod slow_clients;
 mod tls;
 mod websocket;
 

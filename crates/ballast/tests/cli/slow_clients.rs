@@ -1,0 +1,283 @@
+//! Slow clients at scale (issue 25 §3): a real `ballast serve` holds N slow heads,
+//! N trickling bodies or N readers that stopped reading, all at once from this
+//! test, while a normal client keeps sending requests. Each test states, and
+//! checks, ballast's memory per slow connection (RSS before and with them,
+//! divided by N), that a normal client's p99 stays within twice its unloaded p99
+//! (plus a floor for a noisy 2-core machine), and that every slow connection is
+//! cut by its limit and counted (`ballast_client_timeouts_total{phase}`).
+//!
+//! N is 500 in the suite; `bench/slow-clients.sh` runs the same tests with
+//! `BALLAST_SLOW_CLIENTS=2000` (or more) on a release build and prints the figures.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::task::JoinSet;
+
+use ballast_testkit::{backends, eventually, BallastProcess, Client, Setup};
+
+use crate::BIN;
+
+/// The limit every slow connection runs into: long enough to open them all and
+/// measure with them held, short enough for a test of under 20 s.
+const LIMIT: &str = "8s";
+/// Requests of the normal client per measurement.
+const PROBES: usize = 400;
+/// What a noisy, shared 2-core machine adds to a p99 on its own.
+const FLOOR: Duration = Duration::from_millis(10);
+
+fn slow_clients() -> usize {
+    std::env::var("BALLAST_SLOW_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500)
+}
+
+/// Let this process (and the ballast it starts) hold as many sockets as allowed.
+fn raise_open_files() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain libc calls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+struct Rig {
+    process: BallastProcess,
+    admin: SocketAddr,
+    client: Client,
+    backend: ballast_testkit::BackendHandle,
+}
+
+impl Rig {
+    async fn start(limits: &str) -> Rig {
+        raise_open_files();
+        let bs = backends(1).await;
+        let mut setup = Setup::new(&bs);
+        // Checked once at start: the target's request count is the data path's.
+        setup.interval = "60s";
+        setup.listener_extra = limits.to_string();
+        let process = BallastProcess::spawn(Path::new(BIN), &setup.toml());
+        let admin = process.admin_addr();
+        let client = Client::http1();
+        // Warm up the normal client's connection, ballast's pool and allocator.
+        for _ in 0..200 {
+            let r = client.get(&process.url("/")).await.expect("warm-up");
+            assert_eq!(r.status, 200);
+        }
+        let backend = bs.into_iter().next().expect("one backend");
+        Rig {
+            process,
+            admin,
+            client,
+            backend,
+        }
+    }
+
+    /// The normal client's p99 over `PROBES` requests in a row.
+    async fn p99(&self) -> Duration {
+        let mut took = Vec::with_capacity(PROBES);
+        for _ in 0..PROBES {
+            let started = Instant::now();
+            let r = self.client.get(&self.process.url("/")).await.expect("probe");
+            assert_eq!(r.status, 200);
+            took.push(started.elapsed());
+        }
+        took.sort();
+        took[PROBES * 99 / 100]
+    }
+
+    async fn timeouts(&self, phase: &str) -> u64 {
+        let text = self
+            .client
+            .get(&format!("http://{}/metrics", self.admin))
+            .await
+            .expect("metrics")
+            .text();
+        let name =
+            format!("ballast_client_timeouts_total{{listener=\"public\",phase=\"{phase}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&name)?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Open `n` slow connections (`behave` plays each), `held` counting those
+    /// that have started; returns once all have.
+    async fn open<F, Fut>(&self, n: usize, held: &Arc<AtomicUsize>, behave: F) -> JoinSet<()>
+    where
+        F: Fn(SocketAddr, Arc<AtomicUsize>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let mut set = JoinSet::new();
+        for batch in 0..n.div_ceil(100) {
+            for _ in batch * 100..((batch + 1) * 100).min(n) {
+                set.spawn(behave(self.process.addr, held.clone()));
+            }
+            let want = ((batch + 1) * 100).min(n);
+            eventually("slow connections opened", Duration::from_secs(20), || async {
+                held.load(Ordering::SeqCst) >= want
+            })
+            .await;
+        }
+        set
+    }
+
+    /// Measure with the slow connections held, print, and check the bounds.
+    async fn measure(&self, kind: &str, n: usize, before_kib: u64, unloaded: Duration, max_kib: u64) {
+        let during_kib = self.process.rss_kib();
+        let per_conn = (during_kib.saturating_sub(before_kib) * 1024) / n as u64;
+        let loaded = self.p99().await;
+        eprintln!(
+            "slow {kind}: {n} connections; ballast RSS {before_kib} KiB before, {during_kib} KiB with them: {per_conn} bytes per connection; normal client p99 {unloaded:?} unloaded, {loaded:?} during"
+        );
+        assert!(
+            per_conn <= max_kib * 1024,
+            "slow {kind}: {per_conn} bytes per connection, over {max_kib} KiB"
+        );
+        assert!(
+            loaded <= unloaded * 2 + FLOOR,
+            "slow {kind}: p99 {loaded:?} during, {unloaded:?} unloaded"
+        );
+    }
+
+    async fn wait_cut(&self, phase: &str, n: usize) {
+        eventually(
+            &format!("{n} slow connections cut ({phase})"),
+            Duration::from_secs(20),
+            || async { self.timeouts(phase).await >= n as u64 },
+        )
+        .await;
+    }
+}
+
+/// A connection whose receive buffer is 4 KiB, so that a response fills it at once.
+async fn small_window(addr: SocketAddr) -> Option<TcpStream> {
+    let socket = TcpSocket::new_v4().ok()?;
+    socket.set_recv_buffer_size(4096).ok()?;
+    socket.connect(addr).await.ok()
+}
+
+/// Slowloris: request heads that come a byte every two seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_slow_heads_cost_little_and_slow_no_one() {
+    let n = slow_clients();
+    let rig = Rig::start(&format!("header_read_timeout = \"{LIMIT}\"")).await;
+    let unloaded = rig.p99().await;
+    let before = rig.process.rss_kib();
+    let held = Arc::new(AtomicUsize::new(0));
+    let mut set = rig
+        .open(n, &held, |addr, held| async move {
+            let Ok(mut s) = TcpStream::connect(addr).await else {
+                return;
+            };
+            if s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.is_err() {
+                return;
+            }
+            held.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 64];
+            loop {
+                tokio::select! {
+                    _ = s.read(&mut buf) => return, // closed by ballast
+                    () = tokio::time::sleep(Duration::from_secs(2)) => {
+                        if s.write_all(b"X").await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        })
+        .await;
+    // Each head has reached ballast and been read in part.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    rig.measure("heads", n, before, unloaded, 64).await;
+    rig.wait_cut("head", n).await;
+    set.abort_all();
+}
+
+/// Slow POST: bodies that trickle a byte every two seconds after their first
+/// 100 bytes, each request already forwarded to the target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_trickling_bodies_cost_little_and_slow_no_one() {
+    let n = slow_clients();
+    let rig = Rig::start(&format!("request_body_timeout = \"{LIMIT}\"")).await;
+    let unloaded = rig.p99().await;
+    let before = rig.process.rss_kib();
+    let held = Arc::new(AtomicUsize::new(0));
+    let mut set = rig
+        .open(n, &held, |addr, held| async move {
+            let Ok(mut s) = TcpStream::connect(addr).await else {
+                return;
+            };
+            let head = b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n";
+            if s.write_all(head).await.is_err() || s.write_all(&[b'b'; 100]).await.is_err() {
+                return;
+            }
+            held.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 1024];
+            loop {
+                tokio::select! {
+                    _ = s.read(&mut buf) => return, // answered 408
+                    () = tokio::time::sleep(Duration::from_secs(2)) => {
+                        if s.write_all(b"b").await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        })
+        .await;
+    let base = 200 + PROBES as u64;
+    eventually("every body's request at the target", Duration::from_secs(20), || async {
+        rig.backend.requests() >= base + n as u64
+    })
+    .await;
+    rig.measure("bodies", n, before, unloaded, 96).await;
+    rig.wait_cut("body", n).await;
+    set.abort_all();
+}
+
+/// Slow readers: 8 MiB responses asked for on a 4 KiB receive window and never
+/// read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_stalled_readers_cost_little_and_slow_no_one() {
+    let n = slow_clients();
+    let rig = Rig::start(&format!("response_send_timeout = \"{LIMIT}\"")).await;
+    let unloaded = rig.p99().await;
+    let before = rig.process.rss_kib();
+    let held = Arc::new(AtomicUsize::new(0));
+    let mut set = rig
+        .open(n, &held, |addr, held| async move {
+            let Some(mut s) = small_window(addr).await else {
+                return;
+            };
+            let req = b"GET /?bytes=8388608 HTTP/1.1\r\nHost: x\r\n\r\n";
+            if s.write_all(req).await.is_err() {
+                return;
+            }
+            held.fetch_add(1, Ordering::SeqCst);
+            // Never read; hold the socket until the test ends.
+            std::future::pending::<()>().await;
+            drop(s);
+        })
+        .await;
+    let base = 200 + PROBES as u64;
+    eventually("every response under way", Duration::from_secs(20), || async {
+        rig.backend.requests() >= base + n as u64
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    rig.measure("readers", n, before, unloaded, 192).await;
+    rig.wait_cut("send", n).await;
+    set.abort_all();
+}
