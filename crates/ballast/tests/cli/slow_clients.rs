@@ -90,7 +90,11 @@ impl Rig {
         let mut took = Vec::with_capacity(PROBES);
         for _ in 0..PROBES {
             let started = Instant::now();
-            let r = self.client.get(&self.process.url("/")).await.expect("probe");
+            let r = self
+                .client
+                .get(&self.process.url("/"))
+                .await
+                .expect("probe");
             assert_eq!(r.status, 200);
             took.push(started.elapsed());
         }
@@ -125,16 +129,25 @@ impl Rig {
                 set.spawn(behave(self.process.addr, held.clone()));
             }
             let want = ((batch + 1) * 100).min(n);
-            eventually("slow connections opened", Duration::from_secs(20), || async {
-                held.load(Ordering::SeqCst) >= want
-            })
+            eventually(
+                "slow connections opened",
+                Duration::from_secs(20),
+                || async { held.load(Ordering::SeqCst) >= want },
+            )
             .await;
         }
         set
     }
 
     /// Measure with the slow connections held, print, and check the bounds.
-    async fn measure(&self, kind: &str, n: usize, before_kib: u64, unloaded: Duration, max_kib: u64) {
+    async fn measure(
+        &self,
+        kind: &str,
+        n: usize,
+        before_kib: u64,
+        unloaded: Duration,
+        max_kib: u64,
+    ) {
         let during_kib = self.process.rss_kib();
         let per_conn = (during_kib.saturating_sub(before_kib) * 1024) / n as u64;
         let loaded = self.p99().await;
@@ -238,9 +251,11 @@ async fn thousands_of_trickling_bodies_cost_little_and_slow_no_one() {
         })
         .await;
     let base = 200 + PROBES as u64;
-    eventually("every body's request at the target", Duration::from_secs(20), || async {
-        rig.backend.requests() >= base + n as u64
-    })
+    eventually(
+        "every body's request at the target",
+        Duration::from_secs(20),
+        || async { rig.backend.requests() >= base + n as u64 },
+    )
     .await;
     rig.measure("bodies", n, before, unloaded, 96).await;
     rig.wait_cut("body", n).await;
@@ -272,9 +287,11 @@ async fn thousands_of_stalled_readers_cost_little_and_slow_no_one() {
         })
         .await;
     let base = 200 + PROBES as u64;
-    eventually("every response under way", Duration::from_secs(20), || async {
-        rig.backend.requests() >= base + n as u64
-    })
+    eventually(
+        "every response under way",
+        Duration::from_secs(20),
+        || async { rig.backend.requests() >= base + n as u64 },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     rig.measure("readers", n, before, unloaded, 192).await;

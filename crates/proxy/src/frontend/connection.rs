@@ -471,4 +471,34 @@ mod tests {
             .expect("empty");
         assert_eq!(none, 0);
     }
+
+    /// Writes that take no byte for the send timeout fail, and are counted; a
+    /// reader slow but steady (a read every quarter of the timeout) is never cut.
+    #[tokio::test]
+    async fn a_stalled_write_fails_after_the_send_timeout_a_slow_one_does_not() {
+        let limit = Duration::from_millis(400);
+        let metrics = Arc::new(ListenerMetrics::default());
+        let (near, mut far) = tokio::io::duplex(64);
+        let (mut io, _state) = track(near, metrics.clone(), limit);
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            for _ in 0..10 {
+                tokio::time::sleep(limit / 4).await;
+                far.read_exact(&mut buf).await.expect("read");
+            }
+            far // held open, never read again
+        });
+        let started = tokio::time::Instant::now();
+        io.write_all(&[1u8; 640])
+            .await
+            .expect("a slow reader is served");
+        assert_eq!(metrics.timeouts(TimeoutPhase::Send), 0);
+        let e = io.write_all(&[2u8; 640]).await.expect_err("then it stalls");
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(metrics.timeouts(TimeoutPhase::Send), 1);
+        let took = started.elapsed();
+        // Ten reads a quarter of the limit apart, then the limit.
+        assert!(took >= limit * 10 / 4 + limit, "{took:?}");
+        drop(reader);
+    }
 }

@@ -308,3 +308,22 @@ impl Body for UpstreamBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_earns_a_second_per_min_rate_bytes() {
+        let pace = BodyPace::new(Duration::from_secs(30), 1024);
+        assert_eq!(pace.allowance_ms(0), 30_000);
+        assert_eq!(pace.allowance_ms(512), 30_500);
+        assert_eq!(pace.allowance_ms(10 * 1024 * 1024), 30_000 + 10_240_000);
+        assert!(
+            pace.allowance_ms(u64::MAX) > 1 << 50,
+            "saturates, never wraps"
+        );
+        let whole = BodyPace::new(Duration::from_millis(500), 0);
+        assert_eq!(whole.allowance_ms(1 << 30), 500);
+    }
+}
