@@ -25,7 +25,7 @@ use crate::BIN;
 
 /// The limit every slow connection runs into: long enough to open them all and
 /// measure with them held, short enough for a test of under 20 s.
-const LIMIT: &str = "8s";
+const LIMIT: &str = "12s";
 /// Requests of the normal client per measurement.
 const PROBES: usize = 400;
 /// What a noisy, shared 2-core machine adds to a p99 on its own.
@@ -99,6 +99,15 @@ impl Rig {
             took.push(started.elapsed());
         }
         took.sort();
+        if std::env::var_os("BALLAST_SLOW_CLIENTS_DEBUG").is_some() {
+            eprintln!(
+                "probes: p50 {:?} p90 {:?} p99 {:?} max {:?}",
+                took[PROBES / 2],
+                took[PROBES * 9 / 10],
+                took[PROBES * 99 / 100],
+                took[PROBES - 1]
+            );
+        }
         took[PROBES * 99 / 100]
     }
 
@@ -139,10 +148,15 @@ impl Rig {
         set
     }
 
-    /// Measure with the slow connections held, print, and check the bounds.
+    /// Measure with the slow connections held (none cut yet: `phase` counts
+    /// none), print, and check the bounds. A p99 over its bound is measured
+    /// again, twice at most, and the best round counts: other processes on a
+    /// shared machine stall a round now and then, where a slowdown the slow
+    /// connections caused would show in every round.
     async fn measure(
         &self,
         kind: &str,
+        phase: &str,
         n: usize,
         before_kib: u64,
         unloaded: Duration,
@@ -150,16 +164,28 @@ impl Rig {
     ) {
         let during_kib = self.process.rss_kib();
         let per_conn = (during_kib.saturating_sub(before_kib) * 1024) / n as u64;
-        let loaded = self.p99().await;
+        let bound = unloaded * 2 + FLOOR;
+        let mut loaded = self.p99().await;
+        for _ in 0..2 {
+            if loaded <= bound {
+                break;
+            }
+            loaded = loaded.min(self.p99().await);
+        }
         eprintln!(
             "slow {kind}: {n} connections; ballast RSS {before_kib} KiB before, {during_kib} KiB with them: {per_conn} bytes per connection; normal client p99 {unloaded:?} unloaded, {loaded:?} during"
+        );
+        assert_eq!(
+            self.timeouts(phase).await,
+            0,
+            "slow {kind}: cut before the end of the measurement"
         );
         assert!(
             per_conn <= max_kib * 1024,
             "slow {kind}: {per_conn} bytes per connection, over {max_kib} KiB"
         );
         assert!(
-            loaded <= unloaded * 2 + FLOOR,
+            loaded <= bound,
             "slow {kind}: p99 {loaded:?} during, {unloaded:?} unloaded"
         );
     }
@@ -213,7 +239,7 @@ async fn thousands_of_slow_heads_cost_little_and_slow_no_one() {
         .await;
     // Each head has reached ballast and been read in part.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    rig.measure("heads", n, before, unloaded, 64).await;
+    rig.measure("heads", "head", n, before, unloaded, 64).await;
     rig.wait_cut("head", n).await;
     set.abort_all();
 }
@@ -257,7 +283,7 @@ async fn thousands_of_trickling_bodies_cost_little_and_slow_no_one() {
         || async { rig.backend.requests() >= base + n as u64 },
     )
     .await;
-    rig.measure("bodies", n, before, unloaded, 96).await;
+    rig.measure("bodies", "body", n, before, unloaded, 96).await;
     rig.wait_cut("body", n).await;
     set.abort_all();
 }
@@ -294,7 +320,8 @@ async fn thousands_of_stalled_readers_cost_little_and_slow_no_one() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    rig.measure("readers", n, before, unloaded, 192).await;
+    rig.measure("readers", "send", n, before, unloaded, 128)
+        .await;
     rig.wait_cut("send", n).await;
     set.abort_all();
 }
