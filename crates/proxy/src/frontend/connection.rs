@@ -21,18 +21,12 @@
 //! hold decrypted bytes that the socket's readiness would not announce), nor do
 //! HTTP/2 ones.
 //!
-//! Slow readers. A client that stops reading fills its socket's buffers and
-//! then every write to it waits. `TrackedIo` notes when a write first waits and
-//! ends the connection with an error once writes have taken no byte for the
-//! listener's `response_send_timeout` (counted `phase="send"`): whatever serves
-//! the connection (ballast's own server, hyper's HTTP/1.1 or HTTP/2, a tunnel)
-//! sees its write fail and lets go. A write that goes through costs one branch;
-//! the timer is made at the connection's first write that waits, and then only
-//! moved when it fires early. What a stalled connection holds is bounded by
-//! what serves it: the socket's buffers, one response frame or buffer, and for
-//! TLS rustls's 64 KiB of pending output.
+//! Slow readers. Each write's outcome goes to the connection's `Stall`
+//! (`send_timeout.rs`), which fails writes that have taken no byte for the
+//! listener's `response_send_timeout`. What a stalled connection holds is bounded
+//! by what serves it: the socket's buffers, one response frame or buffer, and
+//! for TLS rustls's 64 KiB of pending output.
 
-use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -45,6 +39,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 
 use crate::forward::context::{ConnState, Drain};
+use crate::frontend::send_timeout::Stall;
 use crate::frontend::socket::Socket;
 use crate::observe::metrics::{ListenerMetrics, TimeoutPhase};
 use crate::runtime::now_ms;
@@ -99,14 +94,6 @@ pub struct TrackedIo<T = Socket> {
     stall: Stall,
 }
 
-/// Writes to the client waiting: since when, and the timer that ends the wait
-/// (made at the connection's first wait, then reused).
-#[derive(Default)]
-struct Stall {
-    since: Option<tokio::time::Instant>,
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
 impl<T> TrackedIo<T> {
     pub fn get_ref(&self) -> &T {
         &self.inner
@@ -127,44 +114,6 @@ impl<T> TrackedIo<T> {
     /// The put-back bytes not read yet.
     pub fn take_unread(&mut self) -> Bytes {
         std::mem::take(&mut self.pre)
-    }
-
-    /// What became of a write: any progress ends a stall; a wait starts one, or
-    /// fails the write once writes have waited `response_send_timeout` in a row.
-    fn sent<R>(
-        &mut self,
-        cx: &mut Context<'_>,
-        polled: Poll<io::Result<R>>,
-    ) -> Poll<io::Result<R>> {
-        if polled.is_ready() {
-            if self.stall.since.is_some() {
-                self.stall.since = None;
-            }
-            return polled;
-        }
-        let since = *self
-            .stall
-            .since
-            .get_or_insert_with(tokio::time::Instant::now);
-        let deadline = since + self.state.send_timeout;
-        let timer = self
-            .stall
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        while timer.as_mut().poll(cx).is_ready() {
-            if timer.deadline() >= deadline {
-                self.state.timed_out(TimeoutPhase::Send);
-                tracing::debug!(
-                    limit = ?self.state.send_timeout,
-                    "the client took nothing written to it within response_send_timeout: closed"
-                );
-                let e = io::Error::new(io::ErrorKind::TimedOut, "response_send_timeout");
-                return Poll::Ready(Err(e));
-            }
-            // Set for an earlier stall: wait on.
-            timer.as_mut().reset(deadline);
-        }
-        Poll::Pending
     }
 }
 
@@ -207,7 +156,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
-        this.sent(cx, polled)
+        this.stall.sent(cx, &this.state, polled)
     }
 
     /// hyper writes a response as a list of buffers (head, then body). A
@@ -222,7 +171,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Self::write_gathered(&mut this.inner, cx, bufs);
-        this.sent(cx, polled)
+        this.stall.sent(cx, &this.state, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -232,13 +181,13 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_flush(cx);
-        this.sent(cx, polled)
+        this.stall.sent(cx, &this.state, polled)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_shutdown(cx);
-        this.sent(cx, polled)
+        this.stall.sent(cx, &this.state, polled)
     }
 }
 
@@ -470,35 +419,5 @@ mod tests {
             .await
             .expect("empty");
         assert_eq!(none, 0);
-    }
-
-    /// Writes that take no byte for the send timeout fail, and are counted; a
-    /// reader slow but steady (a read every quarter of the timeout) is never cut.
-    #[tokio::test]
-    async fn a_stalled_write_fails_after_the_send_timeout_a_slow_one_does_not() {
-        let limit = Duration::from_millis(400);
-        let metrics = Arc::new(ListenerMetrics::default());
-        let (near, mut far) = tokio::io::duplex(64);
-        let (mut io, _state) = track(near, metrics.clone(), limit);
-        let reader = tokio::spawn(async move {
-            let mut buf = [0u8; 64];
-            for _ in 0..10 {
-                tokio::time::sleep(limit / 4).await;
-                far.read_exact(&mut buf).await.expect("read");
-            }
-            far // held open, never read again
-        });
-        let started = tokio::time::Instant::now();
-        io.write_all(&[1u8; 640])
-            .await
-            .expect("a slow reader is served");
-        assert_eq!(metrics.timeouts(TimeoutPhase::Send), 0);
-        let e = io.write_all(&[2u8; 640]).await.expect_err("then it stalls");
-        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
-        assert_eq!(metrics.timeouts(TimeoutPhase::Send), 1);
-        let took = started.elapsed();
-        // Ten reads a quarter of the limit apart, then the limit.
-        assert!(took >= limit * 10 / 4 + limit, "{took:?}");
-        drop(reader);
     }
 }
