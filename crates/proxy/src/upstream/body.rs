@@ -26,10 +26,16 @@
 //! broken body does: the handler answers 408 if no response has started, or the
 //! exchange is aborted. A body that arrives without a wait costs no timer and
 //! no clock read; the first wait makes the timer, later ones reuse it.
+//!
+//! Once the target has answered while the body still streams (an HTTP/2 target
+//! that answers early: a gRPC bidirectional stream, a watch), the clock stops.
+//! The target has taken the exchange on, and a client that sends its next
+//! message minutes later is that conversation, not a slow POST: ballast's
+//! holding of it is bounded per connection and stream as any request's.
 
 use std::future::Future as _;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -97,6 +103,7 @@ impl UpstreamBody {
         let tally = Tally {
             bytes: AtomicU64::new(0),
             fault: AtomicU8::new(0),
+            answered: AtomicBool::new(false),
             pace,
             metrics: Some(metrics.clone()),
         };
@@ -119,6 +126,8 @@ pub struct Tally {
     bytes: AtomicU64,
     /// 0, or a `ClientFault` plus one.
     fault: AtomicU8,
+    /// The target's response head came back: the body's clock stops.
+    answered: AtomicBool,
     pace: BodyPace,
     /// The listener's cells, for a body that timed out.
     metrics: Option<Arc<ListenerMetrics>>,
@@ -150,6 +159,11 @@ impl Waits {
         cx: &mut Context<'_>,
         tally: &Tally,
     ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
+        if tally.answered.load(Ordering::Relaxed) {
+            // No clock once the target has answered; the client's body wakes us.
+            self.timer = None;
+            return Poll::Pending;
+        }
         let now = now_ms();
         if self.since_ms == 0 {
             self.since_ms = now;
@@ -187,6 +201,11 @@ impl Waits {
 }
 
 impl Tally {
+    /// The target answered while the body may still stream: stop its clock.
+    pub fn answered(&self) {
+        self.answered.store(true, Ordering::Relaxed);
+    }
+
     /// Bytes of body data read from the client.
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)

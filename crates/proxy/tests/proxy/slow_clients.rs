@@ -386,3 +386,46 @@ async fn small_window(addr: std::net::SocketAddr) -> TcpStream {
     socket.set_recv_buffer_size(4096).expect("rcvbuf");
     socket.connect(addr).await.expect("connect")
 }
+
+/// Once the target has answered, the body's clock stops: a gRPC bidirectional
+/// stream whose client pauses, in all, several times `request_body_timeout`
+/// between its messages is a conversation, not a slow POST, and goes on.
+#[tokio::test]
+async fn a_grpc_stream_the_target_answered_may_pause_longer_than_the_body_timeout() {
+    use ballast_testkit::grpc::{client, EchoRequest, GrpcBackend};
+    use futures_util::StreamExt;
+
+    let backend = GrpcBackend::start().await;
+    let mut setup = Setup::with_targets(&[backend.addr]).grpc();
+    setup.listener_extra = "request_body_timeout = \"200ms\"".into();
+    let ballast = Ballast::start(&setup).await;
+    ballast.all_healthy().await;
+    let mut c = client(&ballast.url("")).await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<EchoRequest>(1);
+    let outbound =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+    let mut inbound = c.bidi(outbound).await.expect("bidi").into_inner();
+    for i in 0..4 {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let msg = EchoRequest {
+            message: format!("ping {i}"),
+            ..Default::default()
+        };
+        tx.send(msg).await.expect("send");
+        let reply = tokio::time::timeout(SOON, inbound.next())
+            .await
+            .expect("reply in time")
+            .expect("a reply")
+            .expect("ok");
+        assert_eq!(reply.message, format!("ping {i}"));
+    }
+    drop(tx);
+    assert!(inbound.next().await.is_none(), "ends at the client's end");
+    let text = ballast.server.metrics_text();
+    assert!(
+        text.contains("ballast_client_timeouts_total{listener=\"public\",phase=\"body\"} 0"),
+        "{text}"
+    );
+}
