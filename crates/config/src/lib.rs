@@ -9,6 +9,7 @@
 mod action;
 mod admin;
 pub mod admission;
+pub mod client_timeouts;
 mod decode;
 pub mod duration;
 mod error;
@@ -91,6 +92,8 @@ mod tests;
 mod tests_admin;
 #[cfg(test)]
 mod tests_admission;
+#[cfg(test)]
+mod tests_client_timeouts;
 #[cfg(test)]
 mod tests_limits;
 #[cfg(test)]

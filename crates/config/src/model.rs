@@ -140,6 +140,9 @@ pub struct ListenerConfig {
     /// Allow/deny lists, PROXY protocol and connection limits.
     #[serde(flatten)]
     pub admission: crate::admission::ListenerAdmission,
+    /// Limits on slow request bodies and slow readers.
+    #[serde(flatten)]
+    pub client_timeouts: crate::client_timeouts::ClientTimeouts,
 }
 
 impl ListenerConfig {

@@ -335,6 +335,7 @@ fn decode_listener(
     let https = protocol.map(|p| p == ListenerProtocol::Https);
     let tls = crate::tls::decode_listener_tls(&mut f, https, base, errs);
     let admission = crate::admission::decode_listener_admission(&mut f, errs);
+    let client_timeouts = crate::client_timeouts::decode_client_timeouts(&mut f, errs);
     f.finish(errs);
     let config = (|| {
         Some(ListenerConfig {
@@ -352,6 +353,7 @@ fn decode_listener(
             rate_limits: rate_limits?,
             tls: tls?,
             admission: admission?,
+            client_timeouts: client_timeouts?,
         })
     })();
     DecodedListener { config, name, bind }

@@ -44,10 +44,13 @@ pub enum RequestBody {
 }
 
 impl RequestBody {
-    /// The body to send on: `Empty` when there is nothing to stream.
-    pub fn into_upstream(self) -> UpstreamBody {
+    /// The body to send on, paced by the connection's listener: `Empty` when
+    /// there is nothing to stream.
+    pub fn into_upstream(self, conn: &crate::forward::ConnCtx) -> UpstreamBody {
         match self {
-            RequestBody::Incoming(body) if !body.is_end_stream() => UpstreamBody::client(body),
+            RequestBody::Incoming(body) if !body.is_end_stream() => {
+                UpstreamBody::client(body, conn.body_pace, &conn.metrics)
+            }
             _ => UpstreamBody::Empty,
         }
     }

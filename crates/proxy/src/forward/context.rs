@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::forward::headers::{self, ForwardedInfo};
 use crate::forward::upgrade::Tunnels;
-use crate::observe::metrics::ListenerMetrics;
+use crate::observe::metrics::{ListenerMetrics, TimeoutPhase};
 use crate::runtime::now_ms;
 use crate::snapshot::Shared;
 
@@ -43,6 +43,8 @@ pub struct ConnCtx {
     /// (`admission/connections.rs`); an upgraded connection's tunnel holds it
     /// too, so that it counts until the tunnel ends.
     pub admitted: Option<Arc<crate::admission::connections::Admitted>>,
+    /// How long a request body may take to arrive (`upstream/body.rs`).
+    pub body_pace: crate::upstream::body::BodyPace,
 }
 
 /// Hands an upgraded client socket over to its tunnel.
@@ -64,7 +66,6 @@ pub enum Drain {
 }
 
 /// Activity of one connection, shared by its reader, its requests and its timer.
-#[derive(Default)]
 pub struct ConnState {
     in_flight: AtomicU32,
     idle_since: AtomicU64,
@@ -73,17 +74,30 @@ pub struct ConnState {
     /// HTTP/2 connections read frames (PING, SETTINGS) between requests; for them,
     /// bytes while idle do not start a request head.
     http2: AtomicBool,
+    /// Writes to the client that take no byte for this long end the connection
+    /// (`frontend/connection.rs`).
+    pub send_timeout: Duration,
+    /// The listener's cells, for the slow clients cut off.
+    metrics: Arc<ListenerMetrics>,
 }
 
 impl ConnState {
-    pub fn new() -> Arc<Self> {
+    pub fn new(metrics: Arc<ListenerMetrics>, send_timeout: Duration) -> Arc<Self> {
         let now = now_ms();
         Arc::new(ConnState {
+            in_flight: AtomicU32::new(0),
             idle_since: AtomicU64::new(now),
             // A new connection must send its first request head in time.
             head_started: AtomicU64::new(now),
-            ..Default::default()
+            http2: AtomicBool::new(false),
+            send_timeout,
+            metrics,
         })
+    }
+
+    /// A limit on slow clients cut this connection off (or one of its requests).
+    pub fn timed_out(&self, phase: TimeoutPhase) {
+        self.metrics.timed_out(phase);
     }
 
     /// A request head was read: count it until the guard (kept by its response body)

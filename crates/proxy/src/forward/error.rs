@@ -72,6 +72,10 @@ pub enum ProxyError {
     /// closed its connection or reset its HTTP/2 stream.
     #[error("the client went away in the middle of its request body")]
     ClientClosed,
+    /// The client's request body did not arrive within the listener's
+    /// `request_body_timeout` (as extended by `request_body_min_rate`): 408.
+    #[error("the client's request body did not arrive in time")]
+    ClientBodyTimeout,
     /// The target group's circuit breaker is at this limit: the request is
     /// answered at once, without touching a target (`resilience/breaker.rs`).
     #[error("circuit breaker of the target group open: {} limit reached", .0.as_str())]
@@ -116,6 +120,7 @@ impl ProxyError {
             | ProxyError::Desync(_)
             | ProxyError::ClientBodyInvalid
             | ProxyError::ClientClosed
+            | ProxyError::ClientBodyTimeout
             | ProxyError::RateLimited(_) => ErrorSource::Client,
             ProxyError::GrpcNeedsHttp2(_) => ErrorSource::Ballast,
             ProxyError::ListenerGone
@@ -139,6 +144,7 @@ impl ProxyError {
             | ProxyError::Desync(_)
             | ProxyError::ClientBodyInvalid
             | ProxyError::ClientClosed => StatusCode::BAD_REQUEST,
+            ProxyError::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::UnsafeRedirect => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::ListenerGone
@@ -167,6 +173,7 @@ impl ProxyError {
             | ProxyError::Desync(_)
             | ProxyError::ClientBodyInvalid => Code::InvalidArgument,
             ProxyError::ClientClosed => Code::Cancelled,
+            ProxyError::ClientBodyTimeout => Code::DeadlineExceeded,
             ProxyError::UnsafeRedirect => Code::Internal,
             ProxyError::RateLimited(_) => Code::ResourceExhausted,
             ProxyError::ListenerGone
@@ -211,6 +218,7 @@ impl ProxyError {
             ProxyError::Desync(_) => Rejection::Desync.as_str(),
             ProxyError::ClientBodyInvalid => "client_body_invalid",
             ProxyError::ClientClosed => "client_closed",
+            ProxyError::ClientBodyTimeout => "request_body_timeout",
             ProxyError::UnsafeRedirect => "unsafe_redirect",
             ProxyError::ListenerGone => "listener_draining",
             ProxyError::NoTarget(_) => "no_healthy_target",
@@ -230,6 +238,7 @@ impl From<ClientFault> for ProxyError {
         match fault {
             ClientFault::Invalid => ProxyError::ClientBodyInvalid,
             ClientFault::Closed => ProxyError::ClientClosed,
+            ClientFault::TimedOut => ProxyError::ClientBodyTimeout,
         }
     }
 }
@@ -257,6 +266,16 @@ mod tests {
             assert_eq!(e.grpc_status(), code);
             assert!(e.rejection().is_none());
         }
+    }
+
+    #[test]
+    fn a_body_too_slow_is_the_clients_408() {
+        let e = ProxyError::from(ClientFault::TimedOut);
+        assert_eq!(e.source_side(), ErrorSource::Client);
+        assert_eq!(e.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(e.reason(), "request_body_timeout");
+        assert_eq!(e.grpc_status(), Code::DeadlineExceeded);
+        assert!(e.rejection().is_none());
     }
 
     #[test]

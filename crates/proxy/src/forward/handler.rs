@@ -100,6 +100,8 @@ struct Plan {
     /// Close the client's connection after the response (and the target's after
     /// this request): a refused or an ambiguous HTTP/1 request (`hygiene/`).
     close: bool,
+    /// The request came over HTTP/2 (no connection to close per request).
+    http2: bool,
     step: Step,
 }
 
@@ -173,6 +175,7 @@ fn plan(mut req: Request<RequestBody>, conn: &ConnCtx, seen: Seen) -> Plan {
         sticky: None,
         // HTTP/2 has no connection to close per request.
         close: close && !http2,
+        http2,
         step: Step::Done(None),
     };
     plan.step = match decision {
@@ -225,7 +228,7 @@ fn prepare(
         multiplex::to_http2(&mut parts, te_trailers, group.tls.is_some());
     }
     crate::tls::client_cert::apply(&mut parts.headers, conn.tls.as_deref().map(|t| &t.cert));
-    let body = body.into_upstream();
+    let body = body.into_upstream(conn);
     plan.trace.body = body.tally().cloned();
     let replayable =
         matches!(body, UpstreamBody::Empty) && http1_attempt::is_idempotent(&parts.method);
@@ -292,7 +295,8 @@ fn run(mut plan: Plan, conn: Arc<ConnCtx>) -> impl Future<Output = Response<Resp
             record,
             trace,
             group,
-            close,
+            mut close,
+            http2,
             ..
         } = plan;
         let mut error_reason = None;
@@ -300,6 +304,9 @@ fn run(mut plan: Plan, conn: Arc<ConnCtx>) -> impl Future<Output = Response<Resp
             if let Some(why) = e.rejection() {
                 conn.metrics.reject(why);
             }
+            // The rest of a body too slow to wait for is not read: the
+            // connection cannot carry another request.
+            close |= matches!(e, ProxyError::ClientBodyTimeout) && !http2;
             error_reason = Some(e.reason());
             error_response(&e, conn, is_grpc)
         });

@@ -94,11 +94,12 @@ pub async fn send(
             Some(Err(e)) => e,
             None => return Err((ProxyError::ResponseTimeout(target.addr), true)),
         };
-        if let http1::Error::ClientBody(e) = &error {
+        if let http1::Error::ClientBody(_) = &error {
             // Reading the client's body failed, not the target: the client's
-            // failure. The connection, left with part of a body on it, closes
-            // with the lease; the request goes nowhere else.
-            return Err((ClientFault::of(e).into(), true));
+            // failure (the body recorded which). The connection, left with part
+            // of a body on it, closes with the lease; the request goes nowhere else.
+            let fault = trace.client_fault().unwrap_or(ClientFault::Closed);
+            return Err((fault.into(), true));
         }
         // Still whole here: a replayable request may be sent again.
         let replayable = req.body().is_end_stream() && is_idempotent(req.method());

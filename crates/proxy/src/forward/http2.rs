@@ -140,6 +140,10 @@ pub async fn send(
                 target.metrics.duration.observe(head_at - sent_at);
                 trace.head_at = Some(head_at);
                 trace.target_status = Some(status);
+                if let Some(body) = &trace.body {
+                    // The rest of the client's body is the target's business now.
+                    body.answered();
+                }
                 remove_hop_by_hop(response.headers_mut());
                 let hold = Hold::Stream(stream);
                 return Ok(response.map(|body| ResponseBody::held(body, hold)));

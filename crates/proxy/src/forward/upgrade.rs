@@ -91,7 +91,7 @@ pub async fn forward(
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(UPGRADE, upgrade);
     }
-    let body = body.into_upstream();
+    let body = body.into_upstream(conn);
     trace.body = body.tally().cloned();
     let replayable = matches!(body, UpstreamBody::Empty);
     let shard = group.shard_for(&parts.headers, conn.client_ip.as_bytes());

@@ -20,6 +20,12 @@
 //! or a head arriving keeps them served. TLS connections do not park (rustls may
 //! hold decrypted bytes that the socket's readiness would not announce), nor do
 //! HTTP/2 ones.
+//!
+//! Slow readers. Each write's outcome goes to the connection's `Stall`
+//! (`send_timeout.rs`), which fails writes that have taken no byte for the
+//! listener's `response_send_timeout`. What a stalled connection holds is bounded
+//! by what serves it: the socket's buffers, one response frame or buffer, and
+//! for TLS rustls's 64 KiB of pending output.
 
 use std::io;
 use std::pin::Pin;
@@ -33,8 +39,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 
 use crate::forward::context::{ConnState, Drain};
+use crate::frontend::send_timeout::Stall;
 use crate::frontend::socket::Socket;
+use crate::observe::metrics::{ListenerMetrics, TimeoutPhase};
 use crate::runtime::now_ms;
+use crate::upstream::body::BodyPace;
 
 /// How long an HTTP/1 keep-alive connection stays quiet before it gives its
 /// buffers back (see the module docs). Long enough that a client sending request
@@ -82,6 +91,7 @@ pub struct TrackedIo<T = Socket> {
     inner: T,
     state: Arc<ConnState>,
     pre: Bytes,
+    stall: Stall,
 }
 
 impl<T> TrackedIo<T> {
@@ -144,7 +154,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.stall.sent(cx, &this.state, polled)
     }
 
     /// hyper writes a response as a list of buffers (head, then body). A
@@ -157,7 +169,35 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let inner = &mut self.get_mut().inner;
+        let this = self.get_mut();
+        let polled = Self::write_gathered(&mut this.inner, cx, bufs);
+        this.stall.sent(cx, &this.state, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.stall.sent(cx, &this.state, polled)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.stall.sent(cx, &this.state, polled)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> TrackedIo<T> {
+    /// See `poll_write_vectored`.
+    fn write_gathered(
+        inner: &mut T,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let mut parts = bufs.iter().filter(|b| !b.is_empty());
         let (Some(first), second) = (parts.next(), parts.next()) else {
             return Poll::Ready(Ok(0));
@@ -177,18 +217,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
         }
         Pin::new(inner).poll_write(cx, &gathered[..len])
     }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
 }
 
 /// Limits of one listener's connections.
@@ -198,15 +226,24 @@ pub struct Timeouts {
     pub idle: Duration,
     /// The largest request head taken (`max_request_head_size`).
     pub max_request_head: usize,
+    /// How long a request body may take (`upstream/body.rs`).
+    pub request_body: BodyPace,
+    /// Writes that take no byte for this long end the connection.
+    pub send: Duration,
 }
 
 /// Wrap an accepted socket for serving, returning the state its requests report to.
-pub fn track<T>(stream: T) -> (TrackedIo<T>, Arc<ConnState>) {
-    let state = ConnState::new();
+pub fn track<T>(
+    stream: T,
+    metrics: Arc<ListenerMetrics>,
+    send_timeout: Duration,
+) -> (TrackedIo<T>, Arc<ConnState>) {
+    let state = ConnState::new(metrics, send_timeout);
     let io = TrackedIo {
         inner: stream,
         state: state.clone(),
         pre: Bytes::new(),
+        stall: Stall::default(),
     };
     (io, state)
 }
@@ -330,7 +367,10 @@ where
                         closing = true;
                         parking = true;
                     }
-                    Verdict::HeadTimeout => return Ended::Closed,
+                    Verdict::HeadTimeout => {
+                        state.timed_out(TimeoutPhase::Head);
+                        return Ended::Closed;
+                    }
                 }
             }
         }
@@ -355,7 +395,7 @@ mod tests {
             .await
             .expect("connect");
         let (mut server, _) = listener.accept().await.expect("accept");
-        let (mut io, _state) = track(client);
+        let (mut io, _state) = track(client, Arc::default(), Duration::from_secs(30));
         let big = vec![b'x'; GATHER + 1];
         let cases: [&[&[u8]]; 4] = [
             &[b"HTTP/1.1 200 OK\r\n\r\n", b"", b"hello"],

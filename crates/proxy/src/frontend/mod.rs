@@ -5,7 +5,8 @@
 //! `serve.rs` tells the protocol of a new connection apart (HTTP/1.1, h2c, TLS)
 //! and serves it, with ballast's own server for the common HTTP/1.1 request
 //! (`http1/`) and hyper for the rest; `connection.rs` keeps a connection's
-//! header-read and idle timeouts and its part in a drain; `socket.rs` reads and
+//! header-read and idle timeouts and its part in a drain (`send_timeout.rs`:
+//! the send timeout on its writes); `socket.rs` reads and
 //! writes a socket before it ever joins tokio's driver; `parking.rs` holds idle
 //! keep-alive connections without a task; `http2/` sets the limits of hyper's
 //! HTTP/2 server and guards it against the floods h2 does not bound.
@@ -24,5 +25,6 @@ pub mod http2;
 pub mod listener;
 pub mod parking;
 pub mod proxy_protocol;
+pub mod send_timeout;
 pub mod serve;
 pub mod socket;

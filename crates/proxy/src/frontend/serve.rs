@@ -26,6 +26,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use ballast_config::client_timeouts::ClientTimeouts;
 use ballast_config::ListenerConfig;
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
@@ -53,6 +54,7 @@ use crate::hygiene::Seen;
 use crate::observe::metrics::{ConnectionGuard, ListenerMetrics};
 use crate::snapshot::Shared;
 use crate::tls::{AppProtocol, Terminator, TlsConnInfo};
+use crate::upstream::body::BodyPace;
 
 /// What a parked connection keeps to be served again: the client's address,
 /// inline in the lot's slot. Its context and state are made again when it wakes
@@ -94,6 +96,11 @@ impl AcceptCtx {
                     header_read: l.config.header_read_timeout,
                     idle: l.config.idle_timeout,
                     max_request_head: l.config.max_request_head_size,
+                    request_body: BodyPace::new(
+                        l.config.client_timeouts.request_body_timeout,
+                        l.config.client_timeouts.request_body_min_rate,
+                    ),
+                    send: l.config.client_timeouts.response_send_timeout,
                 },
                 l.metrics.clone(),
                 l.admission.clone(),
@@ -104,6 +111,8 @@ impl AcceptCtx {
                     header_read: ListenerConfig::DEFAULT_HEADER_READ_TIMEOUT,
                     idle: ListenerConfig::DEFAULT_IDLE_TIMEOUT,
                     max_request_head: ListenerConfig::DEFAULT_MAX_REQUEST_HEAD_SIZE,
+                    request_body: BodyPace::default(),
+                    send: ClientTimeouts::DEFAULT_RESPONSE_SEND_TIMEOUT,
                 },
                 Arc::default(),
                 None,
@@ -174,7 +183,15 @@ pub(super) async fn serve(
     }
     // Nothing is read here: ballast's own HTTP/1.1 server reads the first bytes
     // and tells HTTP/2's preface apart (`Burst::Http2`).
-    let (io, _, conn_ctx) = start(stream, client, None, &ctx, metrics, tunnels, admitted);
+    let (io, _, conn_ctx) = start(
+        stream,
+        client,
+        None,
+        &ctx,
+        (metrics, timeouts),
+        tunnels,
+        admitted,
+    );
     let plain = Box::pin(serve_plain(io, &ctx, conn_ctx, timeouts, &lot, open, true));
     plain.await;
 }
@@ -246,7 +263,15 @@ pub(super) async fn resumed(
         _open: open,
         admitted,
     } = resume;
-    let (io, _, conn_ctx) = start(socket, client, None, &ctx, metrics, tunnels, admitted);
+    let (io, _, conn_ctx) = start(
+        socket,
+        client,
+        None,
+        &ctx,
+        (metrics, timeouts),
+        tunnels,
+        admitted,
+    );
     let plain = Box::pin(serve_plain(io, &ctx, conn_ctx, timeouts, &lot, open, false));
     plain.await;
 }
@@ -275,7 +300,16 @@ async fn serve_tls(
     // The connection's state starts its header-read clock now: the first request
     // (for HTTP/2, the preface and a request) must come within `header_read`
     // (`connection::supervise`).
-    let (io, state, conn_ctx) = start(Box::new(tls), client, info, ctx, metrics, tunnels, admitted);
+    let listener = (metrics, timeouts);
+    let (io, state, conn_ctx) = start(
+        Box::new(tls),
+        client,
+        info,
+        ctx,
+        listener,
+        tunnels,
+        admitted,
+    );
     let mut drain = conn_ctx.tunnels.drain.clone();
     match protocol {
         AppProtocol::Http2 => {
@@ -296,17 +330,18 @@ async fn serve_tls(
     }
 }
 
-/// A connection's tracked stream, its activity state and its context.
+/// A connection's tracked stream, its activity state and its context, with its
+/// listener's metric cells and limits.
 fn start<T: Transport>(
     stream: T,
     client: SocketAddr,
     tls: Option<Arc<TlsConnInfo>>,
     ctx: &AcceptCtx,
-    metrics: Arc<ListenerMetrics>,
+    (metrics, timeouts): (Arc<ListenerMetrics>, Timeouts),
     tunnels: Tunnels,
     admitted: Option<Arc<Admitted>>,
 ) -> (TrackedIo<T>, Arc<ConnState>, Arc<ConnCtx>) {
-    let (io, state) = connection::track(stream);
+    let (io, state) = connection::track(stream, metrics.clone(), timeouts.send);
     let conn_ctx = Arc::new(ConnCtx {
         shared: ctx.shared.clone(),
         listener: ctx.name.clone(),
@@ -319,6 +354,7 @@ fn start<T: Transport>(
         tunnels,
         client_handoff: Mutex::new(None),
         admitted,
+        body_pace: timeouts.request_body,
     });
     (io, state, conn_ctx)
 }

@@ -30,10 +30,10 @@ pub enum Error {
     Invalid(&'static str),
     #[error("response head larger than {} bytes", codec::MAX_HEAD)]
     HeadTooLarge,
-    /// Reading the client's request body failed (malformed, or the client went
-    /// away): the client's failure, not the target's.
+    /// Reading the client's request body failed (malformed, the client went
+    /// away, or too slow): the client's failure, not the target's.
     #[error("request body: {0}")]
-    ClientBody(hyper::Error),
+    ClientBody(Box<dyn std::error::Error + Send + Sync>),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use crate::hygiene::desync::Class;
 use crate::observe::metrics::{
-    Histogram, ListenerMetrics, Rejection, TargetMetrics, BUCKETS, HTTP2_REASONS,
+    Histogram, ListenerMetrics, Rejection, TargetMetrics, TimeoutPhase, BUCKETS, HTTP2_REASONS,
 };
 
 /// One listener as a scrape shows it.
@@ -155,6 +155,22 @@ pub fn render(listeners: &[ListenerView<'_>], groups: &[GroupView<'_>]) -> Strin
                 "ballast_rejected_requests_total",
                 &[("listener", name), ("reason", why.as_str())],
                 metrics.rejected(why),
+            );
+        }
+    }
+    family(
+        &mut out,
+        "ballast_client_timeouts_total",
+        "counter",
+        "Slow clients cut off, by listener and phase: head (header_read_timeout), body (request_body_timeout) or send (response_send_timeout).",
+    );
+    for ListenerView { name, metrics } in listeners {
+        for phase in TimeoutPhase::ALL {
+            sample(
+                &mut out,
+                "ballast_client_timeouts_total",
+                &[("listener", name), ("phase", phase.as_str())],
+                metrics.timeouts(phase),
             );
         }
     }

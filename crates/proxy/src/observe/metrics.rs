@@ -149,6 +149,34 @@ impl Rejection {
     }
 }
 
+/// Which limit on slow clients closed a connection or ended a request
+/// (`ballast_client_timeouts_total{listener,phase}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeoutPhase {
+    /// A request head (or a new connection's first one) did not arrive within
+    /// `header_read_timeout`: the connection was closed.
+    Head = 0,
+    /// A request body did not arrive within `request_body_timeout` (as extended
+    /// by `request_body_min_rate`): 408, or the exchange aborted if the response
+    /// had started.
+    Body = 1,
+    /// The client took no byte of what ballast wrote for `response_send_timeout`:
+    /// the connection was closed.
+    Send = 2,
+}
+
+impl TimeoutPhase {
+    pub const ALL: [TimeoutPhase; 3] = [TimeoutPhase::Head, TimeoutPhase::Body, TimeoutPhase::Send];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeoutPhase::Head => "head",
+            TimeoutPhase::Body => "body",
+            TimeoutPhase::Send => "send",
+        }
+    }
+}
+
 /// One listener's cells; kept by name across reloads.
 #[derive(Default)]
 pub struct ListenerMetrics {
@@ -166,6 +194,8 @@ pub struct ListenerMetrics {
     /// HTTP/2 connections ballast closed with a GOAWAY carrying an error, by
     /// error code (`HTTP2_REASONS` as index).
     http2_closed: [AtomicU64; HTTP2_REASONS.len()],
+    /// Slow clients cut off, by `TimeoutPhase`.
+    client_timeouts: [AtomicU64; TimeoutPhase::ALL.len()],
 }
 
 /// HTTP/2 error codes (RFC 9113 §7) as `ballast_http2_connections_closed_total`
@@ -195,6 +225,14 @@ impl ListenerMetrics {
 
     pub fn rejected(&self, why: Rejection) -> u64 {
         self.rejected[why as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn timed_out(&self, phase: TimeoutPhase) {
+        self.client_timeouts[phase as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn timeouts(&self, phase: TimeoutPhase) -> u64 {
+        self.client_timeouts[phase as usize].load(Ordering::Relaxed)
     }
 
     pub fn classified(&self, class: Class) {

@@ -24,6 +24,7 @@ mod reload;
 mod retries;
 mod rules;
 mod shuffle_shard;
+mod slow_clients;
 mod slow_start;
 mod smuggling;
 mod sticky;

@@ -53,6 +53,7 @@ use crate::frontend::connection::{self, Timeouts, TrackedIo};
 use crate::frontend::socket::Socket;
 use crate::hygiene::desync::Verdict;
 use crate::hygiene::Seen;
+use crate::observe::metrics::TimeoutPhase;
 use crate::runtime::buffers::{self, Lent};
 use request::{parse, Head, Parsed};
 use response::{write_response, Write};
@@ -170,6 +171,10 @@ pub async fn serve(
                             timeouts.idle
                         };
                         if idle >= limit {
+                            if fresh && timeouts.header_read <= timeouts.idle {
+                                // Connected and said nothing: a slow head.
+                                state.timed_out(TimeoutPhase::Head);
+                            }
                             return Outcome::Closed;
                         }
                         if !fresh && idle >= connection::PARK_AFTER {
