@@ -40,11 +40,19 @@ pub fn units(data: &[u8]) {
     };
     if let Some(d) = duration::parse(text) {
         let printed = duration::format(d);
-        assert_eq!(duration::parse(&printed), Some(d), "{text:?} printed {printed:?}");
+        assert_eq!(
+            duration::parse(&printed),
+            Some(d),
+            "{text:?} printed {printed:?}"
+        );
     }
     if let Some(n) = size::parse(text) {
         let printed = size::format(n);
-        assert_eq!(size::parse(&printed), Some(n), "{text:?} printed {printed:?}");
+        assert_eq!(
+            size::parse(&printed),
+            Some(n),
+            "{text:?} printed {printed:?}"
+        );
     }
     let expected = text.split_once('/').and_then(|(n, unit)| {
         let digits = !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());

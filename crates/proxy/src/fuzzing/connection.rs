@@ -60,7 +60,11 @@ pub fn sticky_cookie(data: &[u8]) {
             Arc::new(Target::new("web", addr, 1, Duration::from_secs(1)))
         })
         .collect();
-    assert_eq!(sticky.named(data, &targets, NOW), None, "forged value accepted");
+    assert_eq!(
+        sticky.named(data, &targets, NOW),
+        None,
+        "forged value accepted"
+    );
 
     if data.len() >= 10 {
         let index = usize::from(data[0] % 3);

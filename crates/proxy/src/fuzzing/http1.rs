@@ -38,7 +38,12 @@ pub fn request_head(data: &[u8]) {
     assert_eq!(req.method().as_str(), method);
     assert_eq!(oracle.version, Some(1));
     assert_eq!(req.version(), Version::HTTP_11);
-    assert!(same_target(req.uri(), target), "{} read as {}", target, req.uri());
+    assert!(
+        same_target(req.uri(), target),
+        "{} read as {}",
+        target,
+        req.uri()
+    );
 
     let mut sent: Vec<(String, &[u8])> = oracle
         .headers
@@ -56,8 +61,16 @@ pub fn request_head(data: &[u8]) {
     assert_eq!(sent, kept, "header fields");
 
     let fields = oracle.headers.iter().map(|h| (h.name.as_bytes(), h.value));
-    let full = desync::classify(method.as_bytes(), Version::HTTP_11, target.as_bytes(), fields);
-    assert_eq!(head.verdict, full, "shortcut verdict against the classifier");
+    let full = desync::classify(
+        method.as_bytes(),
+        Version::HTTP_11,
+        target.as_bytes(),
+        fields,
+    );
+    assert_eq!(
+        head.verdict, full,
+        "shortcut verdict against the classifier"
+    );
     // The checks after the parser must take whatever it took without panicking.
     let _ = crate::hygiene::host::check(req.version(), req.uri(), req.headers());
 }
@@ -66,7 +79,7 @@ pub fn request_head(data: &[u8]) {
 /// what `http::Uri` (hyper's reading too) normalises, deliberately accepted here:
 /// a fragment is dropped (a request target has none, RFC 9112 §3.2; rules and the
 /// target both see the path without it), and in an absolute-form target the
-/// scheme's case (`HTTP://`) and an empty path, which is `/` (RFC 9110 §4.2.3:
+/// scheme's case (`HTTP://` is `http://`) and an empty path, which is `/` (RFC 9110 §4.2.3:
 /// `http://h` and `http://h/` are the same resource, and the target gets `/` in
 /// origin form either way).
 fn same_target(uri: &http::Uri, raw: &str) -> bool {
@@ -80,8 +93,17 @@ fn same_target(uri: &http::Uri, raw: &str) -> bool {
     };
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
-    let tail = if tail.starts_with('/') { tail.to_string() } else { format!("/{tail}") };
-    shown == format!("{}://{authority}{tail}", scheme.to_ascii_lowercase())
+    let tail = if tail.starts_with('/') {
+        tail.to_string()
+    } else {
+        format!("/{tail}")
+    };
+    // `http` and `https` are written in lower case, other schemes as sent.
+    shown
+        .split_once("://")
+        .is_some_and(|(shown_scheme, shown_rest)| {
+            shown_scheme.eq_ignore_ascii_case(scheme) && shown_rest == format!("{authority}{tail}")
+        })
 }
 
 /// A target's response head: what is accepted is a head httparse reads, exactly
@@ -91,7 +113,11 @@ pub fn response_head(data: &[u8]) {
     let Some((&first, raw)) = data.split_first() else {
         return;
     };
-    let method = if first & 1 == 1 { Method::HEAD } else { Method::GET };
+    let method = if first & 1 == 1 {
+        Method::HEAD
+    } else {
+        Method::GET
+    };
     let mut buf = BytesMut::from(raw);
     let Ok(Some(head)) = codec::parse_response(&mut buf, &method) else {
         return;
@@ -114,7 +140,12 @@ pub fn response_head(data: &[u8]) {
         || head.status == 304
         || method == Method::HEAD;
     assert_eq!(bodiless, head.framing == Framing::Empty);
-    let has = |n: &str| oracle.headers.iter().any(|h| h.name.eq_ignore_ascii_case(n));
+    let has = |n: &str| {
+        oracle
+            .headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case(n))
+    };
     if has("transfer-encoding") && !bodiless {
         assert!(matches!(head.framing, Framing::Chunked | Framing::Close));
         if has("content-length") {
@@ -151,7 +182,11 @@ pub fn chunked_body(data: &[u8]) {
     }
     encoded.extend_from_slice(b"0\r\n\r\n");
     let decoded = decode(&encoded, 13);
-    assert_eq!(decoded, Ok((input.to_vec(), None, Vec::new())), "round trip");
+    assert_eq!(
+        decoded,
+        Ok((input.to_vec(), None, Vec::new())),
+        "round trip"
+    );
 }
 
 /// Body, trailers and the bytes left after the body; or the error's text.

@@ -31,9 +31,12 @@ pub use connection::{proxy_header, sticky_cookie};
 pub use http1::{chunked_body, request_head, response_head};
 pub use routing::{glob, path, redirect};
 
+/// A target's check: panics on a defect.
+pub type Check = fn(&[u8]);
+
 /// Every target by the name its `cargo fuzz` binary, corpus and regressions
 /// folder have.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("request_head", request_head),
     ("chunked_body", chunked_body),
     ("response_head", response_head),

@@ -32,9 +32,9 @@ pub fn path(data: &[u8]) {
         }
     }
     assert!(!once.contains(&b';') && !once.contains(&b'\\'));
-    let escaped = once.windows(3).any(|w| {
-        w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit()
-    });
+    let escaped = once
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit());
     if let (Ok(text), false) = (std::str::from_utf8(&once), escaped) {
         assert_eq!(&*normalise(text), &*once, "idempotence");
     }
@@ -124,7 +124,10 @@ pub fn redirect(data: &[u8]) {
     assert!(out.bytes().all(|b| b.is_ascii_graphic()), "{out:?}");
     assert!(!out.contains('\\'), "{out:?}");
     if template.authority_parts == 0 {
-        assert!(out.starts_with('/') && !out[1..].starts_with(['/', '\\']), "{out:?}");
+        assert!(
+            out.starts_with('/') && !out[1..].starts_with(['/', '\\']),
+            "{out:?}"
+        );
         return;
     }
     let mut authority = String::new();
@@ -139,7 +142,12 @@ pub fn redirect(data: &[u8]) {
             TemplatePart::Path | TemplatePart::Query => panic!("{part:?} in the authority"),
         }
     }
-    let after = out.strip_prefix(authority.as_str()).expect("the template's authority");
-    assert!(matches!(after.bytes().next(), None | Some(b'/' | b'?' | b'#')), "{out:?}");
+    let after = out
+        .strip_prefix(authority.as_str())
+        .expect("the template's authority");
+    assert!(
+        matches!(after.bytes().next(), None | Some(b'/' | b'?' | b'#')),
+        "{out:?}"
+    );
     assert!(!authority.contains('@'), "{out:?}");
 }

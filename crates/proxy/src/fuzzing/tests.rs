@@ -23,7 +23,11 @@ fn every_regression_input_passes_its_check() {
         for file in files {
             let data = fs::read(&file).expect("readable");
             let outcome = std::panic::catch_unwind(|| check(&data));
-            assert!(outcome.is_ok(), "{name}: {} fails its check", file.display());
+            assert!(
+                outcome.is_ok(),
+                "{name}: {} fails its check",
+                file.display()
+            );
             replayed += 1;
         }
     }
@@ -34,6 +38,9 @@ fn every_regression_input_passes_its_check() {
 fn every_target_has_a_fuzz_binary() {
     let bins = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/fuzz_targets");
     for (name, _) in TARGETS {
-        assert!(bins.join(format!("{name}.rs")).is_file(), "fuzz target {name}");
+        assert!(
+            bins.join(format!("{name}.rs")).is_file(),
+            "fuzz target {name}"
+        );
     }
 }
