@@ -46,6 +46,10 @@
 mod admission;
 mod forward;
 mod frontend;
+/// The checks ballast's parsers are fuzzed with (`fuzz/` at the repository
+/// root); only in this crate's tests and with the `fuzzing` feature.
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 mod http1;
 pub mod hygiene;
 mod observe;

@@ -37,7 +37,7 @@ const V1_MAX: usize = 107;
 pub const V2_MAX_PAYLOAD: usize = 4096;
 /// Enough to see any header's addresses: v2's fixed part and its largest
 /// address block (UNIX, 216 bytes), more than a whole v1 line.
-const PEEK: usize = 16 + 216;
+pub const PEEK: usize = 16 + 216;
 
 /// What the bytes at the start of a connection are.
 #[derive(Debug, PartialEq, Eq)]

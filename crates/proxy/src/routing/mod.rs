@@ -25,7 +25,7 @@
 
 pub mod action;
 mod condition;
-mod glob;
+pub(crate) mod glob;
 pub mod path;
 pub mod redirect;
 

@@ -33,7 +33,7 @@
 //! hyper: a request in flight finishes and the connection closes after it, and
 //! when the drain time is up the connection closes at once.
 
-mod request;
+pub(crate) mod request;
 mod response;
 
 use std::future::Future;

@@ -21,16 +21,16 @@ use crate::http1::hop_by_hop::has_token;
 use crate::hygiene::desync::{self, Verdict};
 
 /// The most header fields in a request served here (hyper's limit too).
-pub(super) const MAX_HEADERS: usize = 100;
+pub(crate) const MAX_HEADERS: usize = 100;
 /// The largest request head served here; larger ones go to hyper (which answers
 /// 431 beyond the listener's `max_request_head_size`).
-pub(super) const MAX_HEAD: usize = 16 * 1024;
+pub(crate) const MAX_HEAD: usize = 16 * 1024;
 
 /// What became of the bytes at the front of the read buffer.
 // Returned and taken apart at once, never stored: boxing the head would cost an
 // allocation per request.
 #[allow(clippy::large_enum_variant)]
-pub(super) enum Parsed {
+pub(crate) enum Parsed {
     /// A request this server takes.
     Take(Head),
     /// Left to hyper, with the head's desync verdict when it was complete.
@@ -38,20 +38,20 @@ pub(super) enum Parsed {
 }
 
 /// A request head this server takes.
-pub(super) struct Head {
+pub(crate) struct Head {
     /// Bytes of the head in the read buffer.
-    pub(super) len: usize,
-    pub(super) request: Request<RequestBody>,
+    pub(crate) len: usize,
+    pub(crate) request: Request<RequestBody>,
     /// The client asked to close after the response.
     pub(super) close: bool,
     /// The client accepts trailers (`TE: trailers`).
     pub(super) trailers: bool,
-    pub(super) verdict: Verdict,
+    pub(crate) verdict: Verdict,
 }
 
 /// Parse a complete request head without a body, no larger than `max_head`, or
 /// leave it to hyper (see the module docs).
-pub(super) fn parse(buf: &[u8], max_head: usize) -> Parsed {
+pub(crate) fn parse(buf: &[u8], max_head: usize) -> Parsed {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut slots);
     let Ok(httparse::Status::Complete(len)) = parsed.parse(buf) else {

@@ -21,7 +21,7 @@ async fn guarded(stall: Duration) -> (Guard<DuplexStream>, DuplexStream, Arc<Con
         .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
         .await
         .expect("preface");
-    let state = ConnState::new();
+    let state = ConnState::new(Arc::default(), Duration::from_secs(30));
     (Guard::new(server, state.clone(), stall), client, state)
 }
 
