@@ -1,11 +1,12 @@
 //! The admin listener: plain HTTP/1.1 on loopback, or HTTPS (`admin.tls`), with
 //! mutual TLS when `client_ca` is set.
 //!
-//! Control path. Plain connections are served by `axum::serve`. TLS connections
-//! are accepted here: each gets its own task, which completes the handshake
-//! (bounded by [`HANDSHAKE_TIMEOUT`], so a client that stalls holds a task for
-//! seconds, not forever) and then serves the router over hyper's HTTP/1.1 (ALPN
-//! `http/1.1` only; the admin API needs nothing more). The certificate and key are
+//! Control path. Connections are accepted here: each gets its own task, which
+//! completes the TLS handshake if any (bounded by [`HANDSHAKE_TIMEOUT`], so a
+//! client that stalls holds a task for seconds, not forever) and then serves the
+//! router over hyper's HTTP/1.1, each request head within
+//! [`HEADER_READ_TIMEOUT`] (ALPN `http/1.1` only; the admin API needs nothing
+//! more). The certificate and key are
 //! loaded with the listeners' functions (`ballast_config::tls::material`); with
 //! `client_ca`, rustls' WebPKI verifier makes a client certificate chaining to it
 //! mandatory, so a client without one never reaches HTTP. Both paths put the
@@ -20,7 +21,7 @@ use std::time::Duration;
 use axum::extract::{ConnectInfo, Request};
 use ballast_config::tls::material;
 use ballast_config::AdminTls;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
@@ -31,6 +32,10 @@ use tower::ServiceExt as _;
 use crate::{router, AdminState};
 
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a request head may take to arrive, as a listener's default
+/// `header_read_timeout`.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The admin listener's rustls config from `admin.tls`.
 pub fn tls_config(tls: &AdminTls) -> Result<Arc<ServerConfig>, String> {
@@ -70,28 +75,21 @@ pub async fn serve(
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(address = %local, scheme = %scheme, "admin API listening");
     let app = router(state);
-    let task = match tls {
-        None => tokio::spawn(async move {
-            let service = app.into_make_service_with_connect_info::<SocketAddr>();
-            if let Err(e) = axum::serve(listener, service)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "admin API stopped");
-            }
-        }),
-        Some(config) => tokio::spawn(serve_tls(listener, config, app, shutdown)),
-    };
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+    let task = tokio::spawn(serve_connections(listener, tls, app, shutdown));
     Ok((local, task))
 }
 
-async fn serve_tls(
+/// The accept loop of both kinds of admin listener: each connection its own
+/// task, its TLS handshake (if any) bounded by [`HANDSHAKE_TIMEOUT`] and each
+/// request head by [`HEADER_READ_TIMEOUT`], so a client that trickles bytes
+/// (Slowloris) holds a task for seconds, not forever.
+async fn serve_connections(
     listener: TcpListener,
-    config: Arc<ServerConfig>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
     app: axum::Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
     // Connections end with the accept loop (dropping the set aborts them).
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -110,6 +108,20 @@ async fn serve_tls(
         };
         let (acceptor, app) = (acceptor.clone(), app.clone());
         connections.spawn(async move {
+            let service = app.map_request(move |mut req: Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            });
+            let service = TowerToHyperService::new(service);
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            let Some(acceptor) = acceptor else {
+                if let Err(e) = http.serve_connection(TokioIo::new(tcp), service).await {
+                    tracing::debug!(client = %peer, error = %e, "admin API connection ended");
+                }
+                return;
+            };
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
@@ -121,13 +133,7 @@ async fn serve_tls(
                     return;
                 }
             };
-            let service = app.map_request(move |mut req: Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                req
-            });
-            let served = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tls), TowerToHyperService::new(service))
-                .await;
+            let served = http.serve_connection(TokioIo::new(tls), service).await;
             if let Err(e) = served {
                 tracing::debug!(client = %peer, error = %e, "admin API connection ended");
             }

@@ -285,3 +285,54 @@ async fn mutual_tls_refuses_a_client_without_a_certificate_from_client_ca() {
         .expect("a client certificate from client_ca is accepted");
     assert_eq!(status, 200);
 }
+
+/// A client that sends part of a request head and then nothing (Slowloris) is
+/// closed after `HEADER_READ_TIMEOUT`, not held forever; a whole request on the
+/// same listener is still answered meanwhile.
+#[tokio::test]
+async fn a_request_head_that_never_ends_is_cut_off() {
+    let bs = backends(1).await;
+    let ballast = Ballast::start(&Setup::new(&bs)).await;
+    let control = Arc::new(Control::new(ballast.server.clone(), None));
+    let state = AdminState {
+        control,
+        tokens: Tokens::write_only("w-token"),
+    };
+    let (addr, _task) = ballast_admin::serve(
+        "127.0.0.1:0".parse().expect("addr"),
+        None,
+        state,
+        std::future::pending(),
+    )
+    .await
+    .expect("serve");
+    let mut slow = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    slow.write_all(b"GET /api/v1/config HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let started = std::time::Instant::now();
+
+    let mut whole = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    whole
+        .write_all(b"GET /api/v1/openapi.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    whole.read_to_end(&mut answer).await.expect("read");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    let limit = ballast_admin::HEADER_READ_TIMEOUT + std::time::Duration::from_secs(10);
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(limit, slow.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the slow head was still open after {limit:?}");
+    assert!(
+        started.elapsed()
+            >= ballast_admin::HEADER_READ_TIMEOUT - std::time::Duration::from_millis(500),
+        "closed before the timeout: {:?}",
+        started.elapsed()
+    );
+}
