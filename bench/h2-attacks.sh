@@ -10,6 +10,9 @@
 # in crates/ballast/tests/cli/h2_attacks.rs.
 #
 #   bench/h2-attacks.sh [SECS]              (default 10; release build)
+#   H2_ATTACK_PACE_MS=20 bench/h2-attacks.sh   (each attacker waits 20 ms
+#                                            between connections, as the suite's
+#                                            tests do; default 0: flat out)
 #   PROFILE=debug bench/h2-attacks.sh 2     (a quick check that it runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."

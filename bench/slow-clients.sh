@@ -14,4 +14,4 @@ n=${1:-2000}
 # Two sockets per slow connection in this process, two in ballast's.
 ulimit -n "$(ulimit -Hn)"
 BALLAST_SLOW_CLIENTS="$n" cargo test --release -q -p ballast --test cli slow_clients \
-  -- --nocapture --test-threads 1 2>&1 | grep -E '^slow |test result|panicked|FAILED'
+  -- --nocapture --test-threads 1 2>&1 | grep -E 'slow (heads|bodies|readers):|test result|panicked|FAILED'

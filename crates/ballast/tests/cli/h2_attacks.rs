@@ -18,13 +18,14 @@ use ballast_testkit::{backends, BallastProcess, Client, Setup};
 use super::BIN;
 
 /// Run `attack` from `attackers` threads, each a round after another on fresh
-/// connections, until `stop` is set or `time` has passed: how each connection
-/// was closed.
+/// connections (`pace` apart; zero: flat out), until `stop` is set or `time` has
+/// passed: how each connection was closed.
 fn attack_for(
     attack: Attack,
     addr: SocketAddr,
     attackers: usize,
     time: Duration,
+    pace: Duration,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<Vec<Closed>> {
     std::thread::spawn(move || {
@@ -41,6 +42,9 @@ fn attack_for(
                     let mut closes = Vec::new();
                     while started.elapsed() < time && !stop.load(Ordering::Relaxed) {
                         closes.push(attack.round(addr, closes.len()).await);
+                        if !pace.is_zero() {
+                            tokio::time::sleep(pace).await;
+                        }
                     }
                     closes
                 }));
@@ -78,7 +82,14 @@ async fn memory_stays_bounded_under_http2_attacks() {
     let baseline = p.rss_kib();
     for attack in Attack::ALL {
         let stop = Arc::new(AtomicBool::new(false));
-        let attackers = attack_for(attack, p.addr, 4, Duration::from_secs(1), stop);
+        let attackers = attack_for(
+            attack,
+            p.addr,
+            4,
+            Duration::from_secs(1),
+            Duration::ZERO,
+            stop,
+        );
         let closes = tokio::task::spawn_blocking(move || attackers.join().expect("join"))
             .await
             .expect("join");
@@ -127,6 +138,14 @@ async fn h2_attacks_benchmark() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
+    // Milliseconds each attacker waits between connections (0: flat out, when
+    // the attackers' own CPU competes with ballast's on a small machine).
+    let pace = Duration::from_millis(
+        std::env::var("H2_ATTACK_PACE_MS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+    );
     let bs = backends(1).await;
     let p = BallastProcess::spawn(std::path::Path::new(BIN), &config(&bs));
     let good = Client::h2c();
@@ -141,7 +160,7 @@ async fn h2_attacks_benchmark() {
         let rss_before = p.rss_kib();
         let stop = Arc::new(AtomicBool::new(false));
         let time = Duration::from_secs(secs);
-        let attackers = attack_for(attack, p.addr, 2, time, stop.clone());
+        let attackers = attack_for(attack, p.addr, 2, time, pace, stop.clone());
         let sampling = Arc::new(AtomicBool::new(true));
         let pid = p.pid();
         let sampler = {

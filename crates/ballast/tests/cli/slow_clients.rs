@@ -6,7 +6,7 @@
 //! (plus a floor for a noisy 2-core machine), and that every slow connection is
 //! cut by its limit and counted (`ballast_client_timeouts_total{phase}`).
 //!
-//! N is 500 in the suite; `bench/slow-clients.sh` runs the same tests with
+//! N is 2,000 in the suite (about 40 s for the three); `bench/slow-clients.sh` runs the same tests with
 //! `BALLAST_SLOW_CLIENTS=2000` (or more) on a release build and prints the figures.
 
 use std::net::SocketAddr;
@@ -45,7 +45,7 @@ fn slow_clients() -> usize {
     std::env::var("BALLAST_SLOW_CLIENTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(500)
+        .unwrap_or(2000)
 }
 
 /// Let this process (and the ballast it starts) hold as many sockets as allowed.
