@@ -219,6 +219,16 @@ impl Rig {
         );
     }
 
+    /// Wait until the target has seen the `n` slow connections' requests
+    /// (after the 200 warm-up requests and the probes of `p99`).
+    async fn wait_at_target(&self, what: &str, n: usize) {
+        let base = 200 + PROBES as u64;
+        eventually(what, Duration::from_secs(20), || async {
+            self.backend.requests() >= base + n as u64
+        })
+        .await;
+    }
+
     async fn wait_cut(&self, phase: &str, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -336,13 +346,8 @@ async fn thousands_of_trickling_bodies_cost_little_and_slow_no_one() {
             }
         })
         .await;
-    let base = 200 + PROBES as u64;
-    eventually(
-        "every body's request at the target",
-        Duration::from_secs(20),
-        || async { rig.backend.requests() >= base + n as u64 },
-    )
-    .await;
+    rig.wait_at_target("every body's request at the target", n)
+        .await;
     rig.measure("bodies", "body", n, before, unloaded, 96).await;
     rig.wait_cut("body", n).await;
     set.abort_all();
@@ -374,13 +379,7 @@ async fn thousands_of_stalled_readers_cost_little_and_slow_no_one() {
             drop(s);
         })
         .await;
-    let base = 200 + PROBES as u64;
-    eventually(
-        "every response under way",
-        Duration::from_secs(20),
-        || async { rig.backend.requests() >= base + n as u64 },
-    )
-    .await;
+    rig.wait_at_target("every response under way", n).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     rig.measure("readers", "send", n, before, unloaded, 128)
         .await;
