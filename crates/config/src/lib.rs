@@ -13,6 +13,7 @@ pub mod client_timeouts;
 mod decode;
 pub mod duration;
 mod error;
+mod export;
 pub mod limits;
 mod model;
 mod parse;
@@ -31,6 +32,7 @@ pub mod tls;
 use std::path::Path;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use export::ExportError;
 pub use model::*;
 pub use pattern::{check_glob, Cidr, GlobKind};
 pub use source::Pos;
@@ -94,6 +96,8 @@ mod tests_admin;
 mod tests_admission;
 #[cfg(test)]
 mod tests_client_timeouts;
+#[cfg(test)]
+mod tests_export;
 #[cfg(test)]
 mod tests_limits;
 #[cfg(test)]

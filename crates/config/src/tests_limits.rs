@@ -35,7 +35,7 @@ rate = "50/s"
 "#;
 
 /// VALID with the limits above, `per-ip` on the listener and a rule with `per-rule`.
-fn text() -> String {
+pub(crate) fn text() -> String {
     let listener = "idle_timeout = \"2m\"";
     let with_refs = VALID.replacen(
         listener,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::*;
 use crate::test_fixture::{assert_error, Fixture};
 
-const VALID: &str = r#"
+pub(crate) const VALID: &str = r#"
 [[listeners]]
 name = "public"
 bind = "127.0.0.1:8080"

@@ -116,6 +116,11 @@ mtls = { mode = "verify", ca = "ca.pem", headers = { subject = "X-Subject" } }"#
         f.dir.join("site.key").display().to_string()
     );
     assert_eq!(Config::from_json(&json).expect("round trip"), c);
+    // As TOML (`GET /api/v1/config?format=toml`), with the resolved absolute paths.
+    let exported = c.to_toml().expect("export");
+    let back = Config::from_toml(&exported).expect("the export reads back");
+    assert_eq!(back, c);
+    assert_eq!(back.to_toml().expect("again"), exported);
     assert_eq!(
         material::dns_names(&material::cert_chain(&f.dir.join("site.pem")).expect("chain")[0]),
         ["localhost", "*.example.com"]
