@@ -6,7 +6,10 @@
 //! `auth.rs`), `action` (`PUT /api/v1/config`, `SIGHUP`, ...), `changes` (what the
 //! new config adds `+`, removes `-` or changes `~`, from `changes.rs`), `version`
 //! (the running version afterwards), `outcome` (`ok`, `error`, `unauthorized`) and
-//! `error` (its text). Each entry is logged (INFO; WARN when refused) and appended
+//! `error` (its text). Every start is one entry too (`action` `start`, token
+//! `file`), and a start or SIGHUP also says which source won (`source`: `file` or
+//! `state`), what the admin API had changed and was dropped (`dropped`) and where
+//! the dropped version is kept (`kept`): see `source.rs`. Each entry is logged (INFO; WARN when refused) and appended
 //! with one `write` to a file opened `O_APPEND` (mode 0600); applied and invalid
 //! writes are fsynced before the API answers, refused ones are not (an
 //! unauthenticated client must not be able to make the disk sync at will).
@@ -49,6 +52,15 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// `ballast serve` starting: the audit line says which source won.
+    pub fn start() -> Origin {
+        Origin {
+            client: None,
+            token: "file".into(),
+            action: "start".into(),
+        }
+    }
+
     /// A SIGHUP reload of `file`.
     pub fn sighup(file: &Path) -> Origin {
         Origin {
@@ -78,6 +90,15 @@ pub struct Entry {
     pub outcome: Outcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// At a start or SIGHUP: which source won, `file` or `state` (`source.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// What the admin API had changed and the file's win dropped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<String>,
+    /// Where the dropped version is kept (`state.dir/history/<version>.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<String>,
 }
 
 impl Entry {
@@ -91,6 +112,9 @@ impl Entry {
             version,
             outcome,
             error: None,
+            source: None,
+            dropped: Vec::new(),
+            kept: None,
         }
     }
 }
@@ -194,6 +218,8 @@ impl Audit {
             ),
             Outcome::Ok => tracing::info!(
                 client, token, action, version, changes = %entry.changes.join(", "),
+                source = entry.source.as_deref().unwrap_or("-"),
+                dropped = %entry.dropped.join(", "),
                 "audit: applied"
             ),
         }

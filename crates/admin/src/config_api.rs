@@ -1,5 +1,8 @@
 //! `GET /api/v1/config` and `PUT /api/v1/config`.
 //!
+//! `GET /api/v1/config?format=toml` gives the running config as a TOML file that
+//! `ballast check` and `ballast serve` read back to the same config (see
+//! `ballast_config::Config::to_toml`), headed by a comment naming its version.
 //! Control path. PUT takes the config as JSON (the same shape GET returns under
 //! `config`, and the same validator as the file), so `GET` → edit → `PUT` works.
 //! The body may also be GET's whole answer, `{"version": N, "config": {...}}`: the
@@ -10,8 +13,9 @@
 //! itself.
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ballast_config::Config;
 use serde_json::{json, Value};
@@ -20,9 +24,38 @@ use crate::auth::{ReadAccess, WriteAccess};
 use crate::error::ApiError;
 use crate::AdminState;
 
-pub async fn get(State(state): State<AdminState>, _read: ReadAccess) -> Json<Value> {
+#[derive(serde::Deserialize)]
+pub struct GetQuery {
+    format: Option<String>,
+}
+
+pub async fn get(
+    State(state): State<AdminState>,
+    _read: ReadAccess,
+    Query(q): Query<GetQuery>,
+) -> Result<Response, ApiError> {
     let snapshot = state.control.server.snapshot();
-    Json(json!({ "version": snapshot.version, "config": &*snapshot.config }))
+    match q.format.as_deref() {
+        None | Some("json") => {
+            Ok(Json(json!({ "version": snapshot.version, "config": &*snapshot.config }))
+                .into_response())
+        }
+        Some("toml") => {
+            let text = snapshot
+                .config
+                .to_toml()
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            let body = format!(
+                "# ballast config, version {} (GET /api/v1/config?format=toml).\n\
+                 # Relative file paths are relative to the directory ballast was started in.\n\n{text}",
+                snapshot.version
+            );
+            Ok(([(header::CONTENT_TYPE, "application/toml")], body).into_response())
+        }
+        Some(other) => Err(ApiError::bad_request(format!(
+            "format must be \"json\" or \"toml\", not {other:?}"
+        ))),
+    }
 }
 
 pub async fn put(

@@ -8,7 +8,15 @@
 //! the audit trail (`audit.rs`) with what changed (`changes.rs`). A change is persisted after it
 //! is applied and acknowledged only after it is persisted: a crash before the
 //! acknowledgement may leave the new version or the old, and after it, the new.
+//!
+//! Each persisted version records its provenance (`source.rs`): the config file
+//! last applied and what the API changed since, measured against that file's
+//! config, which `Control` keeps (`base`). A SIGHUP ([`Control::reload_file`])
+//! applies the file when it changed since then, keeping the version it replaces
+//! in the history when that drops API changes; an unchanged file leaves the API's
+//! changes in place, said at WARN (unless `--config-wins`: the file always wins).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
@@ -17,7 +25,9 @@ use ballast_proxy::Server;
 use tokio::sync::Mutex;
 
 use crate::audit::{Audit, Entry, Origin, Outcome};
+use crate::changes::summary;
 use crate::error::ApiError;
+use crate::source::{FileBase, FileMark, Provenance};
 use crate::store::Store;
 
 pub struct Control {
@@ -25,6 +35,18 @@ pub struct Control {
     store: Option<Store>,
     audit: Arc<Audit>,
     writes: Mutex<()>,
+    /// The config file as last applied (set at start; `None` without a file).
+    base: std::sync::Mutex<Option<FileBase>>,
+}
+
+/// Who writes a new version: the API (its changes count against the file) or
+/// the file (which may drop the API's changes, kept as this version and config).
+enum Writer {
+    Api,
+    File {
+        mark: FileMark,
+        dropped: Option<(u64, Arc<Config>)>,
+    },
 }
 
 impl Control {
@@ -40,7 +62,24 @@ impl Control {
             store,
             audit,
             writes: Mutex::new(()),
+            base: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The config file as applied at start (`source::at_start`).
+    pub fn set_base(&self, base: FileBase) {
+        if let Ok(mut b) = self.base.lock() {
+            *b = Some(base);
+        }
+    }
+
+    fn base(&self) -> Option<FileBase> {
+        self.base.lock().ok().and_then(|b| b.clone())
+    }
+
+    /// Record an entry made elsewhere (the `start` line).
+    pub async fn note(&self, entry: Entry) {
+        self.record(entry).await;
     }
 
     pub fn audit(&self) -> &Audit {
@@ -61,10 +100,67 @@ impl Control {
     {
         let _guard = self.writes.lock().await;
         let running = self.server.snapshot();
-        let result = self.update_locked(&running.config, change).await;
+        let result = self
+            .update_locked(&running.config, change, Writer::Api)
+            .await;
+        self.audit_result(origin, &running, result, Vec::new()).await
+    }
+
+    /// A SIGHUP of the config file `mark` (`change` reads it): applied when the
+    /// file changed since it was last applied, when the API changed nothing since,
+    /// or when `file_wins` (`--config-wins`); otherwise the API's changes stay and
+    /// a WARN says how to apply the file anyway.
+    pub async fn reload_file<F>(
+        &self,
+        origin: &Origin,
+        mark: FileMark,
+        file_wins: bool,
+        change: F,
+    ) -> Result<u64, ApiError>
+    where
+        F: FnOnce(&Config) -> Result<Config, ApiError>,
+    {
+        let _guard = self.writes.lock().await;
+        let running = self.server.snapshot();
+        let base = self.base();
+        let api_changes = base
+            .as_ref()
+            .map(|b| summary(&b.config, &running.config))
+            .unwrap_or_default();
+        let unchanged = base.as_ref().is_some_and(|b| b.mark.sha256 == mark.sha256);
+        if unchanged && !file_wins && !api_changes.is_empty() {
+            tracing::warn!(
+                file = %mark.path.display(), version = running.version,
+                api_changes = %api_changes.join(", "),
+                "SIGHUP: the config file is unchanged since it was last applied, and the admin API has changed the config since: keeping the API's changes. To apply the file anyway, edit it (any change; a comment will do) and send SIGHUP again, or restart with --config-wins"
+            );
+            let entry = Entry {
+                source: Some("state".into()),
+                ..Entry::new(origin, Outcome::Ok, running.version)
+            };
+            self.record(entry).await;
+            return Ok(running.version);
+        }
+        let dropped = (!api_changes.is_empty()).then(|| (running.version, running.config.clone()));
+        let writer = Writer::File { mark, dropped };
+        let result = self.update_locked(&running.config, change, writer).await;
+        self.audit_result(origin, &running, result, api_changes)
+            .await
+    }
+
+    async fn audit_result(
+        &self,
+        origin: &Origin,
+        running: &ballast_proxy::Snapshot,
+        result: Result<(u64, Config, Option<PathBuf>), ApiError>,
+        dropped: Vec<String>,
+    ) -> Result<u64, ApiError> {
         let entry = match &result {
-            Ok((version, config)) => Entry {
-                changes: crate::changes::summary(&running.config, config),
+            Ok((version, config, kept)) => Entry {
+                changes: summary(&running.config, config),
+                source: kept.is_some().then(|| "file".to_string()),
+                dropped: if kept.is_some() { dropped } else { Vec::new() },
+                kept: kept.as_ref().map(|p| p.display().to_string()),
                 ..Entry::new(origin, Outcome::Ok, *version)
             },
             Err(e) => Entry {
@@ -73,7 +169,7 @@ impl Control {
             },
         };
         self.record(entry).await;
-        result.map(|(version, _)| version)
+        result.map(|(version, _, _)| version)
     }
 
     /// A write refused for authentication: audited, nothing else.
@@ -93,7 +189,12 @@ impl Control {
         }
     }
 
-    async fn update_locked<F>(&self, running: &Config, change: F) -> Result<(u64, Config), ApiError>
+    async fn update_locked<F>(
+        &self,
+        running: &Config,
+        change: F,
+        writer: Writer,
+    ) -> Result<(u64, Config, Option<PathBuf>), ApiError>
     where
         F: FnOnce(&Config) -> Result<Config, ApiError>,
     {
@@ -103,16 +204,45 @@ impl Control {
         let value = serde_json::to_value(&changed)
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         let config = Config::from_json(&value).map_err(|e| ApiError::invalid_config(&e))?;
+        // A version the file drops is kept before anything replaces it.
+        let kept = match &writer {
+            Writer::File {
+                mark,
+                dropped: Some((version, old)),
+            } => Some(self.keep_dropped(mark, *version, old.clone()).await?),
+            _ => None,
+        };
         let version = self.server.apply(config.clone()).await.map_err(|e| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("cannot apply: {e}; the running config is unchanged"),
             )
         })?;
+        let base = self.base();
+        let provenance = match writer {
+            Writer::Api => Provenance {
+                api_changes: base
+                    .as_ref()
+                    .map(|b| summary(&b.config, &config))
+                    .unwrap_or_default(),
+                file: base.map(|b| b.mark),
+            },
+            Writer::File { mark, .. } => {
+                self.set_base(FileBase {
+                    mark: mark.clone(),
+                    config: config.clone(),
+                });
+                Provenance {
+                    file: Some(mark),
+                    api_changes: Vec::new(),
+                }
+            }
+        };
         if let Some(store) = self.store.clone() {
             let saved = {
                 let config = config.clone();
-                tokio::task::spawn_blocking(move || store.save(version, &config)).await
+                tokio::task::spawn_blocking(move || store.save(version, &config, &provenance))
+                    .await
             };
             let failed = match saved {
                 Ok(Ok(())) => None,
@@ -128,6 +258,43 @@ impl Control {
             }
             tracing::info!(version, "config persisted");
         }
-        Ok((version, config))
+        Ok((version, config, kept.flatten()))
+    }
+
+    /// Keep `old` (version `version`), which the file `mark` is about to replace
+    /// and drop the API's changes of, in the history; said at WARN. Without a state
+    /// directory there is nowhere to keep it: `None`.
+    async fn keep_dropped(
+        &self,
+        mark: &FileMark,
+        version: u64,
+        old: Arc<Config>,
+    ) -> Result<Option<PathBuf>, ApiError> {
+        let base = self.base();
+        let changes = base
+            .as_ref()
+            .map(|b| summary(&b.config, &old).join(", "))
+            .unwrap_or_default();
+        let Some(store) = self.store.clone() else {
+            tracing::warn!(file = %mark.path.display(), version, dropped = %changes,
+                "SIGHUP: the config file changed since it was last applied: it wins; the admin API's changes are dropped");
+            return Ok(None);
+        };
+        let kept = tokio::task::spawn_blocking(move || store.keep_dropped(version, &old)).await;
+        match kept {
+            Ok(Ok(path)) => {
+                tracing::warn!(file = %mark.path.display(), version, dropped = %changes, kept = %path.display(),
+                    "SIGHUP: the config file changed since it was last applied: it wins; the admin API's changes are dropped (restore them with PUT /api/v1/config and the kept file)");
+                Ok(Some(path))
+            }
+            Ok(Err(e)) => Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot keep version {version} in the history: {e}; nothing applied"),
+            )),
+            Err(e) => Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                e.to_string(),
+            )),
+        }
     }
 }

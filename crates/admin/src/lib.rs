@@ -7,7 +7,8 @@
 //! table and router), `config_api`, `groups` and `audit` (handlers), `auth`
 //! (read and write tokens), `control` (apply, persist and audit, serialised),
 //! `changes` (what a new config changes), `audit` (the trail and its file),
-//! `store` (atomic state file), `listener` (plain or TLS serving), `secrets`
+//! `store` (atomic state file), `source` (file or state: which wins at start
+//! and on SIGHUP), `history` (versions the file dropped), `listener` (plain or TLS serving), `secrets`
 //! (secret files other users can read), `error` (JSON errors), `pages`
 //! (dashboard, metrics, OpenAPI).
 #![forbid(unsafe_code)]
@@ -19,10 +20,12 @@ mod config_api;
 mod control;
 mod error;
 mod groups;
+mod history;
 mod listener;
 mod pages;
 mod routes;
 mod secrets;
+mod source;
 mod store;
 
 use std::sync::Arc;
@@ -35,6 +38,8 @@ pub use listener::{serve, tls_config, HEADER_READ_TIMEOUT};
 pub use pages::OPENAPI;
 pub use routes::{router, Endpoint, ROUTES};
 pub use secrets::{exposed_secret_files, secret_files, warn_exposed_secret_files};
+pub use history::KEEP as HISTORY_KEEP;
+pub use source::{at_start, Dropped, FileBase, FileMark, Provenance, Start};
 pub use store::{Persisted, Store, StoreError};
 
 /// What every handler shares.

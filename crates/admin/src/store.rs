@@ -1,7 +1,9 @@
 //! Persistence of the config that the admin API applied, in `state.dir`.
 //!
-//! Control path. One file, `state.json` = `{"version": N, "config": {...}}`,
-//! replaced atomically: the new content goes to a temporary file in the same
+//! Control path. One file, `state.json` = `{"version": N, "config": {...},
+//! "file": {"path", "sha256"}, "api_changes": [...]}` (`file` and `api_changes`
+//! are the version's [`Provenance`]: which config file it was last based on, and
+//! what the admin API changed since; see `source.rs`), //! replaced atomically: the new content goes to a temporary file in the same
 //! directory, is written and fsynced, renamed over `state.json` (atomic on POSIX
 //! within one file system), and the directory is fsynced so the rename itself is
 //! durable. A crash at any instant therefore leaves the old file or the new one,
@@ -14,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ballast_config::{AdminConfig, Config, ConfigErrors};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use crate::source::Provenance;
 
 const FILE: &str = "state.json";
 const TEMP_PREFIX: &str = "state.json.tmp.";
@@ -37,12 +41,24 @@ pub enum StoreError {
 pub struct Persisted {
     pub version: u64,
     pub config: Config,
+    pub provenance: Provenance,
 }
 
 #[derive(Deserialize)]
 struct StateFile {
     version: u64,
     config: serde_json::Value,
+    /// Absent in files written before provenance was recorded.
+    #[serde(flatten)]
+    provenance: Provenance,
+}
+
+#[derive(Serialize)]
+struct StateFileOut<'a> {
+    version: u64,
+    config: &'a Config,
+    #[serde(flatten)]
+    provenance: &'a Provenance,
 }
 
 #[derive(Clone, Debug)]
@@ -101,33 +117,18 @@ impl Store {
         Ok(Some(Persisted {
             version: file.version,
             config,
+            provenance: file.provenance,
         }))
     }
 
     /// Replace the persisted config atomically (blocking I/O: call off the runtime).
-    pub fn save(&self, version: u64, config: &Config) -> io::Result<()> {
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        fs::create_dir_all(&self.dir)?;
-        let body = serde_json::to_vec_pretty(&serde_json::json!({
-            "version": version,
-            "config": config,
-        }))?;
-        let temp = self.dir.join(format!(
-            "{TEMP_PREFIX}{}.{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let written = (|| {
-            let mut f = File::create(&temp)?;
-            f.write_all(&body)?;
-            f.sync_all()?;
-            fs::rename(&temp, self.path())?;
-            sync_dir(&self.dir)
-        })();
-        if written.is_err() {
-            let _ = fs::remove_file(&temp);
-        }
-        written
+    pub fn save(&self, version: u64, config: &Config, provenance: &Provenance) -> io::Result<()> {
+        let body = serde_json::to_vec_pretty(&StateFileOut {
+            version,
+            config,
+            provenance,
+        })?;
+        write_atomically(&self.dir, &self.path(), &body)
     }
 
     fn remove_leftovers(&self) {
@@ -144,6 +145,29 @@ impl Store {
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Write `body` to `path` (in `dir`) through a temporary file, fsynced and
+/// renamed over it, then fsync `dir`: the old content or the new, never a mix.
+pub(crate) fn write_atomically(dir: &Path, path: &Path, body: &[u8]) -> io::Result<()> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    fs::create_dir_all(dir)?;
+    let temp = dir.join(format!(
+        "{TEMP_PREFIX}{}.{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = (|| {
+        let mut f = File::create(&temp)?;
+        f.write_all(body)?;
+        f.sync_all()?;
+        fs::rename(&temp, path)?;
+        sync_dir(dir)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    written
 }
 
 #[cfg(test)]
@@ -171,7 +195,7 @@ targets = [{ address = "127.0.0.1:9001", weight = 3 }]
         let _ = fs::remove_dir_all(&dir);
         let store = Store::new(&dir);
         assert!(store.load().expect("empty dir").is_none());
-        store.save(7, &config()).expect("save");
+        store.save(7, &config(), &Provenance::default()).expect("save");
         // A crash mid-write leaves a temp file behind: never read, cleaned up.
         fs::write(
             dir.join(format!("{TEMP_PREFIX}1.2")),
@@ -197,7 +221,7 @@ targets = [{ address = "127.0.0.1:9001", weight = 3 }]
         let mut persisted = config();
         persisted.admin.token_file = Some(token.clone());
         let store = Store::new(&dir);
-        store.save(3, &persisted).expect("save");
+        store.save(3, &persisted, &Provenance::default()).expect("save");
         // The token file moved: the persisted [admin] no longer validates ...
         fs::remove_file(&token).expect("rm");
         assert!(matches!(store.load(), Err(StoreError::Invalid { .. })));

@@ -7,6 +7,7 @@
 
 mod alloc;
 mod demo;
+mod export;
 mod serve;
 
 use std::path::PathBuf;
@@ -79,6 +80,27 @@ enum Command {
     },
     /// The load generator (see `ballast bench --help`).
     Bench(Box<ballast_loadgen::BenchArgs>),
+    /// Work with configs kept in a state directory (`ballast config export`).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the config the admin API persisted in a state directory, or a version
+    /// the file dropped (kept in its history), as a TOML file that `ballast check`
+    /// and `ballast serve` accept. The running config of a live ballast is
+    /// `GET /api/v1/config?format=toml` on its admin address.
+    Export {
+        /// The state directory (the config file's `state.dir`, by default
+        /// `./ballast-state`).
+        #[arg(long, default_value = "ballast-state")]
+        state_dir: PathBuf,
+        /// Export dropped version N from `<state-dir>/history/N.json` instead of
+        /// the persisted config (the WARN that dropped it names N).
+        #[arg(long, value_name = "N")]
+        history: Option<u64>,
+    },
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -136,6 +158,18 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Config(ConfigCommand::Export { state_dir, history }) => {
+            match export::run(&state_dir, history) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ballast config export: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Check { config } => match ballast_config::Config::load(&config) {
             Ok(_) => {
                 println!("{}: valid", config.display());
@@ -194,7 +228,7 @@ fn main() -> ExitCode {
                             .await
                             .map_err(anyhow::Error::from)
                     }
-                    Command::Bench(_) | Command::Check { .. } => unreachable!("handled above"),
+                    Command::Bench(_) | Command::Check { .. } | Command::Config(_) => unreachable!("handled above"),
                 }
             });
             match result {

@@ -1,12 +1,15 @@
 //! `ballast serve`: load the config, run until SIGTERM/SIGINT, reload on SIGHUP.
 //!
 //! Control path. At start the file is read and validated first (it names
-//! `state.dir`); then, if the admin API persisted a config there, that one wins,
-//! unless `--config-wins` is given, in which case the file is applied and persisted
-//! as the next version. The choice is logged. A reload (SIGHUP) reads and validates
-//! the file, applies it through the same path as an API write and persists it as a
-//! new version, so a restart keeps what ran last; an invalid file is logged error
-//! by error and changes nothing; either way the reload is in the audit trail.
+//! `state.dir`); then `ballast_admin::at_start` decides between it and what the
+//! admin API persisted there: the newest word wins (the file when its content
+//! changed since it was last applied, or with `--config-wins`; else the persisted
+//! state), the choice is logged (WARN when something is ignored or dropped) and
+//! recorded as the audit trail's `start` line. A reload (SIGHUP) reads and
+//! validates the file and, by the same rule, applies it through the same path as
+//! an API write and persists it as a new version, so a restart keeps what ran
+//! last; an invalid file is logged error by error and changes nothing; either way
+//! the reload is in the audit trail.
 //! `[admin]` (address, tokens, TLS) always comes from the file and is read at
 //! start only; `allow_open_writes` and secret files other users can read are
 //! warned about at start (the former at each reload too). SIGTERM and SIGINT drain: stop accepting, let
@@ -16,13 +19,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use ballast_admin::{AdminState, Control, Origin, Store, Tokens};
-use ballast_config::Config;
+use ballast_admin::{AdminState, Control, FileMark, Origin, Store, Tokens};
+use ballast_config::{Config, ConfigError, ConfigErrors};
 use ballast_proxy::Server;
 use tokio::signal::unix::{signal, SignalKind};
 
 pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
-    let file = match Config::load(path) {
+    let (mark, loaded) = read(path);
+    let file = match loaded {
         Ok(c) => c,
         Err(errors) => {
             for e in errors.iter() {
@@ -33,37 +37,10 @@ pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
     };
     let store = Store::new(&file.state.dir);
     let file_admin = file.admin.clone();
-    let persisted = if config_wins {
-        // The file wins; the persisted version still numbers what comes next.
-        store
-            .load_with_admin(&file.admin)
-            .ok()
-            .flatten()
-            .map(|p| p.version)
-    } else {
-        None
-    };
-    let (config, version, persist_now) = match store.load_with_admin(&file.admin) {
-        Ok(Some(p)) if !config_wins => {
-            tracing::info!(
-                state = %store.path().display(), version = p.version,
-                "using the config persisted by the admin API (the file is ignored; pass --config-wins to prefer it)"
-            );
-            (p.config, p.version, false)
-        }
-        Err(e) if !config_wins => {
-            anyhow::bail!("{e}; fix or remove it, or pass --config-wins to start from the file")
-        }
-        Ok(None) => {
-            tracing::info!(file = %path.display(), state = %store.path().display(), "no persisted config: using the file");
-            (file, 1, false)
-        }
-        _ => {
-            let version = persisted.map_or(1, |v| v + 1);
-            tracing::info!(file = %path.display(), version, "--config-wins: using the file and persisting it");
-            (file, version, true)
-        }
-    };
+    let start = ballast_admin::at_start(&store, mark, file, config_wins).map_err(|e| {
+        anyhow::anyhow!("{e}; fix or remove it, or pass --config-wins to start from the file")
+    })?;
+    let (config, version) = (start.config.clone(), start.version);
     // `[admin]` is the node's own: always the file's, even over a persisted config.
     let mut config = config;
     config.admin = file_admin.clone();
@@ -77,14 +54,17 @@ pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup()).context("install SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
-    let server = Server::start_at(config.clone(), version).await?;
-    if persist_now {
-        let s = store.clone();
-        tokio::task::spawn_blocking(move || s.save(version, &config))
+    let server = Server::start_at(config, version).await?;
+    let start = Arc::new(start);
+    let kept = {
+        let (s, start) = (store.clone(), start.clone());
+        tokio::task::spawn_blocking(move || start.commit(&s))
             .await?
-            .with_context(|| format!("persist to {}", store.path().display()))?;
-    }
+            .with_context(|| format!("persist to {}", store.path().display()))?
+    };
     let control = Arc::new(Control::new(server.clone(), Some(store)));
+    control.set_base(start.base.clone());
+    control.note(start.entry(kept.as_deref())).await;
     let tokens = Tokens::load(&admin).map_err(anyhow::Error::msg)?;
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let state = AdminState {
@@ -98,7 +78,7 @@ pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
     .with_context(|| format!("admin API: cannot bind {}", admin.bind))?;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&control, path).await,
+            _ = hup.recv() => reload(&control, path, config_wins).await,
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -125,10 +105,10 @@ fn warn_open_writes(admin: &ballast_config::AdminConfig) {
 /// outcome, or every error, goes to the audit trail. `[admin]` stays as it was
 /// at start (its listener and tokens are not rebuilt): a change to it is said and
 /// takes effect at the next restart.
-async fn reload(control: &Control, path: &Path) {
+async fn reload(control: &Control, path: &Path, config_wins: bool) {
     tracing::info!(file = %path.display(), "SIGHUP: reloading config");
     let origin = Origin::sighup(path);
-    let loaded = Config::load(path);
+    let (mark, loaded) = read(path);
     if let Err(errors) = &loaded {
         for e in errors.iter() {
             tracing::error!("{}: {e}", path.display());
@@ -139,7 +119,7 @@ async fn reload(control: &Control, path: &Path) {
         );
     }
     let result = control
-        .update(&origin, |running| {
+        .reload_file(&origin, mark, config_wins, |running| {
             let mut config = loaded.map_err(|e| ballast_admin::ApiError::invalid_config(&e))?;
             warn_open_writes(&config.admin);
             if config.admin != running.admin {
@@ -154,5 +134,29 @@ async fn reload(control: &Control, path: &Path) {
             return; // invalid file: already logged error by error
         }
         tracing::error!(error = %e.error, "reload failed; the running config is unchanged");
+    }
+}
+
+/// The config file's fingerprint and its config, from one read of its content
+/// (so the fingerprint is of exactly what was parsed).
+fn read(path: &Path) -> (FileMark, Result<Config, ConfigErrors>) {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let mark = FileMark::of(path, &bytes);
+            let config = match String::from_utf8(bytes) {
+                Ok(text) => Config::from_toml_in(&text, path.parent().unwrap_or(Path::new(""))),
+                // Not UTF-8: let the loader report it as it reports every file.
+                Err(_) => Config::load(path),
+            };
+            (mark, config)
+        }
+        Err(e) => (
+            FileMark::of(path, b""),
+            Err(ConfigErrors::one(ConfigError::new(
+                "",
+                None,
+                format!("cannot read {}: {e}", path.display()),
+            ))),
+        ),
     }
 }
