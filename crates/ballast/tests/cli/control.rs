@@ -92,9 +92,9 @@ async fn api_changes_survive_a_restart_unless_the_file_wins() {
     p.signal("TERM");
     assert!(p.wait_exit(SOON).success());
 
-    // The persisted state wins over the file.
+    // The file is unchanged since it was applied: the persisted state wins.
     let p = BallastProcess::spawn(std::path::Path::new(BIN), &toml);
-    p.wait_for_log("using the config persisted by the admin API", SOON);
+    p.wait_for_log("running persisted version 2; the file is ignored", SOON);
     let admin = p.admin_addr();
     let running = config(admin).await;
     assert_eq!(running["version"], 2);
@@ -112,7 +112,7 @@ async fn api_changes_survive_a_restart_unless_the_file_wins() {
 
     // --config-wins: the file applies, as the next version, and is persisted.
     let p = BallastProcess::spawn_with(std::path::Path::new(BIN), &toml, &["--config-wins"]);
-    p.wait_for_log("--config-wins: using the file", SOON);
+    p.wait_for_log("--config-wins: the file wins over persisted version 2", SOON);
     let running = config(p.admin_addr()).await;
     assert_eq!(running["version"], 3);
     assert!(!addresses(&running).contains(&added), "{running}");
