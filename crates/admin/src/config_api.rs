@@ -36,10 +36,10 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let snapshot = state.control.server.snapshot();
     match q.format.as_deref() {
-        None | Some("json") => {
-            Ok(Json(json!({ "version": snapshot.version, "config": &*snapshot.config }))
-                .into_response())
-        }
+        None | Some("json") => Ok(Json(
+            json!({ "version": snapshot.version, "config": &*snapshot.config }),
+        )
+        .into_response()),
         Some("toml") => {
             let text = snapshot
                 .config

@@ -103,7 +103,8 @@ impl Control {
         let result = self
             .update_locked(&running.config, change, Writer::Api)
             .await;
-        self.audit_result(origin, &running, result, Vec::new()).await
+        self.audit_result(origin, &running, result, Vec::new())
+            .await
     }
 
     /// A SIGHUP of the config file `mark` (`change` reads it): applied when the
@@ -241,8 +242,7 @@ impl Control {
         if let Some(store) = self.store.clone() {
             let saved = {
                 let config = config.clone();
-                tokio::task::spawn_blocking(move || store.save(version, &config, &provenance))
-                    .await
+                tokio::task::spawn_blocking(move || store.save(version, &config, &provenance)).await
             };
             let failed = match saved {
                 Ok(Ok(())) => None,

@@ -125,7 +125,9 @@ mod tests {
         let text = fs::read_to_string(store.history_path(25)).expect("file");
         let value: serde_json::Value = serde_json::from_str(&text).expect("json");
         assert_eq!(
-            value.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()),
+            value
+                .as_object()
+                .map(|m| m.keys().cloned().collect::<Vec<_>>()),
             Some(vec!["config".to_string()])
         );
         let _ = fs::remove_dir_all(&dir);

@@ -195,7 +195,9 @@ targets = [{ address = "127.0.0.1:9001", weight = 3 }]
         let _ = fs::remove_dir_all(&dir);
         let store = Store::new(&dir);
         assert!(store.load().expect("empty dir").is_none());
-        store.save(7, &config(), &Provenance::default()).expect("save");
+        store
+            .save(7, &config(), &Provenance::default())
+            .expect("save");
         // A crash mid-write leaves a temp file behind: never read, cleaned up.
         fs::write(
             dir.join(format!("{TEMP_PREFIX}1.2")),
@@ -221,7 +223,9 @@ targets = [{ address = "127.0.0.1:9001", weight = 3 }]
         let mut persisted = config();
         persisted.admin.token_file = Some(token.clone());
         let store = Store::new(&dir);
-        store.save(3, &persisted, &Provenance::default()).expect("save");
+        store
+            .save(3, &persisted, &Provenance::default())
+            .expect("save");
         // The token file moved: the persisted [admin] no longer validates ...
         fs::remove_file(&token).expect("rm");
         assert!(matches!(store.load(), Err(StoreError::Invalid { .. })));

@@ -228,7 +228,9 @@ fn main() -> ExitCode {
                             .await
                             .map_err(anyhow::Error::from)
                     }
-                    Command::Bench(_) | Command::Check { .. } | Command::Config(_) => unreachable!("handled above"),
+                    Command::Bench(_) | Command::Check { .. } | Command::Config(_) => {
+                        unreachable!("handled above")
+                    }
                 }
             });
             match result {

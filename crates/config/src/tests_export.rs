@@ -95,7 +95,11 @@ default_action = { type = "fixed_response", status = 204 }
         assert!(!text.contains(unset), "{unset} written:\n{text}");
     }
     // The access log's three forms: stdout (an empty table), off and a file.
-    for log in ["", "[access_log]\npath = \"off\"\n", "[access_log]\npath = \"/var/log/b.log\"\n"] {
+    for log in [
+        "",
+        "[access_log]\npath = \"off\"\n",
+        "[access_log]\npath = \"/var/log/b.log\"\n",
+    ] {
         let exported = assert_round_trips(&format!("{log}{minimal}"));
         let back = Config::from_toml(&exported).expect("valid");
         assert_eq!(

@@ -59,7 +59,10 @@ async fn the_toml_export_reads_back_to_the_running_config() {
     let back = Config::load(&path).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(back, *admin.ballast.server.snapshot().config, "{text}");
     // Serialising what was read back gives the same text.
-    assert_eq!(back.to_toml().expect("export"), text[text.find("\n\n").expect("header") + 2..]);
+    assert_eq!(
+        back.to_toml().expect("export"),
+        text[text.find("\n\n").expect("header") + 2..]
+    );
 
     // A change through the API is in the next export.
     let mut config = admin.get("/api/v1/config").await["config"].clone();
@@ -92,5 +95,8 @@ async fn json_stays_the_default_and_an_unknown_format_is_400() {
         .call(Method::GET, "/api/v1/config?format=yaml", None)
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(body["error"].as_str().expect("error").contains("\"toml\""), "{body}");
+    assert!(
+        body["error"].as_str().expect("error").contains("\"toml\""),
+        "{body}"
+    );
 }

@@ -13,7 +13,7 @@ use http_body_util::Full;
 use serde_json::Value;
 
 use ballast_testkit::pki::TempDir;
-use ballast_testkit::{backends, BallastProcess, BackendHandle, Client, Reply, Setup};
+use ballast_testkit::{backends, BackendHandle, BallastProcess, Client, Reply, Setup};
 
 use crate::{check, BIN, SOON};
 
@@ -98,7 +98,10 @@ async fn a_file_edited_while_stopped_wins_and_the_dropped_change_can_be_restored
     assert_eq!(last["version"], 3);
     assert_eq!(last["dropped"], serde_json::json!([added]));
     assert_eq!(last["kept"], kept.display().to_string());
-    assert_eq!(last["changes"], serde_json::json!(["~target_group web", format!("-target web/{}", bs[1].addr())]));
+    assert_eq!(
+        last["changes"],
+        serde_json::json!(["~target_group web", format!("-target web/{}", bs[1].addr())])
+    );
 
     // The kept file is a body PUT takes ...
     let r = call(admin, "PUT", "/api/v1/config", &text).await;
@@ -112,7 +115,12 @@ async fn a_file_edited_while_stopped_wins_and_the_dropped_change_can_be_restored
         .output()
         .expect("run export");
     let exported = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let file = state.write("restored.toml", &exported);
     let (code, _, err) = check(&file);
     assert_eq!(code, 0, "{err}\n{exported}");
@@ -131,22 +139,38 @@ async fn an_unchanged_file_leaves_the_api_changes_in_charge_and_says_how_to_choo
     let mut p = BallastProcess::spawn(Path::new(BIN), &setup.toml());
     let line = p.wait_for_log("running persisted version 2; the file is ignored", SOON);
     assert!(line.contains("WARN"), "{line}");
-    assert!(line.contains("is unchanged since it was last applied"), "{line}");
-    assert!(line.contains(&format!("+target web/{}", bs[1].addr())), "{line}");
-    assert!(line.contains("--config-wins") && line.contains("edit it"), "{line}");
+    assert!(
+        line.contains("is unchanged since it was last applied"),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("+target web/{}", bs[1].addr())),
+        "{line}"
+    );
+    assert!(
+        line.contains("--config-wins") && line.contains("edit it"),
+        "{line}"
+    );
     let admin = p.admin_addr();
     assert_eq!(targets(admin).await.len(), 2);
     let last = audit(admin).await.pop().expect("an entry");
     assert_eq!(
         (&last["action"], &last["source"], &last["version"]),
-        (&Value::from("start"), &Value::from("state"), &Value::from(2))
+        (
+            &Value::from("start"),
+            &Value::from("state"),
+            &Value::from(2)
+        )
     );
     assert!(!state.path.join("history").exists());
     tokio::task::block_in_place(|| stop(&mut p));
 
     // --config-wins: the file wins although it is unchanged; the API's change is kept.
     let p = BallastProcess::spawn_with(Path::new(BIN), &setup.toml(), &["--config-wins"]);
-    let line = p.wait_for_log("--config-wins: the file wins over persisted version 2", SOON);
+    let line = p.wait_for_log(
+        "--config-wins: the file wins over persisted version 2",
+        SOON,
+    );
     assert!(line.contains("WARN"), "{line}");
     assert_eq!(targets(p.admin_addr()).await.len(), 1);
     assert!(state.path.join("history").join("2.json").exists());
@@ -165,10 +189,16 @@ async fn sighup_keeps_api_changes_over_an_unchanged_file_and_an_edited_file_wins
     let mark = p.log_len();
     p.signal("HUP");
     let line = p.wait_for_log_after(mark, "keeping the API's changes", SOON);
-    assert!(line.contains("WARN") && line.contains("a comment will do"), "{line}");
+    assert!(
+        line.contains("WARN") && line.contains("a comment will do"),
+        "{line}"
+    );
     assert_eq!(targets(admin).await.len(), 2);
     let last = audit(admin).await.pop().expect("entry");
-    assert_eq!((&last["source"], &last["version"]), (&Value::from("state"), &Value::from(2)));
+    assert_eq!(
+        (&last["source"], &last["version"]),
+        (&Value::from("state"), &Value::from(2))
+    );
 
     // Edited (a comment is enough): the file wins, the API's change is dropped and kept.
     let mark = p.log_len();
@@ -182,7 +212,10 @@ async fn sighup_keeps_api_changes_over_an_unchanged_file_and_an_edited_file_wins
     let kept = state.path.join("history").join("2.json");
     assert!(kept.exists());
     let last = audit(admin).await.pop().expect("entry");
-    assert!(last["action"].as_str().unwrap_or("").starts_with("SIGHUP "), "{last}");
+    assert!(
+        last["action"].as_str().unwrap_or("").starts_with("SIGHUP "),
+        "{last}"
+    );
     assert_eq!(last["version"], 3);
     assert_eq!(last["source"], "file");
     assert_eq!(last["dropped"], serde_json::json!([added]));

@@ -112,7 +112,10 @@ async fn api_changes_survive_a_restart_unless_the_file_wins() {
 
     // --config-wins: the file applies, as the next version, and is persisted.
     let p = BallastProcess::spawn_with(std::path::Path::new(BIN), &toml, &["--config-wins"]);
-    p.wait_for_log("--config-wins: the file wins over persisted version 2", SOON);
+    p.wait_for_log(
+        "--config-wins: the file wins over persisted version 2",
+        SOON,
+    );
     let running = config(p.admin_addr()).await;
     assert_eq!(running["version"], 3);
     assert!(!addresses(&running).contains(&added), "{running}");
