@@ -33,8 +33,10 @@ enum Command {
         /// The config file.
         #[arg(long, short, default_value = "ballast.toml")]
         config: PathBuf,
-        /// Start from the file even when the admin API persisted a config in
-        /// `state.dir` (which otherwise wins); the file is then persisted.
+        /// The file always wins: at start and at every SIGHUP, even over changes
+        /// the admin API persisted in `state.dir` since the file was last applied
+        /// (which otherwise win while the file is unchanged). What it drops is kept
+        /// in `state.dir/history/`.
         #[arg(long)]
         config_wins: bool,
         /// Data-path threads, one event loop each (default: the cores this process
@@ -87,9 +89,11 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Print the config the admin API persisted in a state directory, or a version
-    /// the file dropped (kept in its history), as a TOML file that `ballast check`
-    /// and `ballast serve` accept. The running config of a live ballast is
+    /// Print a config kept in a state directory as a TOML file.
+    ///
+    /// The config the admin API persisted in a state directory, or a version the
+    /// file dropped (kept in its history), as a TOML file that `ballast check` and
+    /// `ballast serve` accept. The running config of a live ballast is
     /// `GET /api/v1/config?format=toml` on its admin address.
     Export {
         /// The state directory (the config file's `state.dir`, by default
