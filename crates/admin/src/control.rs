@@ -103,8 +103,7 @@ impl Control {
         let result = self
             .update_locked(&running.config, change, Writer::Api)
             .await;
-        self.audit_result(origin, &running, result, Vec::new())
-            .await
+        self.audit_result(origin, &running, result, None).await
     }
 
     /// A SIGHUP of the config file `mark` (`change` reads it): applied when the
@@ -145,22 +144,24 @@ impl Control {
         let dropped = (!api_changes.is_empty()).then(|| (running.version, running.config.clone()));
         let writer = Writer::File { mark, dropped };
         let result = self.update_locked(&running.config, change, writer).await;
-        self.audit_result(origin, &running, result, api_changes)
+        self.audit_result(origin, &running, result, Some(api_changes))
             .await
     }
 
+    /// Audit an update; `dropped` is `Some` for the file (SIGHUP): what applying
+    /// it dropped of the API's changes.
     async fn audit_result(
         &self,
         origin: &Origin,
         running: &ballast_proxy::Snapshot,
         result: Result<(u64, Config, Option<PathBuf>), ApiError>,
-        dropped: Vec<String>,
+        dropped: Option<Vec<String>>,
     ) -> Result<u64, ApiError> {
         let entry = match &result {
             Ok((version, config, kept)) => Entry {
                 changes: summary(&running.config, config),
-                source: kept.is_some().then(|| "file".to_string()),
-                dropped: if kept.is_some() { dropped } else { Vec::new() },
+                source: dropped.is_some().then(|| "file".to_string()),
+                dropped: dropped.unwrap_or_default(),
                 kept: kept.as_ref().map(|p| p.display().to_string()),
                 ..Entry::new(origin, Outcome::Ok, *version)
             },
