@@ -227,6 +227,40 @@ impl Start {
 mod tests {
     use super::*;
 
+    const FILE: &str = r#"
+[[listeners]]
+name = "a"
+bind = "127.0.0.1:0"
+default_action = { type = "forward", target_group = "g" }
+[[target_groups]]
+name = "g"
+targets = [{ address = "127.0.0.1:9001" }]
+"#;
+
+    fn file(text: &str) -> (FileMark, Config) {
+        let mark = FileMark::of(Path::new("b.toml"), text.as_bytes());
+        (mark, Config::from_toml(text).expect("valid"))
+    }
+
+    /// A store whose version 2 is the file plus a target the API registered.
+    fn store_with_api_change(tag: &str) -> (Store, Config) {
+        let dir = std::env::temp_dir().join(format!("ballast-source-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::new(&dir);
+        let (mark, base) = file(FILE);
+        let api = Config::from_toml(&FILE.replace(
+            "{ address = \"127.0.0.1:9001\" }",
+            "{ address = \"127.0.0.1:9001\" }, { address = \"127.0.0.1:9002\" }",
+        ))
+        .expect("valid");
+        let provenance = Provenance {
+            api_changes: summary(&base, &api),
+            file: Some(mark),
+        };
+        store.save(2, &api, &provenance).expect("save");
+        (store, api)
+    }
+
     #[test]
     fn the_fingerprint_is_the_sha256_of_the_content() {
         let m = FileMark::of(Path::new("b.toml"), b"abc");
@@ -234,5 +268,74 @@ mod tests {
             m.sha256,
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn an_unchanged_file_leaves_the_persisted_state_in_charge() {
+        let (store, api) = store_with_api_change("unchanged");
+        let (mark, config) = file(FILE);
+        let start = at_start(&store, mark, config, false).expect("start");
+        assert_eq!(
+            (start.source, start.version, start.persist),
+            ("state", 2, false)
+        );
+        assert_eq!(start.config, api);
+        assert!(start.dropped.is_none());
+        let _ = std::fs::remove_dir_all(store.dir());
+    }
+
+    #[test]
+    fn an_edited_file_wins_and_drops_what_the_api_changed() {
+        let (store, api) = store_with_api_change("edited");
+        let edited = format!("# edited\n{FILE}");
+        let (mark, config) = file(&edited);
+        let start = at_start(&store, mark.clone(), config.clone(), false).expect("start");
+        assert_eq!(
+            (start.source, start.version, start.persist),
+            ("file", 3, true)
+        );
+        let dropped = start.dropped.as_ref().expect("dropped");
+        assert_eq!((dropped.version, &dropped.config), (2, &api));
+        assert_eq!(dropped.changes, ["+target g/127.0.0.1:9002"]);
+        let kept = start.commit(&store).expect("commit").expect("kept");
+        assert_eq!(kept, store.history_path(2));
+        let entry = start.entry(Some(&kept));
+        assert_eq!(
+            (entry.action.as_str(), entry.token.as_str()),
+            ("start", "file")
+        );
+        assert_eq!(entry.dropped, ["+target g/127.0.0.1:9002"]);
+        // Persisted as version 3, based on the edited file, with no API changes.
+        let p = store.load().expect("load").expect("persisted");
+        assert_eq!((p.version, &p.config), (3, &config));
+        assert_eq!(
+            p.provenance,
+            Provenance {
+                file: Some(mark.clone()),
+                api_changes: vec![]
+            }
+        );
+        // The next start with the same file: unchanged, nothing to say.
+        let again = at_start(&store, mark, config, false).expect("start");
+        assert_eq!((again.source, again.version), ("state", 3));
+        let _ = std::fs::remove_dir_all(store.dir());
+    }
+
+    #[test]
+    fn config_wins_and_state_without_a_fingerprint() {
+        let (store, _) = store_with_api_change("wins");
+        let (mark, config) = file(FILE);
+        let start = at_start(&store, mark.clone(), config.clone(), true).expect("start");
+        assert_eq!((start.source, start.version), ("file", 3));
+        assert!(start.dropped.is_some(), "unchanged, but --config-wins");
+        // A state file from before fingerprints: the persisted state wins.
+        let (legacy, api) = store_with_api_change("legacy");
+        let old_format = serde_json::json!({ "version": 2, "config": api });
+        std::fs::write(legacy.path(), old_format.to_string()).expect("write");
+        let start = at_start(&legacy, mark, config, false).expect("start");
+        assert_eq!((start.source, start.version), ("state", 2));
+        for s in [&store, &legacy] {
+            let _ = std::fs::remove_dir_all(s.dir());
+        }
     }
 }
