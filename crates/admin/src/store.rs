@@ -92,8 +92,18 @@ impl Store {
         self.load_with(Some(admin))
     }
 
+    /// Like `load`, touching nothing: for a reader beside a running ballast
+    /// (`ballast config export`), whose temporary file may be a write in progress.
+    pub fn peek(&self) -> Result<Option<Persisted>, StoreError> {
+        self.read(None)
+    }
+
     fn load_with(&self, admin: Option<&AdminConfig>) -> Result<Option<Persisted>, StoreError> {
         self.remove_leftovers();
+        self.read(admin)
+    }
+
+    fn read(&self, admin: Option<&AdminConfig>) -> Result<Option<Persisted>, StoreError> {
         let path = self.path();
         let text = match fs::read(&path) {
             Ok(t) => t,

@@ -15,7 +15,7 @@ use ballast_admin::Store;
 pub fn run(dir: &Path, history: Option<u64>) -> anyhow::Result<String> {
     let store = Store::new(dir);
     let (version, config) = match history {
-        None => match store.load()? {
+        None => match store.peek()? {
             Some(p) => (p.version, p.config),
             None => anyhow::bail!(
                 "{} holds no persisted config (the admin API never changed one): the config file is what runs",
