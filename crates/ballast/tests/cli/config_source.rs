@@ -163,6 +163,26 @@ async fn an_unchanged_file_leaves_the_api_changes_in_charge_and_says_how_to_choo
         )
     );
     assert!(!state.path.join("history").exists());
+    // `ballast config export` beside the running process: the persisted version.
+    let out = Command::new(BIN)
+        .args(["config", "export", "--state-dir"])
+        .arg(&state.path)
+        .output()
+        .expect("run export");
+    let exported = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        exported.starts_with("# ballast config, persisted version 2"),
+        "{exported}"
+    );
+    assert!(exported.contains(&bs[1].addr().to_string()), "{exported}");
+    let (code, _, err) = check(&state.write("persisted.toml", &exported));
+    assert_eq!(code, 0, "{err}\n{exported}");
     tokio::task::block_in_place(|| stop(&mut p));
 
     // --config-wins: the file wins although it is unchanged; the API's change is kept.
