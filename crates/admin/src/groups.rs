@@ -148,7 +148,7 @@ pub async fn register(
                 Some(existing) => existing.weight = weight,
                 None => {
                     created = true;
-                    group.targets.push(TargetConfig { address, weight });
+                    group.targets.push(TargetConfig { address, weight, name: None });
                 }
             }
             Ok(config)
