@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::observe::metrics::TargetMetrics;
+use crate::upstream::health_history::HealthHistory;
 use crate::upstream::http2::H2Pool;
 use crate::upstream::pool::Pool;
 use crate::upstream::verdict::Verdict;
@@ -78,6 +79,8 @@ pub enum HealthReason {
     FailedHealthChecks = 4,
     ConnectionFailed = 5,
     DeregistrationInProgress = 6,
+    /// No listener forwards to the target's group (ALB's reason for `unused`).
+    NotInUse = 7,
 }
 
 impl HealthReason {
@@ -89,6 +92,7 @@ impl HealthReason {
             4 => HealthReason::FailedHealthChecks,
             5 => HealthReason::ConnectionFailed,
             6 => HealthReason::DeregistrationInProgress,
+            7 => HealthReason::NotInUse,
             _ => HealthReason::None,
         }
     }
@@ -102,6 +106,7 @@ impl HealthReason {
             HealthReason::FailedHealthChecks => "Target.FailedHealthChecks",
             HealthReason::ConnectionFailed => "Target.ConnectionFailed",
             HealthReason::DeregistrationInProgress => "Target.DeregistrationInProgress",
+            HealthReason::NotInUse => "Target.NotInUse",
         }
     }
 }
@@ -139,6 +144,9 @@ pub struct Target {
     ramp_from: AtomicU64,
     /// The anomaly detector's latest verdict (control path only).
     pub anomaly: Verdict,
+    /// The last health check and recent state changes (control path, read by
+    /// the admin API).
+    pub history: HealthHistory,
 }
 
 /// Milliseconds on a process-wide monotonic clock, starting at 1.
@@ -174,6 +182,7 @@ impl Target {
             factor: AtomicU32::new(Target::FULL),
             ramp_from: AtomicU64::new(0),
             anomaly: Verdict::default(),
+            history: HealthHistory::default(),
         }
     }
 
@@ -394,7 +403,27 @@ impl Target {
     }
 
     pub fn set_state(&self, state: HealthState, reason: HealthReason) {
-        self.health.store(pack(state, reason), Ordering::Relaxed);
+        let before = self.health.swap(pack(state, reason), Ordering::Relaxed);
+        let from = HealthState::from_u8((before >> 8) as u8);
+        if from != state {
+            self.history.changed(from, state, transition_reason(state, reason));
+        }
+    }
+
+    /// Not in use (no listener forwards to the group): no checks, no requests.
+    pub fn set_unused(&self) {
+        if self.state() != HealthState::Unused {
+            self.consecutive_ok.store(0, Ordering::Relaxed);
+            self.consecutive_failed.store(0, Ordering::Relaxed);
+            self.set_state(HealthState::Unused, HealthReason::NotInUse);
+        }
+    }
+
+    /// In use again after being unused: checked from the start, as a new target.
+    pub fn set_used(&self) {
+        if self.state() == HealthState::Unused {
+            self.set_state(HealthState::Initial, HealthReason::InitialHealthChecking);
+        }
     }
 
     fn transition(
@@ -413,6 +442,8 @@ impl Target {
             .compare_exchange(current, next, Ordering::Relaxed, Ordering::Relaxed)
         {
             Ok(_) if from != to => {
+                self.history
+                    .changed(from, to, transition_reason(to, reason));
                 if from == HealthState::Healthy && self.ramp_elapsed().is_some() {
                     // Leaving healthy leaves slow start.
                     self.end_ramp();
@@ -421,6 +452,15 @@ impl Target {
             }
             _ => None,
         }
+    }
+}
+
+/// The reason a transition shows: the new state's reason code, or for a
+/// target turning healthy, what made it so.
+fn transition_reason(to: HealthState, reason: HealthReason) -> &'static str {
+    match (to, reason) {
+        (HealthState::Healthy, _) => "Target.HealthChecksPassed",
+        (_, reason) => reason.as_str(),
     }
 }
 
