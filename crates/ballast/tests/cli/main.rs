@@ -13,6 +13,7 @@ mod admin;
 mod control;
 mod drain;
 mod h2_attacks;
+mod health_log;
 mod slow_clients;
 mod tls;
 mod websocket;
