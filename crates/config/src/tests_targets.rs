@@ -124,7 +124,10 @@ fn the_default_timeout_follows_a_short_interval() {
     assert_eq!(timeout_for("4s"), Duration::from_secs(2));
     assert_eq!(timeout_for("30s"), Duration::from_secs(2), "2 s at most");
     let c = Config::from_toml(&config(r#"{ address = "127.0.0.1:9001" }"#, "")).expect("valid");
-    assert_eq!(c.target_groups[0].health_check, HealthCheckConfig::default());
+    assert_eq!(
+        c.target_groups[0].health_check,
+        HealthCheckConfig::default()
+    );
 }
 
 #[test]

@@ -17,11 +17,11 @@ use ballast_config::{Config, ListenerConfig};
 use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 
-use crate::tls::certificate::CertificateInfo;
 use crate::frontend::listener::{self, ListenerHandle};
 use crate::observe::access_log::AccessLog;
 use crate::resilience::registry::Decision as AnomalyDecision;
 use crate::snapshot::{Shared, Snapshot};
+use crate::tls::certificate::CertificateInfo;
 use crate::upstream::deregistration::{self, Deregistering};
 use crate::upstream::target::Target;
 

@@ -26,8 +26,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 
-use super::client_cert::{self, CertHeaders, HeaderNames};
 use super::certificate::CertificateInfo;
+use super::client_cert::{self, CertHeaders, HeaderNames};
 use super::expected::negotiation;
 use super::server_config::{self, Sessions};
 use super::watch::Fingerprint;

@@ -113,7 +113,10 @@ impl Checked {
     }
 
     pub fn timed_out(timeout: Duration) -> Self {
-        let cause = format!("no answer within {}", ballast_config::duration::format(timeout));
+        let cause = format!(
+            "no answer within {}",
+            ballast_config::duration::format(timeout)
+        );
         Self::failed(HealthReason::Timeout, None, cause)
     }
 

@@ -406,7 +406,8 @@ impl Target {
         let before = self.health.swap(pack(state, reason), Ordering::Relaxed);
         let from = HealthState::from_u8((before >> 8) as u8);
         if from != state {
-            self.history.changed(from, state, transition_reason(state, reason));
+            self.history
+                .changed(from, state, transition_reason(state, reason));
         }
     }
 
