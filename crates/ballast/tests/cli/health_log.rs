@@ -1,6 +1,7 @@
 //! What a real ballast process logs about unhealthy state routing: a group that
 //! fails open says so once, and says it recovered once, only after a real fail
-//! open; a group that starts healthy says neither.
+//! open; a group that starts healthy says neither. And `ballast check` on the
+//! health-check timeout's default.
 
 use std::path::Path;
 
@@ -53,4 +54,23 @@ async fn failing_open_and_recovering_are_logged_once_each() {
     let log = p.log_text();
     assert_eq!(log.matches(FAILING_OPEN).count(), 1, "{log}");
     assert_eq!(log.matches(RECOVERED).count(), 1, "{log}");
+}
+
+/// Issue 22: a default never causes an error. A group that sets only
+/// `interval = "1s"` passes `ballast check` (its timeout defaults to 500ms); an
+/// explicit bad pair is refused at the `timeout` key.
+#[test]
+fn check_accepts_a_short_interval_and_points_at_a_bad_timeout() {
+    let base = "[[listeners]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\ndefault_action = { type = \"forward\", target_group = \"web\" }\n\n[[target_groups]]\nname = \"web\"\ntargets = [{ address = \"127.0.0.1:9001\" }]\n\n[target_groups.health_check]\ninterval = \"1s\"\n";
+    let (code, out, err) = crate::check(&crate::temp_file("short-interval", base));
+    assert_eq!(code, 0, "{out}{err}");
+
+    let bad = format!("{base}timeout = \"1s\"\n");
+    let (code, out, err) = crate::check(&crate::temp_file("bad-timeout", &bad));
+    assert_eq!(code, 1, "{out}{err}");
+    let text = format!("{out}{err}");
+    assert!(
+        text.contains("target_groups[0].health_check.timeout (line 12, column 11)"),
+        "{text}"
+    );
 }
