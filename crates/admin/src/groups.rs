@@ -14,7 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use ballast_config::TargetConfig;
-use ballast_proxy::{HealthState, Target, TargetGroup};
+use ballast_proxy::{rfc3339, HealthState, Target, TargetGroup};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -70,6 +70,7 @@ pub async fn health(
             };
             json!({
                 "address": t.addr.to_string(),
+                "name": group.target_name(t),
                 "state": state.as_str(),
                 "reason": reason_json(reason.as_str()),
                 "weight": t.weight(),
@@ -77,6 +78,8 @@ pub async fn health(
                 "slow_start": slow_start,
                 "anomaly": anomaly_json(t),
                 "in_flight": t.in_flight(),
+                "last_check": last_check_json(t),
+                "transitions": transitions_json(t),
             })
         })
         .collect();
@@ -86,6 +89,36 @@ pub async fn health(
         "healthy_targets": group.healthy_count(),
         "targets": targets,
     })))
+}
+
+/// The target's last health check; `null` before the first.
+fn last_check_json(t: &Target) -> Value {
+    let Some(c) = t.history.last_check() else {
+        return Value::Null;
+    };
+    json!({
+        "at": rfc3339::millis(c.at),
+        "status": c.status,
+        "duration_ms": c.duration.as_secs_f64() * 1e3,
+        "result": if c.pass { "pass" } else { "fail" },
+        "error": c.error,
+    })
+}
+
+/// The target's recent state changes, oldest first.
+fn transitions_json(t: &Target) -> Value {
+    t.history
+        .transitions()
+        .iter()
+        .map(|tr| {
+            json!({
+                "at": rfc3339::millis(tr.at),
+                "from": tr.from.as_str(),
+                "to": tr.to.as_str(),
+                "reason": tr.reason,
+            })
+        })
+        .collect()
 }
 
 /// The anomaly detector's verdict on a target and the figures behind it (SPEC §13).
@@ -123,6 +156,14 @@ pub async fn anomalies(
 struct Registration {
     address: String,
     weight: Option<u32>,
+    name: Option<String>,
+}
+
+/// A registration as read: the address, the weight (default 1) and the name.
+struct Registered {
+    address: SocketAddr,
+    weight: u32,
+    name: Option<String>,
 }
 
 pub async fn register(
@@ -132,34 +173,49 @@ pub async fn register(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let mut created = false;
-    let mut registered = (None, TargetConfig::DEFAULT_WEIGHT);
+    let mut registered = None;
     let version = state
         .control
         .update(&write.origin, |running| {
-            let (address, weight) = registration(&body)?;
-            registered = (Some(address), weight);
+            let mut reg = registration(&body)?;
             let mut config = running.clone();
             let group = config
                 .target_groups
                 .iter_mut()
                 .find(|g| g.name == name)
                 .ok_or_else(|| unknown_group(&name))?;
-            match group.targets.iter_mut().find(|t| t.address == address) {
-                Some(existing) => existing.weight = weight,
+            match group.targets.iter_mut().find(|t| t.address == reg.address) {
+                Some(existing) => {
+                    // A registration without a name keeps the one it had.
+                    existing.weight = reg.weight;
+                    reg.name = reg.name.take().or_else(|| existing.name.clone());
+                    existing.name = reg.name.clone();
+                }
                 None => {
                     created = true;
-                    group.targets.push(TargetConfig { address, weight });
+                    group.targets.push(TargetConfig {
+                        address: reg.address,
+                        weight: reg.weight,
+                        name: reg.name.clone(),
+                    });
                 }
             }
+            registered = Some(reg);
+            // The name's form and uniqueness are checked by validation (`update`).
             Ok(config)
         })
         .await?;
-    let (address, weight) = registered;
-    let address = address.map(|a| a.to_string()).unwrap_or_default();
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
+    };
+    let (address, weight, target_name) = match registered {
+        Some(r) => {
+            let shown = r.name.unwrap_or_else(|| r.address.to_string());
+            (r.address.to_string(), r.weight, shown)
+        }
+        None => (String::new(), TargetConfig::DEFAULT_WEIGHT, String::new()),
     };
     Ok((
         status,
@@ -167,6 +223,7 @@ pub async fn register(
             "version": version,
             "target_group": name,
             "address": address,
+            "name": target_name,
             "weight": weight,
         })),
     ))
@@ -215,11 +272,12 @@ pub async fn deregister(
     ))
 }
 
-/// `{"address": "IP:PORT", "weight": N}`, the weight defaulting to 1.
-fn registration(body: &[u8]) -> Result<(SocketAddr, u32), ApiError> {
+/// `{"address": "IP:PORT", "weight": N, "name": "a"}`, the weight defaulting
+/// to 1, the name optional.
+fn registration(body: &[u8]) -> Result<Registered, ApiError> {
     let reg: Registration = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!(
-            "expected {{\"address\": \"IP:PORT\", \"weight\": N}}: {e}"
+            "expected {{\"address\": \"IP:PORT\", \"weight\": N, \"name\": \"NAME\"}}: {e}"
         ))
     })?;
     let address: SocketAddr = reg.address.parse().map_err(|_| {
@@ -227,7 +285,11 @@ fn registration(body: &[u8]) -> Result<(SocketAddr, u32), ApiError> {
             json!({ "path": "address", "message": "expected IP:PORT such as \"127.0.0.1:9001\"" }),
         )
     })?;
-    Ok((address, reg.weight.unwrap_or(TargetConfig::DEFAULT_WEIGHT)))
+    Ok(Registered {
+        address,
+        weight: reg.weight.unwrap_or(TargetConfig::DEFAULT_WEIGHT),
+        name: reg.name,
+    })
 }
 
 fn unknown_group(name: &str) -> ApiError {
@@ -242,10 +304,11 @@ fn reason_json(reason: &str) -> Value {
     }
 }
 
-fn target_json(t: &Target) -> Value {
+fn target_json(g: &TargetGroup, t: &Target) -> Value {
     let (state, reason) = t.health();
     json!({
         "address": t.addr.to_string(),
+        "name": g.target_name(t),
         "weight": t.weight(),
         "state": state.as_str(),
         "reason": reason_json(reason.as_str()),
@@ -262,7 +325,7 @@ fn group_json(g: &TargetGroup) -> Value {
         "deregistration_delay": ballast_config::duration::format(c.deregistration_delay),
         "failing_open": g.is_failing_open(),
         "healthy_targets": g.healthy_count(),
-        "targets": g.targets.iter().map(|t| target_json(t)).collect::<Vec<_>>(),
+        "targets": g.targets.iter().map(|t| target_json(g, t)).collect::<Vec<_>>(),
         "load_shedding": shedding_json(g),
     })
 }

@@ -4,7 +4,7 @@
 //! Control path only; nothing here runs per proxied request. Every write goes
 //! through [`Control`] (validate → `Server::apply` → persist in `state.dir` →
 //! audit), the same path as the file and SIGHUP. Layout: `routes` (the route
-//! table and router), `config_api`, `groups` and `audit` (handlers), `auth`
+//! table and router), `config_api`, `groups`, `listeners` and `audit` (handlers), `auth`
 //! (read and write tokens), `control` (apply, persist and audit, serialised),
 //! `changes` (what a new config changes), `audit` (the trail and its file),
 //! `store` (atomic state file), `source` (file or state: which wins at start
@@ -22,6 +22,7 @@ mod error;
 mod groups;
 mod history;
 mod listener;
+mod listeners;
 mod pages;
 mod routes;
 mod secrets;

@@ -8,7 +8,7 @@ use axum::http::Method;
 use axum::routing::{self, MethodRouter};
 use axum::Router;
 
-use crate::{audit, config_api, groups, pages, AdminState};
+use crate::{audit, config_api, groups, listeners, pages, AdminState};
 
 /// Every endpoint: method, path (axum/OpenAPI `{param}` syntax), handler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +24,7 @@ pub enum Endpoint {
     DeregisterTarget,
     GroupHealth,
     GroupAnomalies,
+    Listeners,
     Audit,
 }
 
@@ -59,6 +60,7 @@ pub const ROUTES: &[(Method, &str, Endpoint)] = &[
         "/api/v1/target-groups/{name}/anomalies",
         Endpoint::GroupAnomalies,
     ),
+    (Method::GET, "/api/v1/listeners", Endpoint::Listeners),
     (Method::GET, "/api/v1/audit", Endpoint::Audit),
 ];
 
@@ -75,6 +77,7 @@ fn handler(endpoint: Endpoint) -> MethodRouter<AdminState> {
         Endpoint::DeregisterTarget => routing::delete(groups::deregister),
         Endpoint::GroupHealth => routing::get(groups::health),
         Endpoint::GroupAnomalies => routing::get(groups::anomalies),
+        Endpoint::Listeners => routing::get(listeners::list),
         Endpoint::Audit => routing::get(audit::list),
     }
 }

@@ -112,3 +112,5 @@ mod tests_shuffle_shard;
 mod tests_sticky;
 #[cfg(test)]
 mod tests_streams;
+#[cfg(test)]
+mod tests_targets;

@@ -372,11 +372,22 @@ pub enum TargetProtocol {
 pub struct TargetConfig {
     pub address: SocketAddr,
     pub weight: u32,
+    /// What the API, the dashboard and the health log call the target (unique
+    /// within its group); `None`: its address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl TargetConfig {
     pub const DEFAULT_WEIGHT: u32 = 1;
     pub const MAX_WEIGHT: u32 = 999;
+
+    /// The target's name, else its address.
+    pub fn display_name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| self.address.to_string())
+    }
 }
 
 /// Serialized by hand: a gRPC check writes `grpc_service`/`grpc_matcher` instead of
@@ -427,12 +438,23 @@ impl Serialize for HealthCheckConfig {
     }
 }
 
+impl HealthCheckConfig {
+    /// The longest default `timeout`.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+    /// The `timeout` used when none is written: the smaller of 2 s and half the
+    /// interval, so that a default is never longer than the interval it serves.
+    pub fn default_timeout(interval: Duration) -> Duration {
+        Self::DEFAULT_TIMEOUT.min(interval / 2)
+    }
+}
+
 impl Default for HealthCheckConfig {
     fn default() -> Self {
         HealthCheckConfig {
             path: "/healthz".to_string(),
             interval: Duration::from_secs(5),
-            timeout: Duration::from_secs(2),
+            timeout: HealthCheckConfig::DEFAULT_TIMEOUT,
             healthy_threshold: 3,
             unhealthy_threshold: 2,
             matcher: StatusMatcher(vec![(200, 399)]),

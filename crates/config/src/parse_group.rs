@@ -144,9 +144,13 @@ fn decode_targets(node: &Node, path: &str, errs: &mut Errors) -> Option<Vec<Targ
             None => Some(TargetConfig::DEFAULT_WEIGHT),
             Some(n) => d::u32_in(n, &f.path("weight"), 0, TargetConfig::MAX_WEIGHT, errs),
         };
+        let name = match f.optional("name") {
+            None => Some(None),
+            Some(n) => target_name(n, &f.path("name"), &targets, path, errs).map(Some),
+        };
         f.finish(errs);
-        match (address, weight) {
-            (Some(address), Some(weight)) => {
+        match (address, weight, name) {
+            (Some(address), Some(weight), Some(name)) => {
                 if let Some(i) = targets
                     .iter()
                     .position(|t: &TargetConfig| t.address == address)
@@ -158,12 +162,40 @@ fn decode_targets(node: &Node, path: &str, errs: &mut Errors) -> Option<Vec<Targ
                     );
                     ok = false;
                 }
-                targets.push(TargetConfig { address, weight });
+                targets.push(TargetConfig {
+                    address,
+                    weight,
+                    name,
+                });
             }
             _ => ok = false,
         }
     }
     ok.then_some(targets)
+}
+
+/// A target's optional `name`: a name as group and listener names are, unique
+/// within its group.
+fn target_name(
+    node: &Node,
+    path: &str,
+    earlier: &[TargetConfig],
+    targets_path: &str,
+    errs: &mut Errors,
+) -> Option<String> {
+    let name = d::name(node, path, errs)?;
+    if let Some(i) = earlier
+        .iter()
+        .position(|t| t.name.as_deref() == Some(name.as_str()))
+    {
+        errs.at(
+            path,
+            node.pos,
+            format!("duplicate target name {name:?}; already used by {targets_path}[{i}]"),
+        );
+        return None;
+    }
+    Some(name)
 }
 
 fn decode_health_check(
@@ -198,10 +230,13 @@ fn decode_health_check(
         (Duration::from_millis(100), Duration::from_secs(300)),
         errs,
     );
+    // An unwritten timeout follows the interval, so a default never fails.
+    let default_timeout = HealthCheckConfig::default_timeout(interval.unwrap_or(def.interval));
+    let timeout_node = f.peek("timeout");
     let timeout = optional_duration(
         &mut f,
         "timeout",
-        def.timeout,
+        default_timeout,
         (Duration::from_millis(10), Duration::from_secs(120)),
         errs,
     );
@@ -229,11 +264,11 @@ fn decode_health_check(
             })
         }
     };
-    if let (Some(i), Some(t)) = (interval, timeout) {
+    if let (Some(i), Some(t), Some(node)) = (interval, timeout, timeout_node) {
         if t >= i {
             errs.at(
                 &f.path("timeout"),
-                f.pos(),
+                node.pos,
                 format!(
                     "timeout {} must be shorter than interval {}",
                     crate::duration::format(t),

@@ -252,7 +252,7 @@ fn timeout_not_shorter_than_interval() {
     assert_error(
         &errs,
         "target_groups[0].health_check.timeout",
-        F.line_of("[target_groups.health_check]"),
+        F.line_of("\ntimeout = \"500ms\"") + 1,
         "must be shorter than interval",
     );
 }

@@ -68,6 +68,7 @@ pub use resilience::registry::{Decision as AnomalyDecision, Why as AnomalyWhy};
 pub use resilience::shedding::{view as shedding_view, View as SheddingView};
 pub use server::{ApplyError, Server};
 pub use snapshot::Snapshot;
+pub use tls::certificate::CertificateInfo;
 pub use upstream::shard::Shard;
 pub use upstream::sticky::{Key as StickyKey, Sticky};
 pub use upstream::target::{HealthReason, HealthState, Target};

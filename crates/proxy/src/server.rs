@@ -21,6 +21,7 @@ use crate::frontend::listener::{self, ListenerHandle};
 use crate::observe::access_log::AccessLog;
 use crate::resilience::registry::Decision as AnomalyDecision;
 use crate::snapshot::{Shared, Snapshot};
+use crate::tls::certificate::CertificateInfo;
 use crate::upstream::deregistration::{self, Deregistering};
 use crate::upstream::target::Target;
 
@@ -279,6 +280,14 @@ impl Server {
         self.tls
             .terminator(listener)
             .map_or(0, |t| t.handshake_errors())
+    }
+
+    /// The certificates a TLS listener serves now (empty for a plain listener).
+    pub fn certificates(&self, listener: &str) -> Vec<CertificateInfo> {
+        self.tls
+            .terminator(listener)
+            .map(|t| t.current().certificates.clone())
+            .unwrap_or_default()
     }
 
     /// `ballast_tls_reload_errors_total`: TLS files that failed to load at an apply

@@ -13,13 +13,17 @@
 //! and its `deregistration_delay` runs; `server.rs` rebuilds the snapshot when that
 //! ends (`Snapshot::drain_done`). Requests in flight never depend on this: each
 //! holds its own `Arc<Target>`.
+//!
+//! A group no listener forwards to is built `unused` (its targets too, and it is
+//! not checked); a reload that makes a listener use it starts its targets over
+//! at `initial`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use ballast_config::{Config, ListenerConfig};
+use ballast_config::{Action, Config, ListenerConfig};
 
 use crate::admission::policy::Policy;
 use crate::admission::rate_limits::{RateLimiter, RateLimits};
@@ -27,6 +31,7 @@ use crate::observe::access_log::AccessLog;
 use crate::observe::exposition::{self, GroupView, ListenerView, TargetView};
 use crate::observe::group::{self, GroupCells};
 use crate::observe::metrics::ListenerMetrics;
+use crate::observe::rule_hits::{self, RuleHits};
 use crate::routing::action::RouteAction;
 use crate::routing::{RequestView, Router};
 use crate::upstream::sticky::{Key, Sticky};
@@ -66,6 +71,8 @@ pub struct ListenerRoute {
     /// One per rule, in the router's (priority) order.
     actions: Vec<RouteAction>,
     default_action: RouteAction,
+    /// Requests each rule and the default action chose.
+    pub hits: RuleHits,
     /// The listener's rate limits, then each rule's (in the router's order).
     pub limits: Box<[Arc<RateLimiter>]>,
     rule_limits: Vec<Box<[Arc<RateLimiter>]>>,
@@ -89,6 +96,7 @@ impl ListenerRoute {
         groups: &HashMap<String, Arc<TargetGroup>>,
         metrics: Arc<ListenerMetrics>,
         rate_limits: &RateLimits,
+        previous: Option<&ListenerRoute>,
     ) -> Option<Self> {
         let limits = rate_limits.attach(&l.rate_limits);
         let rule_limits: Vec<_> = l
@@ -104,6 +112,10 @@ impl ListenerRoute {
             metrics,
             admission: Policy::build(&l.admission),
             router: Router::new(&l.rules),
+            hits: RuleHits::new(
+                l.rules.iter().map(|r| r.priority).collect(),
+                previous.map(|p| &p.hits),
+            ),
             actions: l
                 .rules
                 .iter()
@@ -114,26 +126,47 @@ impl ListenerRoute {
     }
 
     /// The action for a request, the priority of the rule that chose it (`None`
-    /// for the default action) and that rule's rate limits.
+    /// for the default action) and that rule's rate limits; counts the hit.
     pub fn route(&self, req: &RequestView<'_>) -> Routed<'_> {
         let matched = self.router.route(req).and_then(|m| {
             let action = self.actions.get(m.index)?;
             let limits = self.rule_limits.get(m.index).map_or(&[][..], |l| &l[..]);
-            Some((m.priority, action, limits))
+            Some((m.index, m.priority, action, limits))
         });
         match matched {
-            Some((priority, action, rule_limits)) => Routed {
-                priority: Some(priority),
-                action,
-                rule_limits,
-            },
-            None => Routed {
-                priority: None,
-                action: &self.default_action,
-                rule_limits: &[],
-            },
+            Some((index, priority, action, rule_limits)) => {
+                self.hits.rule_hit(index);
+                Routed {
+                    priority: Some(priority),
+                    action,
+                    rule_limits,
+                }
+            }
+            None => {
+                self.hits.default_hit();
+                Routed {
+                    priority: None,
+                    action: &self.default_action,
+                    rule_limits: &[],
+                }
+            }
         }
     }
+}
+
+/// The groups some listener's rule or default action forwards to.
+fn used_groups(config: &Config) -> HashSet<&str> {
+    let actions = config
+        .listeners
+        .iter()
+        .flat_map(|l| std::iter::once(&l.default_action).chain(l.rules.iter().map(|r| &r.action)));
+    let mut used = HashSet::new();
+    for action in actions {
+        if let Action::Forward(f) = action {
+            used.extend(f.target_groups.iter().map(|g| g.name.as_str()));
+        }
+    }
+    used
 }
 
 impl Snapshot {
@@ -149,6 +182,7 @@ impl Snapshot {
         tls: &HashMap<String, Arc<crate::tls::Connector>>,
         sticky_key: Option<Arc<Key>>,
     ) -> Snapshot {
+        let used = used_groups(&config);
         let mut groups = HashMap::new();
         for g in &config.target_groups {
             let previous_group = previous.and_then(|p| p.groups.get(&g.name));
@@ -192,7 +226,9 @@ impl Snapshot {
                 .as_ref()
                 .zip(sticky_key.as_ref())
                 .map(|(s, key)| Sticky::new(s, &g.name, key.clone()));
+            let announced = previous_group.is_some_and(|old| old.announced_fail_open());
             let group = TargetGroup::new(g.clone(), targets)
+                .with_use(used.contains(g.name.as_str()), announced)
                 .with_tls(tls.get(&g.name).cloned())
                 .with_metrics(metrics.unwrap_or_default())
                 .with_sticky(sticky);
@@ -203,12 +239,10 @@ impl Snapshot {
             .listeners
             .iter()
             .filter_map(|l| {
-                let metrics = previous
-                    .and_then(|p| p.listeners.get(l.name.as_str()))
-                    .map(|r| r.metrics.clone())
-                    .unwrap_or_default();
+                let old = previous.and_then(|p| p.listeners.get(l.name.as_str()));
+                let metrics = old.map(|r| r.metrics.clone()).unwrap_or_default();
                 // Validation guarantees every group an action names exists.
-                let route = ListenerRoute::build(l, &groups, metrics, &rate_limits)?;
+                let route = ListenerRoute::build(l, &groups, metrics, &rate_limits, old)?;
                 Some((Arc::from(l.name.as_str()), route))
             })
             .collect();
@@ -279,6 +313,11 @@ impl Snapshot {
                     .iter()
                     .filter(|t| t.state() == HealthState::Unhealthy)
                     .count(),
+                unused: g
+                    .targets
+                    .iter()
+                    .filter(|t| t.state() == HealthState::Unused)
+                    .count(),
                 failing_open: g.is_failing_open(),
                 anomalous: g
                     .targets
@@ -299,6 +338,12 @@ impl Snapshot {
             .collect();
         groups.sort_by(|a, b| a.name.cmp(b.name));
         let mut out = exposition::render(&listeners, &groups);
+        let hits: Vec<_> = self
+            .listeners()
+            .into_iter()
+            .map(|(name, route)| (name, &route.hits))
+            .collect();
+        rule_hits::render(&mut out, &hits);
         let mut cells: Vec<_> = self
             .groups()
             .map(|g| GroupCells {

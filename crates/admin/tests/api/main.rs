@@ -6,6 +6,8 @@ mod anomaly;
 mod audit;
 mod config;
 mod config_toml;
+mod health_detail;
+mod listeners;
 mod load_shedding;
 mod observe;
 mod openapi;
@@ -38,6 +40,23 @@ pub struct Admin {
 impl Admin {
     pub async fn start(setup: &Setup) -> Admin {
         Self::start_with(setup, None, None).await
+    }
+
+    /// A ballast started from this config, with an open admin plane.
+    pub async fn start_config(config: ballast_config::Config) -> Admin {
+        let ballast = Ballast::start_config(config).await;
+        let control = Arc::new(Control::new(ballast.server.clone(), None));
+        let router = ballast_admin::router(AdminState {
+            control: control.clone(),
+            tokens: Tokens::default(),
+        });
+        Admin {
+            ballast,
+            router,
+            control,
+            token: None,
+            client: None,
+        }
     }
 
     pub async fn start_with(setup: &Setup, token: Option<&str>, store: Option<Store>) -> Admin {

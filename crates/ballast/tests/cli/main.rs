@@ -14,6 +14,7 @@ mod config_source;
 mod control;
 mod drain;
 mod h2_attacks;
+mod health_log;
 mod slow_clients;
 mod tls;
 mod websocket;

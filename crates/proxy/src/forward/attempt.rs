@@ -48,7 +48,7 @@ pub fn connect_failed(target: &Target, group: &TargetGroup, e: std::io::Error) -
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if let Some(state) = target.mark_connect_failed() {
         tracing::warn!(
-            target_group = %group.name(), target = %target.addr, %state, error = %e,
+            target_group = %group.name(), target = %group.target_name(target), %state, error = %e,
             "connect failed on the data path: target marked down"
         );
         group.refresh_routing();

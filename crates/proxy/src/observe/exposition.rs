@@ -25,6 +25,8 @@ pub struct GroupView<'a> {
     pub name: &'a str,
     pub healthy: usize,
     pub unhealthy: usize,
+    /// Targets of a group no listener forwards to.
+    pub unused: usize,
     pub failing_open: bool,
     /// Targets the anomaly detector judges anomalous now.
     pub anomalous: usize,
@@ -308,6 +310,20 @@ pub fn render(listeners: &[ListenerView<'_>], groups: &[GroupView<'_>]) -> Strin
             "ballast_unhealthy_targets",
             &[("target_group", g.name)],
             g.unhealthy,
+        );
+    }
+    family(
+        &mut out,
+        "ballast_unused_targets",
+        "gauge",
+        "Targets of a group no listener forwards to (state unused), by target group.",
+    );
+    for g in groups {
+        sample(
+            &mut out,
+            "ballast_unused_targets",
+            &[("target_group", g.name)],
+            g.unused,
         );
     }
     family(

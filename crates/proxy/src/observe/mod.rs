@@ -7,6 +7,8 @@
 //! A target group's own cells (`group.rs`: circuit-breaker usage,
 //! the retry budget's window, retries; `shedding.rs`: the concurrency limit, in-flight
 //! count and latency window of load shedding) are counted the same way.
+//! Rule hits (`rule_hits.rs`) count in a row of cells per worker, so that no
+//! cell is written by every worker on every request.
 //! `exposition.rs` renders the cells on a scrape from the figures it is given (the
 //! snapshot walks itself for it), so nothing here depends on what is observed.
 //!
@@ -17,4 +19,5 @@ pub mod exposition;
 pub mod group;
 pub mod metrics;
 pub mod rfc3339;
+pub mod rule_hits;
 pub mod shedding;

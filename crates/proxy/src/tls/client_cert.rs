@@ -147,7 +147,7 @@ pub fn stripping(names: &HeaderNames) -> CertHeaders {
 }
 
 /// A distinguished name as RFC 4514 writes it: last RDN first, `,` between RDNs.
-fn rfc4514(name: &X509Name<'_>) -> String {
+pub(crate) fn rfc4514(name: &X509Name<'_>) -> String {
     let registry = x509_parser::objects::oid_registry();
     let mut rdns: Vec<String> = Vec::new();
     for rdn in name.iter_rdn() {

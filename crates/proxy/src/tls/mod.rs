@@ -11,7 +11,10 @@
 //! ticket keys are shared across swaps so resumption survives reloads. Between
 //! applies, a background task (`watch.rs`) reloads what changed on disk; a file
 //! that fails to load is logged and counted, and the last good config stays.
+//! Each built config keeps a description of its certificates (subject, names,
+//! expiry: `certificate.rs`) for the listeners API.
 
+pub mod certificate;
 pub mod client_cert;
 mod expected;
 mod server_config;

@@ -15,6 +15,8 @@ use ballast_config::{ListenerTls, MtlsMode, TlsPolicy};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, UnixTime};
+
+use super::certificate::CertificateInfo;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, StoresServerSessions, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
@@ -37,8 +39,12 @@ impl Sessions {
     }
 }
 
-/// Build the config of one listener from its files.
-pub fn build(tls: &ListenerTls, sessions: &Sessions) -> Result<Arc<ServerConfig>, String> {
+/// Build the config of one listener from its files, and describe the
+/// certificates it serves.
+pub fn build(
+    tls: &ListenerTls,
+    sessions: &Sessions,
+) -> Result<(Arc<ServerConfig>, Vec<CertificateInfo>), String> {
     let provider = Arc::new(policy_provider(tls.tls_policy));
     let versions: &[&'static rustls::SupportedProtocolVersion] = match tls.tls_policy {
         TlsPolicy::Recommended => &[&rustls::version::TLS13, &rustls::version::TLS12],
@@ -54,11 +60,13 @@ pub fn build(tls: &ListenerTls, sessions: &Sessions) -> Result<Arc<ServerConfig>
             builder.with_client_cert_verifier(Arc::new(AnyClientCert(provider)))
         }
     };
-    let mut config = builder.with_cert_resolver(Arc::new(CertSet::load(tls)?));
+    let certs = CertSet::load(tls)?;
+    let described = certs.described.clone();
+    let mut config = builder.with_cert_resolver(Arc::new(certs));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.session_storage = sessions.storage.clone();
     config.ticketer = sessions.ticketer.clone();
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), described))
 }
 
 /// aws-lc-rs with only ECDHE key exchange and AEAD suites (AES-GCM, CHACHA20-POLY1305).
@@ -110,6 +118,8 @@ pub struct CertSet {
     exact: HashMap<String, Arc<CertifiedKey>>,
     /// `*.example.com` is stored under `example.com`.
     wildcard: HashMap<String, Arc<CertifiedKey>>,
+    /// Each certificate's leaf, described for the listeners API.
+    described: Vec<CertificateInfo>,
 }
 
 impl CertSet {
@@ -117,8 +127,14 @@ impl CertSet {
         let mut default = None;
         let mut exact = HashMap::new();
         let mut wildcard = HashMap::new();
+        let mut described = Vec::new();
         for c in &tls.certificates {
             let (key, names) = material::certified_key(&c.cert, &c.key).map_err(|(_, e)| e)?;
+            described.extend(
+                key.cert
+                    .first()
+                    .and_then(|leaf| CertificateInfo::of(c.cert.clone(), leaf)),
+            );
             for name in names {
                 match name.strip_prefix("*.") {
                     // The first certificate naming a host wins, as in the file.
@@ -133,6 +149,7 @@ impl CertSet {
             default: default.ok_or("no certificate configured")?,
             exact,
             wildcard,
+            described,
         })
     }
 

@@ -26,6 +26,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 
+use super::certificate::CertificateInfo;
 use super::client_cert::{self, CertHeaders, HeaderNames};
 use super::expected::negotiation;
 use super::server_config::{self, Sessions};
@@ -35,6 +36,8 @@ use super::watch::Fingerprint;
 pub struct TermState {
     config: Arc<ServerConfig>,
     names: HeaderNames,
+    /// The certificates it serves, described (`certificate.rs`).
+    pub certificates: Vec<CertificateInfo>,
     /// The settings it was built from, to rebuild it when a file changes.
     pub settings: ListenerTls,
     pub files: Fingerprint,
@@ -181,8 +184,10 @@ impl Terminator {
 fn prepare_with(sessions: &Sessions, tls: &ListenerTls) -> Result<TermState, String> {
     // Fingerprint before reading: a file changing during the read is seen next time.
     let files = Fingerprint::of(&tls.files());
+    let (config, certificates) = server_config::build(tls, sessions)?;
     Ok(TermState {
-        config: server_config::build(tls, sessions)?,
+        config,
+        certificates,
         names: HeaderNames::new(&tls.mtls.headers)?,
         settings: tls.clone(),
         files,

@@ -7,14 +7,17 @@
 //! outcome is a status in `matcher` (healthy), another status
 //! (`Target.ResponseCodeMismatch`), no answer in time (`Target.Timeout`), or a
 //! refused or broken connection (`Target.FailedHealthChecks`). State changes are
-//! logged, with what broke the last probe (a refused connection, a certificate
+//! logged (with the target's `name` when it has one), with what broke the last probe (a refused connection, a certificate
 //! that failed verification, a target that would not agree to `h2`), and so is the
 //! group starting or stopping to fail open. Groups with `tls` are probed over TLS,
 //! with the same connector as the data path. Groups with `protocol = "http2"` are
 //! probed over HTTP/2 (over TLS with ALPN `h2` when they have `tls`), by `GET` or
-//! by the gRPC health protocol (`health_h2.rs`).
+//! by the gRPC health protocol (`health_h2.rs`). Every probe's outcome (when,
+//! the status seen, how long it took, what broke) is kept as the target's last
+//! check for the admin API (`health_history.rs`), off the data path.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use ballast_config::{HealthCheckConfig, TargetProtocol};
 use futures_util::future::join_all;
@@ -26,14 +29,19 @@ use tokio::task::JoinHandle;
 
 use crate::tls::Connector;
 use crate::upstream::health_h2;
+use crate::upstream::health_history::LastCheck;
 use crate::upstream::target::{HealthReason, HealthState, Probe, Target};
 use crate::upstream::target_group::TargetGroup;
 
 const USER_AGENT: &str = concat!("ballast-health-checker/", env!("CARGO_PKG_VERSION"));
 
 /// Start checking a group; the task runs until aborted (when its snapshot is replaced).
+/// A group no listener forwards to is not checked: its targets are `unused`.
 pub fn spawn(group: Arc<TargetGroup>) -> JoinHandle<()> {
     tokio::spawn(async move {
+        if group.is_unused() {
+            return;
+        }
         let hc = group.config.health_check.clone();
         let mut tick = tokio::time::interval(hc.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -41,51 +49,90 @@ pub fn spawn(group: Arc<TargetGroup>) -> JoinHandle<()> {
             tick.tick().await;
             let tls = group.tls.as_deref();
             let http2 = group.config.protocol == TargetProtocol::Http2;
-            let probes = group.targets.iter().map(|t| probe(t, &hc, http2, tls));
+            let probes = group.targets.iter().map(|t| timed(t, &hc, http2, tls));
             let results = join_all(probes).await;
             // Slow start applies beside peers that were healthy before this round.
             let ramp = !group.config.slow_start.is_zero() && group.healthy_count() > 0;
             for (target, checked) in group.targets.iter().zip(results) {
-                if let Some(state) =
-                    target.record(checked.probe, hc.healthy_threshold, hc.unhealthy_threshold)
-                {
+                let probe = checked.0.probe;
+                let changed = target.record(probe, hc.healthy_threshold, hc.unhealthy_threshold);
+                let cause = checked.0.cause.as_deref().unwrap_or("");
+                if let Some(state) = changed {
                     if ramp && state == HealthState::Healthy {
                         target.start_ramp();
                     }
                     let (_, reason) = target.health();
-                    let cause = checked.cause.as_deref().unwrap_or("");
                     tracing::info!(
-                        target_group = %group.name(), target = %target.addr, %state,
-                        reason = reason.as_str(), cause, "target health changed"
+                        target_group = %group.name(), target = %group.target_name(target),
+                        %state, reason = reason.as_str(), cause, "target health changed"
                     );
                 }
+                target.history.checked(last_check(checked));
             }
             group.refresh_routing();
         }
     })
 }
 
-/// A probe's outcome, and for a connection or protocol failure what it was (for
-/// the log line of a state change; built only when a probe fails that way).
+/// A probe with its start and duration, for the target's last check.
+async fn timed(
+    target: &Target,
+    hc: &HealthCheckConfig,
+    http2: bool,
+    tls: Option<&Connector>,
+) -> (Checked, SystemTime, Duration) {
+    let at = SystemTime::now();
+    let started = Instant::now();
+    let checked = probe(target, hc, http2, tls).await;
+    (checked, at, started.elapsed())
+}
+
+/// A probe's outcome: the status seen (HTTP checks), and for a failure what it
+/// was in a few words (built only when a probe fails).
 pub struct Checked {
     pub probe: Probe,
+    pub status: Option<u16>,
     pub cause: Option<String>,
 }
 
 impl Checked {
-    pub fn ok() -> Self {
-        Self::of(Probe::Ok)
+    pub fn ok(status: Option<u16>) -> Self {
+        Checked {
+            probe: Probe::Ok,
+            status,
+            cause: None,
+        }
     }
 
-    pub fn of(probe: Probe) -> Self {
-        Checked { probe, cause: None }
+    pub fn failed(reason: HealthReason, status: Option<u16>, cause: String) -> Self {
+        Checked {
+            probe: Probe::Failed(reason),
+            status,
+            cause: Some(cause),
+        }
+    }
+
+    pub fn timed_out(timeout: Duration) -> Self {
+        let cause = format!(
+            "no answer within {}",
+            ballast_config::duration::format(timeout)
+        );
+        Self::failed(HealthReason::Timeout, None, cause)
     }
 
     pub fn broken(e: &dyn std::fmt::Display) -> Self {
-        Checked {
-            probe: Probe::Failed(HealthReason::FailedHealthChecks),
-            cause: Some(e.to_string()),
-        }
+        Self::failed(HealthReason::FailedHealthChecks, None, e.to_string())
+    }
+}
+
+/// A timed probe as the target's last check.
+fn last_check((checked, at, duration): (Checked, SystemTime, Duration)) -> LastCheck {
+    LastCheck {
+        at,
+        status: checked.status,
+        duration,
+        pass: checked.probe == Probe::Ok,
+        error: checked.cause,
     }
 }
 
@@ -111,10 +158,14 @@ pub async fn probe(
         tokio::time::timeout(hc.timeout, request(target, &hc.path, tls)).await
     };
     match status {
-        Err(_) => Checked::of(Probe::Failed(HealthReason::Timeout)),
+        Err(_) => Checked::timed_out(hc.timeout),
         Ok(Err(e)) => Checked::broken(&e),
-        Ok(Ok(status)) if hc.matcher.matches(status) => Checked::ok(),
-        Ok(Ok(_)) => Checked::of(Probe::Failed(HealthReason::ResponseCodeMismatch)),
+        Ok(Ok(status)) if hc.matcher.matches(status) => Checked::ok(Some(status)),
+        Ok(Ok(status)) => Checked::failed(
+            HealthReason::ResponseCodeMismatch,
+            Some(status),
+            format!("status {status} is not in the matcher"),
+        ),
     }
 }
 

@@ -29,7 +29,7 @@ use crate::tls::Connector;
 use crate::upstream::dial;
 use crate::upstream::health::Checked;
 use crate::upstream::http2;
-use crate::upstream::target::{HealthReason, Probe, Target};
+use crate::upstream::target::{HealthReason, Target};
 
 type H2Sender = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
 
@@ -88,10 +88,19 @@ pub async fn probe_grpc(
     tls: Option<&Connector>,
 ) -> Checked {
     match tokio::time::timeout(timeout, call(target, &check.service, timeout, tls)).await {
-        Err(_) => Checked::of(Probe::Failed(HealthReason::Timeout)),
+        Err(_) => Checked::timed_out(timeout),
         Ok(Err(e)) => Checked::broken(&e),
-        Ok(Ok(a)) if a.serving && check.matcher.matches(a.grpc_status) => Checked::ok(),
-        Ok(Ok(_)) => Checked::of(Probe::Failed(HealthReason::ResponseCodeMismatch)),
+        Ok(Ok(a)) if a.serving && check.matcher.matches(a.grpc_status) => Checked::ok(None),
+        Ok(Ok(a)) if a.grpc_status == u16::MAX => Checked::failed(
+            HealthReason::ResponseCodeMismatch,
+            None,
+            "not a gRPC answer".to_string(),
+        ),
+        Ok(Ok(a)) => Checked::failed(
+            HealthReason::ResponseCodeMismatch,
+            None,
+            format!("grpc-status {}, serving: {}", a.grpc_status, a.serving),
+        ),
     }
 }
 

@@ -6,7 +6,8 @@
 //! (`target_group.rs`, `balance.rs`), takes a connection (`pool.rs` and `http1.rs`
 //! for HTTP/1.1, `http2.rs` for HTTP/2, `dial.rs` for a new one) and counts its
 //! requests in flight with single atomics on the `Target` (`target.rs`). The
-//! control path moves each target's health (`health.rs`, `health_h2.rs`) and
+//! control path moves each target's health (`health.rs`, `health_h2.rs`; the
+//! last check and recent state changes the API shows: `health_history.rs`) and
 //! removes deregistered targets once they are drained (`deregistration.rs`).
 //! `verdict.rs` holds the anomaly detector's latest verdict on each target.
 //! `body.rs` is the request body on its way to a target. Sticky sessions: the
@@ -22,6 +23,7 @@ pub mod deregistration;
 pub mod dial;
 pub mod health;
 pub mod health_h2;
+pub mod health_history;
 pub mod http1;
 pub mod http2;
 pub mod pool;

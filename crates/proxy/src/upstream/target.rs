@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::observe::metrics::TargetMetrics;
+use crate::upstream::health_history::HealthHistory;
 use crate::upstream::http2::H2Pool;
 use crate::upstream::pool::Pool;
 use crate::upstream::verdict::Verdict;
@@ -78,6 +79,8 @@ pub enum HealthReason {
     FailedHealthChecks = 4,
     ConnectionFailed = 5,
     DeregistrationInProgress = 6,
+    /// No listener forwards to the target's group (ALB's reason for `unused`).
+    NotInUse = 7,
 }
 
 impl HealthReason {
@@ -89,6 +92,7 @@ impl HealthReason {
             4 => HealthReason::FailedHealthChecks,
             5 => HealthReason::ConnectionFailed,
             6 => HealthReason::DeregistrationInProgress,
+            7 => HealthReason::NotInUse,
             _ => HealthReason::None,
         }
     }
@@ -102,6 +106,7 @@ impl HealthReason {
             HealthReason::FailedHealthChecks => "Target.FailedHealthChecks",
             HealthReason::ConnectionFailed => "Target.ConnectionFailed",
             HealthReason::DeregistrationInProgress => "Target.DeregistrationInProgress",
+            HealthReason::NotInUse => "Target.NotInUse",
         }
     }
 }
@@ -139,6 +144,9 @@ pub struct Target {
     ramp_from: AtomicU64,
     /// The anomaly detector's latest verdict (control path only).
     pub anomaly: Verdict,
+    /// The last health check and recent state changes (control path, read by
+    /// the admin API).
+    pub history: HealthHistory,
 }
 
 /// Milliseconds on a process-wide monotonic clock, starting at 1.
@@ -174,6 +182,7 @@ impl Target {
             factor: AtomicU32::new(Target::FULL),
             ramp_from: AtomicU64::new(0),
             anomaly: Verdict::default(),
+            history: HealthHistory::default(),
         }
     }
 
@@ -394,7 +403,28 @@ impl Target {
     }
 
     pub fn set_state(&self, state: HealthState, reason: HealthReason) {
-        self.health.store(pack(state, reason), Ordering::Relaxed);
+        let before = self.health.swap(pack(state, reason), Ordering::Relaxed);
+        let from = HealthState::from_u8((before >> 8) as u8);
+        if from != state {
+            self.history
+                .changed(from, state, transition_reason(state, reason));
+        }
+    }
+
+    /// Not in use (no listener forwards to the group): no checks, no requests.
+    pub fn set_unused(&self) {
+        if self.state() != HealthState::Unused {
+            self.consecutive_ok.store(0, Ordering::Relaxed);
+            self.consecutive_failed.store(0, Ordering::Relaxed);
+            self.set_state(HealthState::Unused, HealthReason::NotInUse);
+        }
+    }
+
+    /// In use again after being unused: checked from the start, as a new target.
+    pub fn set_used(&self) {
+        if self.state() == HealthState::Unused {
+            self.set_state(HealthState::Initial, HealthReason::InitialHealthChecking);
+        }
     }
 
     fn transition(
@@ -413,6 +443,8 @@ impl Target {
             .compare_exchange(current, next, Ordering::Relaxed, Ordering::Relaxed)
         {
             Ok(_) if from != to => {
+                self.history
+                    .changed(from, to, transition_reason(to, reason));
                 if from == HealthState::Healthy && self.ramp_elapsed().is_some() {
                     // Leaving healthy leaves slow start.
                     self.end_ramp();
@@ -421,6 +453,15 @@ impl Target {
             }
             _ => None,
         }
+    }
+}
+
+/// The reason a transition shows: the new state's reason code, or for a
+/// target turning healthy, what made it so.
+fn transition_reason(to: HealthState, reason: HealthReason) -> &'static str {
+    match (to, reason) {
+        (HealthState::Healthy, _) => "Target.HealthChecksPassed",
+        (_, reason) => reason.as_str(),
     }
 }
 
@@ -455,89 +496,5 @@ impl Drop for InFlight {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn target() -> Target {
-        Target::new(
-            "g",
-            "127.0.0.1:1".parse().expect("addr"),
-            1,
-            Duration::from_secs(1),
-        )
-    }
-
-    #[test]
-    fn initial_becomes_healthy_after_one_success() {
-        let t = target();
-        assert_eq!(t.record(Probe::Ok, 3, 2), Some(HealthState::Healthy));
-    }
-
-    #[test]
-    fn unhealthy_needs_thresholds_both_ways() {
-        let t = target();
-        t.record(Probe::Ok, 3, 2);
-        assert_eq!(t.record(Probe::Failed(HealthReason::Timeout), 3, 2), None);
-        assert_eq!(
-            t.record(Probe::Failed(HealthReason::Timeout), 3, 2),
-            Some(HealthState::Unhealthy)
-        );
-        assert_eq!(t.health().1, HealthReason::Timeout);
-        assert_eq!(t.record(Probe::Ok, 3, 2), None);
-        assert_eq!(t.record(Probe::Ok, 3, 2), None);
-        assert_eq!(t.record(Probe::Ok, 3, 2), Some(HealthState::Healthy));
-    }
-
-    #[test]
-    fn connect_failure_is_immediate_and_resets_successes() {
-        let t = target();
-        t.record(Probe::Ok, 2, 2);
-        assert_eq!(t.mark_connect_failed(), Some(HealthState::Unhealthy));
-        assert_eq!(t.health().1, HealthReason::ConnectionFailed);
-        assert_eq!(t.record(Probe::Ok, 2, 2), None);
-        assert_eq!(t.record(Probe::Ok, 2, 2), Some(HealthState::Healthy));
-    }
-
-    #[test]
-    fn draining_is_not_moved_by_probes() {
-        let t = target();
-        t.set_state(
-            HealthState::Draining,
-            HealthReason::DeregistrationInProgress,
-        );
-        assert_eq!(t.record(Probe::Ok, 1, 1), None);
-        assert_eq!(t.mark_connect_failed(), None);
-        assert_eq!(t.state(), HealthState::Draining);
-    }
-
-    /// The overlays multiply, never cut to zero, and leaving healthy ends a ramp.
-    #[test]
-    fn overlays_shape_the_effective_weight() {
-        let t = Target::new(
-            "g",
-            "127.0.0.1:1".parse().expect("addr"),
-            4,
-            Duration::from_secs(1),
-        );
-        assert_eq!(t.effective_weight(), 4 * u64::from(Target::FULL));
-        t.set_mitigation_factor(250);
-        t.set_slow_start_factor(500);
-        assert_eq!(t.factor(), 125);
-        assert_eq!(t.effective_weight(), 4 * 125);
-        t.set_mitigation_factor(1);
-        t.set_slow_start_factor(1);
-        assert_eq!(t.factor(), 1, "a trickle is kept");
-        t.set_mitigation_factor(Target::FULL);
-
-        assert_eq!(t.record(Probe::Ok, 1, 1), Some(HealthState::Healthy));
-        t.start_ramp();
-        assert!(t.ramp_elapsed().is_some());
-        assert_eq!(t.slow_start_factor(), Target::RAMP_FLOOR);
-        assert_eq!(t.mark_connect_failed(), Some(HealthState::Unhealthy));
-        assert!(
-            t.ramp_elapsed().is_none(),
-            "leaving healthy leaves slow start"
-        );
-        assert_eq!(t.factor(), Target::FULL);
-    }
-}
+#[path = "target_tests.rs"]
+mod tests;

@@ -4,7 +4,14 @@
 //! Data path. Built once per snapshot by the control path, then read-only apart
 //! from atomics. Unhealthy state routing (SPEC §4): while fewer than
 //! `minimum_healthy_targets` targets are healthy, the group routes to all of its
-//! targets that are not draining, and says so in the log when that starts and ends.
+//! targets that are not draining. The log says so once when that starts and once
+//! when it ends, judged after health checks ran: a group whose targets are still
+//! being checked for the first time routes to them all without a warning, and a
+//! group that turns out healthy logs nothing. What the log last said is carried
+//! across reloads (`announced`), so each transition is logged exactly once.
+//!
+//! A group no listener forwards to is `unused` (as ALB shows it): its targets are
+//! not checked and show the state `unused` until a reload makes a listener use it.
 //!
 //! Shuffle sharding (`shard.rs`): a request whose key names a shard is picked
 //! among the shard's members only, by the group's own balancer and rules (health,
@@ -35,6 +42,10 @@ pub struct TargetGroup {
     pub targets: Vec<Arc<Target>>,
     balancer: Balancer,
     fail_open: AtomicBool,
+    /// Whether the log last said the group fails open.
+    announced: AtomicBool,
+    /// No listener forwards to the group.
+    unused: bool,
     /// TLS towards the targets, when the group has `tls`.
     pub tls: Option<Arc<crate::tls::Connector>>,
     /// The group's own cells (circuit-breaker usage, the retry budget's window,
@@ -94,6 +105,8 @@ impl TargetGroup {
             targets,
             balancer,
             fail_open: AtomicBool::new(false),
+            announced: AtomicBool::new(false),
+            unused: false,
             tls: None,
             metrics: Arc::default(),
             sticky: None,
@@ -104,6 +117,41 @@ impl TargetGroup {
             .fail_open
             .store(group.should_fail_open(), Ordering::Relaxed);
         group
+    }
+
+    /// Mark the group used by a listener or not, and its targets with it; keep
+    /// what the log last said of the group it replaces.
+    pub fn with_use(mut self, used: bool, announced: bool) -> Self {
+        self.unused = !used;
+        for t in &self.targets {
+            match used {
+                true => t.set_used(),
+                false if t.state() != HealthState::Draining => t.set_unused(),
+                false => {}
+            }
+        }
+        self.announced.store(announced && used, Ordering::Relaxed);
+        self.fail_open
+            .store(self.should_fail_open(), Ordering::Relaxed);
+        self
+    }
+
+    /// No listener forwards to the group: it is not checked.
+    pub fn is_unused(&self) -> bool {
+        self.unused
+    }
+
+    /// Whether the log last said the group fails open.
+    pub fn announced_fail_open(&self) -> bool {
+        self.announced.load(Ordering::Relaxed)
+    }
+
+    /// What the log and the API call a target: its config `name`, else its address.
+    pub fn target_name(&self, target: &Target) -> String {
+        self.config
+            .target(target.addr)
+            .and_then(|t| t.name.clone())
+            .unwrap_or_else(|| target.addr.to_string())
     }
 
     pub fn with_tls(mut self, tls: Option<Arc<crate::tls::Connector>>) -> Self {
@@ -230,28 +278,39 @@ impl TargetGroup {
     }
 
     fn should_fail_open(&self) -> bool {
-        !self.targets.is_empty()
+        !self.unused
+            && !self.targets.is_empty()
             && self.healthy_count()
                 < self.config.unhealthy_state_routing.minimum_healthy_targets as usize
     }
 
-    /// Re-evaluate unhealthy state routing after a health change; logs a transition.
+    /// Re-evaluate unhealthy state routing after health checks or a health
+    /// change; logs a transition of what the log last said, once.
     pub fn refresh_routing(&self) {
         let fail_open = self.should_fail_open();
-        if self.fail_open.swap(fail_open, Ordering::Relaxed) != fail_open {
-            let healthy = self.healthy_count();
-            let minimum = self.config.unhealthy_state_routing.minimum_healthy_targets;
-            if fail_open {
-                tracing::warn!(
-                    target_group = %self.name(), healthy, minimum,
-                    "fewer healthy targets than minimum_healthy_targets: failing open, routing to all targets"
-                );
-            } else {
-                tracing::info!(
-                    target_group = %self.name(), healthy, minimum,
-                    "enough healthy targets again: routing to healthy targets only"
-                );
-            }
+        self.fail_open.store(fail_open, Ordering::Relaxed);
+        if self.announced.swap(fail_open, Ordering::Relaxed) == fail_open {
+            return;
+        }
+        let healthy = self.healthy_count();
+        let minimum = self.config.unhealthy_state_routing.minimum_healthy_targets;
+        let name = self.name();
+        if !fail_open {
+            tracing::info!(
+                target_group = %name, healthy, minimum,
+                "target group {name:?}: enough healthy targets again, routing to healthy targets only"
+            );
+        } else if healthy == 0 {
+            tracing::warn!(
+                target_group = %name, healthy, minimum,
+                "target group {name:?} has no healthy target: failing open, routing to all of its targets"
+            );
+        } else {
+            tracing::warn!(
+                target_group = %name, healthy, minimum,
+                "target group {name:?} has fewer healthy targets than minimum_healthy_targets: \
+                 failing open, routing to all of its targets"
+            );
         }
     }
 }
