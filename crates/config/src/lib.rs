@@ -11,6 +11,7 @@ mod admin;
 pub mod admission;
 pub mod client_timeouts;
 mod decode;
+pub mod dns;
 pub mod duration;
 mod error;
 pub mod limits;
@@ -30,6 +31,7 @@ pub mod tls;
 
 use std::path::Path;
 
+pub use dns::{DnsRefresh, TargetAddress};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
 pub use pattern::{check_glob, Cidr, GlobKind};

@@ -44,6 +44,7 @@
 #![deny(unsafe_code)]
 
 mod admission;
+mod discovery;
 mod forward;
 mod frontend;
 /// The checks ballast's parsers are fuzzed with (`fuzz/` at the repository
@@ -61,6 +62,7 @@ mod snapshot;
 mod tls;
 mod upstream;
 
+pub use discovery::NameStatus;
 pub use forward::error::{ErrorSource, ProxyError};
 pub use observe::access_log::AccessRecord;
 pub use observe::rfc3339;
