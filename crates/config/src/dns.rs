@@ -206,27 +206,26 @@ fn decode_refresh_table(node: &Node, path: &str, errs: &mut Errors) -> Option<Dn
     let def = DnsRefresh::DEFAULT;
     let min = crate::parse::optional_duration(&mut f, "min_ttl", def.min_ttl, bounds, errs);
     let max = crate::parse::optional_duration(&mut f, "max_ttl", def.max_ttl, bounds, errs);
-    if let (Some(lo), Some(hi)) = (min, max) {
-        if lo > hi {
-            // Point at the key the user wrote: a default is never the cause.
-            let key = if f.peek("max_ttl").is_some() {
-                "max_ttl"
-            } else {
-                "min_ttl"
-            };
+    // A bound the user did not write follows the one they did (a default is
+    // never the cause of an error); only an explicit pair can disagree.
+    let (min_set, max_set) = (f.peek("min_ttl").is_some(), f.peek("max_ttl").is_some());
+    let (min, max) = match (min, max) {
+        (Some(lo), Some(hi)) if lo > hi && !max_set => (Some(lo), Some(lo)),
+        (Some(lo), Some(hi)) if lo > hi && !min_set => (Some(hi), Some(hi)),
+        (Some(lo), Some(hi)) if lo > hi => {
             errs.at(
-                &f.path(key),
-                f.peek(key).and_then(|n| n.pos),
+                &f.path("max_ttl"),
+                f.peek("max_ttl").and_then(|n| n.pos),
                 format!(
                     "max_ttl {} must not be shorter than min_ttl {}",
                     duration::format(hi),
                     duration::format(lo)
                 ),
             );
-            f.finish(errs);
-            return None;
+            (None, None)
         }
-    }
+        other => other,
+    };
     f.finish(errs);
     Some(DnsRefresh {
         min_ttl: min?,
@@ -236,7 +235,11 @@ fn decode_refresh_table(node: &Node, path: &str, errs: &mut Errors) -> Option<Dn
 
 /// `[server] dns_servers = ["IP:PORT", ...]`: the name servers asked instead of
 /// those of `/etc/resolv.conf`.
-pub(crate) fn decode_servers(node: &Node, path: &str, errs: &mut Errors) -> Option<Vec<SocketAddr>> {
+pub(crate) fn decode_servers(
+    node: &Node,
+    path: &str,
+    errs: &mut Errors,
+) -> Option<Vec<SocketAddr>> {
     let mut servers = Vec::new();
     let mut ok = true;
     for (p, item) in d::array(node, path, errs) {

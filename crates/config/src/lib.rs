@@ -97,6 +97,8 @@ mod tests_admission;
 #[cfg(test)]
 mod tests_client_timeouts;
 #[cfg(test)]
+mod tests_dns;
+#[cfg(test)]
 mod tests_limits;
 #[cfg(test)]
 mod tests_resilience;

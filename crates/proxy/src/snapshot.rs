@@ -23,8 +23,8 @@ use arc_swap::ArcSwap;
 use ballast_config::{Config, ListenerConfig};
 
 use crate::admission::policy::Policy;
-use crate::discovery::{NameStatus, Names};
 use crate::admission::rate_limits::{RateLimiter, RateLimits};
+use crate::discovery::{NameStatus, Names};
 use crate::observe::access_log::AccessLog;
 use crate::observe::exposition::{self, GroupView, ListenerView, TargetView};
 use crate::observe::group::{self, GroupCells};

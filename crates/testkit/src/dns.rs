@@ -115,7 +115,8 @@ pub async fn loopback_backends(last: &[u8]) -> (u16, Vec<crate::BackendHandle>) 
         let port = first.local_addr().expect("local address").port();
         let mut listeners = vec![first];
         for &x in &last[1..] {
-            match tokio::net::TcpListener::bind((std::net::Ipv4Addr::new(127, 0, 0, x), port)).await {
+            match tokio::net::TcpListener::bind((std::net::Ipv4Addr::new(127, 0, 0, x), port)).await
+            {
                 Ok(l) => listeners.push(l),
                 Err(_) => continue 'port,
             }

@@ -33,7 +33,11 @@ async fn a_name_registered_by_the_api_resolves_and_says_how() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert_eq!(admin.ballast.server.snapshot().version, 1, "nothing applied");
+    assert_eq!(
+        admin.ballast.server.snapshot().version,
+        1,
+        "nothing applied"
+    );
 
     let name = format!("app.test:{port}");
     let (status, body) = admin
@@ -55,8 +59,12 @@ async fn a_name_registered_by_the_api_resolves_and_says_how() {
     assert_eq!(entry["name"], name);
     assert_eq!(entry["addresses"], json!([address]));
     assert_eq!(entry["error"], json!(null));
-    assert!(entry["resolved_at"].as_str().is_some_and(|t| t.ends_with('Z')));
-    assert!(entry["next_refresh_at"].as_str().is_some_and(|t| t.ends_with('Z')));
+    assert!(entry["resolved_at"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
+    assert!(entry["next_refresh_at"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
     let config = admin.get("/api/v1/config").await;
     assert_eq!(
         config["config"]["target_groups"][0]["targets"][1],

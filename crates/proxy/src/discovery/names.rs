@@ -216,7 +216,11 @@ impl Names {
         );
         for (group, name, e) in &rows {
             for (outcome, n) in e.iter().flat_map(|e| e.outcomes.iter()) {
-                let labels = [("target_group", *group), ("name", name), ("outcome", outcome)];
+                let labels = [
+                    ("target_group", *group),
+                    ("name", name),
+                    ("outcome", outcome),
+                ];
                 sample(out, "ballast_dns_resolutions_total", &labels, n);
             }
         }
@@ -228,7 +232,12 @@ impl Names {
         );
         for (group, name, e) in &rows {
             let n = e.map_or(0, |e| e.addresses.len());
-            sample(out, "ballast_dns_targets", &[("target_group", *group), ("name", name)], n);
+            sample(
+                out,
+                "ballast_dns_targets",
+                &[("target_group", *group), ("name", name)],
+                n,
+            );
         }
     }
 }
@@ -239,4 +248,3 @@ fn diff(a: &[(SocketAddr, u32)], b: &[(SocketAddr, u32)]) -> Vec<SocketAddr> {
         .map(|(x, _)| *x)
         .collect()
 }
-

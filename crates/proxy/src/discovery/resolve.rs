@@ -14,9 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use ballast_config::{TargetAddress, TargetConfig};
-use hickory_resolver::config::{
-    LookupIpStrategy, NameServerConfig, ResolverConfig, ResolverOpts,
-};
+use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
@@ -114,7 +112,10 @@ impl Resolver {
     }
 }
 
-async fn lookup_ip(resolver: &TokioResolver, host: &str) -> Result<(Vec<IpAddr>, Duration), Failure> {
+async fn lookup_ip(
+    resolver: &TokioResolver,
+    host: &str,
+) -> Result<(Vec<IpAddr>, Duration), Failure> {
     let found = resolver.lookup_ip(host).await.map_err(failure)?;
     let answers = found.as_lookup().answers();
     let mut ips: Vec<IpAddr> = found.iter().collect();

@@ -61,26 +61,42 @@ async fn a_name_with_two_records_is_two_targets_that_both_serve() {
     dns.set_ttl(0);
     let (port, bs) = loopback_backends(&[2, 3]).await;
     dns.set("app.test", &[loopback(2), loopback(3)]);
-    let ballast = setup(&dns, &format!("{{ address = \"app.test:{port}\", weight = 3 }}"))
-        .start()
-        .await;
+    let ballast = setup(
+        &dns,
+        &format!("{{ address = \"app.test:{port}\", weight = 3 }}"),
+    )
+    .start()
+    .await;
     wait_healthy(&ballast, &["127.0.0.2", "127.0.0.3"]).await;
     let snap = ballast.server.snapshot();
     let group = snap.group("web").expect("group");
-    assert!(group.targets.iter().all(|t| t.weight() == 3), "each takes the entry's weight");
+    assert!(
+        group.targets.iter().all(|t| t.weight() == 3),
+        "each takes the entry's weight"
+    );
     let client = Client::http1();
     for _ in 0..20 {
         let r = client.get(&ballast.url("/")).await.expect("reply");
         assert_eq!(r.status, 200);
     }
-    assert_eq!((bs[0].requests(), bs[1].requests()), (10, 10), "round robin over both");
-    let status = ballast.server.dns_status("web").expect("a group with a DNS name");
+    assert_eq!(
+        (bs[0].requests(), bs[1].requests()),
+        (10, 10),
+        "round robin over both"
+    );
+    let status = ballast
+        .server
+        .dns_status("web")
+        .expect("a group with a DNS name");
     assert_eq!(status.len(), 1);
     assert_eq!(status[0].name, format!("app.test:{port}"));
     assert_eq!(status[0].addresses.len(), 2);
     assert!(status[0].error.is_none() && status[0].resolved_at.is_some());
     assert_eq!(
-        metric(&ballast, &format!("ballast_dns_targets{{target_group=\"web\",name=\"app.test:{port}\"}}")),
+        metric(
+            &ballast,
+            &format!("ballast_dns_targets{{target_group=\"web\",name=\"app.test:{port}\"}}")
+        ),
         2
     );
 }
@@ -103,7 +119,13 @@ async fn a_changed_answer_adds_the_new_address_and_drains_the_vanished_one() {
             tokio::spawn(async move { Client::http1().get(&url).await })
         })
         .collect();
-    let old = ballast.server.snapshot().group("web").expect("group").targets.clone();
+    let old = ballast
+        .server
+        .snapshot()
+        .group("web")
+        .expect("group")
+        .targets
+        .clone();
     eventually("a request in flight on each target", SOON, || async {
         old.iter().all(|t| t.in_flight() == 1)
     })
@@ -116,12 +138,19 @@ async fn a_changed_answer_adds_the_new_address_and_drains_the_vanished_one() {
     .await;
     let mut served = Vec::new();
     for s in slow {
-        let r = s.await.expect("join").expect("the in-flight request completes");
+        let r = s
+            .await
+            .expect("join")
+            .expect("the in-flight request completes");
         assert_eq!(r.status, 200);
         served.push(r.backend());
     }
     served.sort();
-    assert_eq!(served, ["b2", "b3"], "the draining target finished its request");
+    assert_eq!(
+        served,
+        ["b2", "b3"],
+        "the draining target finished its request"
+    );
     eventually("127.0.0.3 removed once drained", SOON, || async {
         targets(&ballast, None) == ["127.0.0.2", "127.0.0.4"]
     })
@@ -133,7 +162,11 @@ async fn a_changed_answer_adds_the_new_address_and_drains_the_vanished_one() {
         let r = client.get(&ballast.url("/")).await.expect("reply");
         assert_eq!(r.status, 200);
     }
-    assert_eq!(bs[1].requests(), before, "no traffic to the vanished address");
+    assert_eq!(
+        bs[1].requests(),
+        before,
+        "no traffic to the vanished address"
+    );
     assert!(bs[2].requests() >= 10, "the new address serves");
 }
 
@@ -166,13 +199,22 @@ async fn a_failing_server_keeps_the_last_good_set_and_says_so() {
     ] {
         dns.set_mode(mode);
         // A timeout takes the resolver's 2 tries of 2 s.
-        eventually(&format!("a {outcome} counted and shown"), SOON * 2, || async {
-            metric(&ballast, &series(outcome)) > 0 && error().starts_with(outcome)
-        })
+        eventually(
+            &format!("a {outcome} counted and shown"),
+            SOON * 2,
+            || async { metric(&ballast, &series(outcome)) > 0 && error().starts_with(outcome) },
+        )
         .await;
-        assert_eq!(targets(&ballast, None), ["127.0.0.2"], "the last good set stays");
         assert_eq!(
-            metric(&ballast, &format!("ballast_dns_targets{{target_group=\"web\",name=\"{name}\"}}")),
+            targets(&ballast, None),
+            ["127.0.0.2"],
+            "the last good set stays"
+        );
+        assert_eq!(
+            metric(
+                &ballast,
+                &format!("ballast_dns_targets{{target_group=\"web\",name=\"{name}\"}}")
+            ),
             1
         );
         let r = client.get(&ballast.url("/")).await.expect("reply");
@@ -180,7 +222,9 @@ async fn a_failing_server_keeps_the_last_good_set_and_says_so() {
 
         dns.set_mode(Mode::Answer);
         eventually("the error cleared on recovery", SOON, || async {
-            ballast.server.dns_status("web").expect("dns")[0].error.is_none()
+            ballast.server.dns_status("web").expect("dns")[0]
+                .error
+                .is_none()
         })
         .await;
     }
@@ -198,11 +242,17 @@ async fn a_name_that_never_resolved_starts_with_no_target_then_serves() {
         .await;
     eventually("the failed lookup is shown", SOON, || async {
         let status = ballast.server.dns_status("web").expect("dns");
-        status[0].error.as_deref().is_some_and(|e| e.starts_with("nxdomain"))
+        status[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("nxdomain"))
             && status[0].resolved_at.is_none()
     })
     .await;
-    assert!(targets(&ballast, None).is_empty(), "no target for the name yet");
+    assert!(
+        targets(&ballast, None).is_empty(),
+        "no target for the name yet"
+    );
     let r = Client::http1().get(&ballast.url("/")).await.expect("reply");
     assert_eq!(r.status, 503, "a group without targets");
 
@@ -227,9 +277,15 @@ async fn srv_records_of_the_lowest_priority_with_their_ports_and_weights() {
     let (pa, pb, pc): (&'static str, &'static str, &'static str) = ("a.test", "b.test", "c.test");
     dns.set_srv(
         "_http._tcp.app.test",
-        &[(10, 3, port_a, pa), (10, 1, port_b, pb), (20, 5, port_c, pc)],
+        &[
+            (10, 3, port_a, pa),
+            (10, 1, port_b, pb),
+            (20, 5, port_c, pc),
+        ],
     );
-    let ballast = setup(&dns, "{ srv = \"_http._tcp.app.test\" }").start().await;
+    let ballast = setup(&dns, "{ srv = \"_http._tcp.app.test\" }")
+        .start()
+        .await;
     wait_healthy(&ballast, &["127.0.0.6", "127.0.0.7"]).await;
     let snap = ballast.server.snapshot();
     let mut weights: Vec<(String, u32)> = snap
@@ -254,5 +310,9 @@ async fn srv_records_of_the_lowest_priority_with_their_ports_and_weights() {
         assert_eq!(r.status, 200);
     }
     assert!(a[0].requests() > b[0].requests(), "weights count");
-    assert_eq!(c[0].requests(), 0, "a higher priority is a fallback, unused");
+    assert_eq!(
+        c[0].requests(),
+        0,
+        "a higher priority is a fallback, unused"
+    );
 }
