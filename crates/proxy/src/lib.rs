@@ -21,6 +21,8 @@
 //! - `admission/`: who may come in and how fast: IP allow/deny lists and
 //!   connection limits at accept, rate limits per client, header or rule;
 //!   asked by `frontend/` and `forward/`.
+//! - `discovery/`: targets by DNS name: lookups on the answers' TTL, on the
+//!   control path; the snapshot's targets include what they resolve to.
 //! - `resilience/`: control loops that shape targets' effective weights (slow
 //!   start, anomaly mitigation) and the gates the handler asks (retry budgets,
 //!   circuit breakers); between `forward/` and `upstream/`.

@@ -265,10 +265,11 @@ impl Server {
     /// Forget the names the config dropped and restart one refresh task per
     /// group with DNS names (each resumes where the table says it stands).
     fn restart_discovery(&self, inner: &mut Inner, config: &ballast_config::Config) {
-        self.names.retain(config);
+        // Stop the old tasks first, so that none records a name the config dropped.
         for task in inner.discovery.drain(..) {
             task.abort();
         }
+        self.names.retain(config);
         if !config.target_groups.iter().any(|g| g.has_dns_targets()) {
             return;
         }
