@@ -104,7 +104,10 @@ dns = { min_ttl = "1s" }
         err.contains("target_groups[0].targets[0].address (line 9, column 24): invalid address \"app..invalid:8080\""),
         "{err}"
     );
-    let wieght = text.replace("weight", "x").replace("{ address = \"app.invalid:8080\" }", "{ address = \"app.invalid:8080\", wieght = 2 }");
+    let wieght = text.replace("weight", "x").replace(
+        "{ address = \"app.invalid:8080\" }",
+        "{ address = \"app.invalid:8080\", wieght = 2 }",
+    );
     let (_, _, err) = check(&temp_file("dns-wieght", &wieght));
     assert!(err.contains("allowed: address, srv, weight"), "{err}");
 }

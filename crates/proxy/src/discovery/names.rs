@@ -102,7 +102,9 @@ impl Names {
                 outcomes: BTreeMap::new(),
             });
         let (outcome, wait, changed) = match result {
-            Ok(answer) => {
+            Ok(mut answer) => {
+                // Sorted, so that the same records in another order are no change.
+                answer.addresses.sort();
                 if entry.error.take().is_some() {
                     tracing::info!(
                         target_group = %group, name = %name, addresses = answer.addresses.len(),
@@ -242,9 +244,106 @@ impl Names {
     }
 }
 
+impl Names {
+    /// The error and outcome counts of one name (tests).
+    #[cfg(test)]
+    fn status_entry(
+        &self,
+        group: &str,
+        name: &TargetAddress,
+    ) -> (Option<String>, BTreeMap<&'static str, u64>) {
+        let table = self.table();
+        let e = table
+            .get(&(group.to_string(), name.clone()))
+            .expect("entry");
+        (e.error.clone(), e.outcomes.clone())
+    }
+}
+
 fn diff(a: &[(SocketAddr, u32)], b: &[(SocketAddr, u32)]) -> Vec<SocketAddr> {
     a.iter()
         .filter(|(x, _)| !b.iter().any(|(y, _)| x == y))
         .map(|(x, _)| *x)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn name() -> TargetAddress {
+        TargetAddress::parse("app.test:80").expect("a name")
+    }
+
+    fn answer(last: &[u8], ttl: u64) -> Result<Answer, Failure> {
+        Ok(Answer {
+            addresses: last
+                .iter()
+                .map(|x| (SocketAddr::from(([127, 0, 0, *x], 80)), 1))
+                .collect(),
+            ttl: Duration::from_secs(ttl),
+        })
+    }
+
+    fn servfail() -> Result<Answer, Failure> {
+        Err(Failure {
+            outcome: "servfail",
+            message: "the name server failed (SERVFAIL)".into(),
+        })
+    }
+
+    #[test]
+    fn failures_keep_the_last_good_set_and_only_changes_notify() {
+        let names = Names::default();
+        let mut changed = names.subscribe();
+        let refresh = DnsRefresh {
+            min_ttl: Duration::from_secs(2),
+            max_ttl: Duration::from_secs(60),
+        };
+        assert_eq!(names.due("web", &name()), None, "never looked up: due now");
+        let next = names.record("web", &name(), answer(&[2, 3], 1), &refresh);
+        let wait = next - Instant::now();
+        assert!(
+            wait > Duration::from_secs(1) && wait <= refresh.min_ttl,
+            "TTL 1 s held at min_ttl"
+        );
+        assert!(changed.has_changed().expect("open"));
+        changed.mark_unchanged();
+
+        let next = names.record("web", &name(), answer(&[3, 2], 3600), &refresh);
+        assert!(
+            next - Instant::now() <= refresh.max_ttl,
+            "TTL 1 h held at max_ttl"
+        );
+        assert!(
+            !changed.has_changed().expect("open"),
+            "the same set in another order"
+        );
+
+        names.record("web", &name(), servfail(), &refresh);
+        assert_eq!(
+            names.addresses("web", &name()).len(),
+            2,
+            "the last good set stays"
+        );
+        assert!(!changed.has_changed().expect("open"));
+        let status = names.status_entry("web", &name());
+        assert_eq!(
+            status.0.as_deref(),
+            Some("servfail: the name server failed (SERVFAIL)")
+        );
+        assert_eq!(status.1.get("ok"), Some(&2));
+        assert_eq!(status.1.get("servfail"), Some(&1));
+
+        names.record("web", &name(), answer(&[4], 5), &refresh);
+        assert_eq!(names.addresses("web", &name()).len(), 1);
+        assert!(changed.has_changed().expect("open"));
+        assert_eq!(
+            names.status_entry("web", &name()).0,
+            None,
+            "recovery clears the error"
+        );
+    }
 }

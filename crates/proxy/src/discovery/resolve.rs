@@ -169,20 +169,24 @@ fn min_ttl(answers: &[Record]) -> Duration {
     Duration::from_secs(ttl.into())
 }
 
+/// The metric's outcome and a short message (hickory's own text repeats the
+/// whole query in Rust debug form).
 fn failure(e: NetError) -> Failure {
-    let outcome = if e.is_nx_domain() {
-        "nxdomain"
+    let (outcome, message) = if e.is_nx_domain() {
+        ("nxdomain", "no such name (NXDOMAIN)".to_string())
     } else if e.is_no_records_found() {
-        "no_records"
+        ("no_records", "no record of the type asked".to_string())
     } else {
         match &e {
-            NetError::Timeout => "timeout",
-            NetError::Dns(DnsError::ResponseCode(ResponseCode::ServFail)) => "servfail",
-            _ => "error",
+            NetError::Timeout => (
+                "timeout",
+                "no answer from the name servers in time".to_string(),
+            ),
+            NetError::Dns(DnsError::ResponseCode(ResponseCode::ServFail)) => {
+                ("servfail", "the name server failed (SERVFAIL)".to_string())
+            }
+            other => ("error", other.to_string()),
         }
     };
-    Failure {
-        outcome,
-        message: e.to_string(),
-    }
+    Failure { outcome, message }
 }
