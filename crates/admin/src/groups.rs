@@ -7,13 +7,11 @@
 //! removes the target from the config, and the snapshot keeps it `draining` for up
 //! to the group's `deregistration_delay`.
 
-use std::net::SocketAddr;
-
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use ballast_config::TargetConfig;
+use ballast_config::{TargetAddress, TargetConfig};
 use ballast_proxy::{rfc3339, HealthState, Target, TargetGroup};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -88,6 +86,7 @@ pub async fn health(
         "failing_open": failing_open,
         "healthy_targets": group.healthy_count(),
         "targets": targets,
+        "dns": dns_json(state.control.server.dns_status(&name)),
     })))
 }
 
@@ -116,6 +115,28 @@ fn transitions_json(t: &Target) -> Value {
                 "from": tr.from.as_str(),
                 "to": tr.to.as_str(),
                 "reason": tr.reason,
+            })
+        })
+        .collect()
+}
+
+/// The group's DNS names: `null` without any, else each name's addresses, when it
+/// last resolved, its error while lookups fail (the last good addresses stay) and
+/// when it is looked up next.
+fn dns_json(names: Option<Vec<ballast_proxy::NameStatus>>) -> Value {
+    let Some(names) = names else {
+        return Value::Null;
+    };
+    let rfc3339 = |t: std::time::SystemTime| ballast_proxy::rfc3339::millis(t);
+    names
+        .into_iter()
+        .map(|n| {
+            json!({
+                "name": n.name,
+                "addresses": n.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                "resolved_at": n.resolved_at.map(rfc3339),
+                "error": n.error,
+                "next_refresh_at": rfc3339(n.next_refresh_at),
             })
         })
         .collect()
@@ -161,7 +182,7 @@ struct Registration {
 
 /// A registration as read: the address, the weight (default 1) and the name.
 struct Registered {
-    address: SocketAddr,
+    address: TargetAddress,
     weight: u32,
     name: Option<String>,
 }
@@ -194,7 +215,7 @@ pub async fn register(
                 None => {
                     created = true;
                     group.targets.push(TargetConfig {
-                        address: reg.address,
+                        address: reg.address.clone(),
                         weight: reg.weight,
                         name: reg.name.clone(),
                     });
@@ -239,8 +260,10 @@ pub async fn deregister(
     let version = state
         .control
         .update(&write.origin, |running| {
-            let address: SocketAddr = address.parse().map_err(|_| {
-                ApiError::bad_request(format!("invalid address {address:?}; expected IP:PORT"))
+            let address = TargetAddress::parse(&address).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "invalid address {address:?}; expected IP:PORT or HOST:PORT"
+                ))
             })?;
             let mut config = running.clone();
             let group = config
@@ -273,17 +296,19 @@ pub async fn deregister(
 }
 
 /// `{"address": "IP:PORT", "weight": N, "name": "a"}`, the weight defaulting
-/// to 1, the name optional.
+/// to 1, the name optional. A `HOST:PORT` address registers a DNS name: one
+/// target per A/AAAA record.
 fn registration(body: &[u8]) -> Result<Registered, ApiError> {
     let reg: Registration = serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request(format!(
             "expected {{\"address\": \"IP:PORT\", \"weight\": N, \"name\": \"NAME\"}}: {e}"
         ))
     })?;
-    let address: SocketAddr = reg.address.parse().map_err(|_| {
-        ApiError::bad_request(format!("invalid address {:?}", reg.address)).with_detail(
-            json!({ "path": "address", "message": "expected IP:PORT such as \"127.0.0.1:9001\"" }),
-        )
+    let address = TargetAddress::parse(&reg.address).ok_or_else(|| {
+        ApiError::bad_request(format!("invalid address {:?}", reg.address)).with_detail(json!({
+            "path": "address",
+            "message": "expected IP:PORT such as \"127.0.0.1:9001\" or HOST:PORT such as \"app.internal:8080\""
+        }))
     })?;
     Ok(Registered {
         address,

@@ -11,6 +11,7 @@ mod admin;
 pub mod admission;
 pub mod client_timeouts;
 mod decode;
+pub mod dns;
 pub mod duration;
 mod error;
 mod export;
@@ -31,6 +32,7 @@ pub mod tls;
 
 use std::path::Path;
 
+pub use dns::{DnsRefresh, TargetAddress};
 pub use error::{ConfigError, ConfigErrors};
 pub use export::ExportError;
 pub use model::*;
@@ -98,6 +100,8 @@ mod tests_admission;
 mod tests_client_timeouts;
 #[cfg(test)]
 mod tests_export;
+#[cfg(test)]
+mod tests_dns;
 #[cfg(test)]
 mod tests_limits;
 #[cfg(test)]

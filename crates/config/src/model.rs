@@ -52,6 +52,10 @@ pub struct ServerConfig {
     /// is kept in `state.dir`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stickiness_key_file: Option<PathBuf>,
+    /// Name servers asked for targets given by DNS name; empty: those of
+    /// `/etc/resolv.conf`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -65,6 +69,7 @@ impl Default for ServerConfig {
         ServerConfig {
             drain_timeout: Duration::from_secs(30),
             stickiness_key_file: None,
+            dns_servers: Vec::new(),
         }
     }
 }
@@ -339,6 +344,9 @@ pub struct TargetGroupConfig {
     /// Each tenant's own stable subset of the targets.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shuffle_shard: Option<crate::shuffle_shard::ShuffleShard>,
+    /// How often the DNS names among the targets are looked up again.
+    #[serde(skip_serializing_if = "crate::dns::DnsRefresh::is_default")]
+    pub dns: crate::dns::DnsRefresh,
 }
 
 impl TargetGroupConfig {
@@ -346,8 +354,17 @@ impl TargetGroupConfig {
     pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
     pub const DEFAULT_DEREGISTRATION_DELAY: Duration = Duration::from_secs(30);
 
+    /// The literal `IP:PORT` entry for `address` (targets resolved from a DNS
+    /// name are not entries of the config).
     pub fn target(&self, address: std::net::SocketAddr) -> Option<&TargetConfig> {
-        self.targets.iter().find(|t| t.address == address)
+        self.targets
+            .iter()
+            .find(|t| t.address.socket() == Some(address))
+    }
+
+    /// Whether any entry is resolved through DNS.
+    pub fn has_dns_targets(&self) -> bool {
+        self.targets.iter().any(|t| t.address.is_dns())
     }
 }
 
@@ -370,7 +387,9 @@ pub enum TargetProtocol {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TargetConfig {
-    pub address: SocketAddr,
+    /// `address = "IP:PORT"` or `"HOST:PORT"`, or `srv = "NAME"` (`dns.rs`).
+    #[serde(flatten)]
+    pub address: crate::dns::TargetAddress,
     pub weight: u32,
     /// What the API, the dashboard and the health log call the target (unique
     /// within its group); `None`: its address.

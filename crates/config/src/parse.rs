@@ -180,6 +180,9 @@ fn decode_server(node: &Node, base: &Path, errs: &mut Errors) -> Option<ServerCo
         let path = f.path("stickiness_key_file");
         server.stickiness_key_file = Some(crate::resilience::key_file(n, &path, base, errs)?);
     }
+    if let Some(n) = f.optional("dns_servers") {
+        server.dns_servers = crate::dns::decode_servers(n, &f.path("dns_servers"), errs)?;
+    }
     f.finish(errs);
     Some(server)
 }

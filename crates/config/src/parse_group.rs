@@ -104,6 +104,7 @@ pub(crate) fn decode_group(
     };
     // With `protocol = "http2"`, TLS carries HTTP/2 negotiated by ALPN `h2`.
     let tls = crate::tls::decode_group_tls(&mut f, base, errs);
+    let dns = crate::dns::decode_refresh(&mut f, errs);
     f.finish(errs);
     let config = (|| {
         Some(TargetGroupConfig {
@@ -124,6 +125,7 @@ pub(crate) fn decode_group(
             circuit_breaker: resilience.circuit_breaker?,
             load_shedding: load_shedding?,
             shuffle_shard: shuffle_shard?,
+            dns: dns?,
         })
     })();
     DecodedGroup { config, name }
@@ -137,9 +139,7 @@ fn decode_targets(node: &Node, path: &str, errs: &mut Errors) -> Option<Vec<Targ
             ok = false;
             continue;
         };
-        let address = f
-            .required("address", errs)
-            .and_then(|n| d::socket_addr(n, &f.path("address"), errs));
+        let address = crate::dns::decode_target_address(&mut f, errs);
         let weight = match f.optional("weight") {
             None => Some(TargetConfig::DEFAULT_WEIGHT),
             Some(n) => d::u32_in(n, &f.path("weight"), 0, TargetConfig::MAX_WEIGHT, errs),

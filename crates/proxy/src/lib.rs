@@ -21,6 +21,8 @@
 //! - `admission/`: who may come in and how fast: IP allow/deny lists and
 //!   connection limits at accept, rate limits per client, header or rule;
 //!   asked by `frontend/` and `forward/`.
+//! - `discovery/`: targets by DNS name: lookups on the answers' TTL, on the
+//!   control path; the snapshot's targets include what they resolve to.
 //! - `resilience/`: control loops that shape targets' effective weights (slow
 //!   start, anomaly mitigation) and the gates the handler asks (retry budgets,
 //!   circuit breakers); between `forward/` and `upstream/`.
@@ -44,6 +46,7 @@
 #![deny(unsafe_code)]
 
 mod admission;
+mod discovery;
 mod forward;
 mod frontend;
 /// The checks ballast's parsers are fuzzed with (`fuzz/` at the repository
@@ -61,6 +64,7 @@ mod snapshot;
 mod tls;
 mod upstream;
 
+pub use discovery::NameStatus;
 pub use forward::error::{ErrorSource, ProxyError};
 pub use observe::access_log::AccessRecord;
 pub use observe::rfc3339;

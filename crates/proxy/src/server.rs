@@ -17,6 +17,7 @@ use ballast_config::{Config, ListenerConfig};
 use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 
+use crate::discovery::{NameStatus, Names, Resolver};
 use crate::frontend::listener::{self, ListenerHandle};
 use crate::observe::access_log::AccessLog;
 use crate::resilience::registry::Decision as AnomalyDecision;
@@ -57,6 +58,8 @@ pub struct Server {
     tls: crate::tls::Registry,
     /// Anomaly windows and decision histories by group, kept across reloads.
     anomalies: crate::resilience::registry::Registry,
+    /// What the groups' DNS names resolve to, kept across reloads (`discovery/`).
+    names: Arc<Names>,
 }
 
 struct Inner {
@@ -65,6 +68,12 @@ struct Inner {
     /// Listeners being drained after a reload removed them.
     draining: Vec<JoinHandle<()>>,
     drain_task: Option<JoinHandle<()>>,
+    /// One refresh task per group with DNS names, and the task that rebuilds
+    /// the snapshot when a name's addresses change.
+    discovery: Vec<JoinHandle<()>>,
+    dns_follower: Option<JoinHandle<()>>,
+    /// Built at the first apply with a DNS name; again when `dns_servers` change.
+    resolver: Option<Arc<Resolver>>,
     stopped: bool,
 }
 
@@ -90,6 +99,7 @@ impl Server {
             None,
             &HashMap::new(),
             None,
+            &Names::default(),
         );
         let server = Arc::new(Server {
             shared: Arc::new(Shared {
@@ -100,15 +110,26 @@ impl Server {
                 checkers: Vec::new(),
                 draining: Vec::new(),
                 drain_task: None,
+                discovery: Vec::new(),
+                dns_follower: None,
+                resolver: None,
                 stopped: false,
             }),
             published: watch::channel(()).0,
             tls: crate::tls::Registry::default(),
             anomalies: crate::resilience::registry::Registry::default(),
+            names: Arc::default(),
         });
         server.apply(config).await?;
         let task = deregistration::spawn(Arc::downgrade(&server), server.published.subscribe());
-        server.inner.lock().await.drain_task = Some(task);
+        let follower = tokio::spawn(follow_dns(
+            Arc::downgrade(&server),
+            server.names.subscribe(),
+        ));
+        let mut inner = server.inner.lock().await;
+        inner.drain_task = Some(task);
+        inner.dns_follower = Some(follower);
+        drop(inner);
         tokio::spawn(watch_tls_files(Arc::downgrade(&server)));
         Ok(server)
     }
@@ -171,9 +192,11 @@ impl Server {
             access_log,
             &tls.groups,
             sticky_key,
+            &self.names,
         ));
         self.publish(&mut inner, snapshot.clone());
         self.tls.commit(tls);
+        self.restart_discovery(&mut inner, &snapshot.config);
 
         // Start what is new, stop what was replaced or removed.
         let mut replaced = Vec::new();
@@ -240,6 +263,56 @@ impl Server {
         self.published.send_replace(());
     }
 
+    /// Forget the names the config dropped and restart one refresh task per
+    /// group with DNS names (each resumes where the table says it stands).
+    fn restart_discovery(&self, inner: &mut Inner, config: &ballast_config::Config) {
+        // Stop the old tasks first, so that none records a name the config dropped.
+        for task in inner.discovery.drain(..) {
+            task.abort();
+        }
+        self.names.retain(config);
+        if !config.target_groups.iter().any(|g| g.has_dns_targets()) {
+            return;
+        }
+        let servers = &config.server.dns_servers;
+        let resolver = match &inner.resolver {
+            Some(r) if r.servers() == servers.as_slice() => r.clone(),
+            _ => Arc::new(Resolver::new(servers)),
+        };
+        inner.resolver = Some(resolver.clone());
+        inner.discovery = config
+            .target_groups
+            .iter()
+            .filter_map(|g| crate::discovery::spawn(g, self.names.clone(), resolver.clone()))
+            .collect();
+    }
+
+    /// The DNS names of group `name` and what they resolve to (`"dns"` of the
+    /// health API); `None` for a group without DNS names.
+    pub fn dns_status(&self, group: &str) -> Option<Vec<NameStatus>> {
+        self.snapshot().dns_status(&self.names, group)
+    }
+
+    /// Rebuild the snapshot from the same config and version: after a drain is
+    /// done, or a DNS name's addresses changed.
+    fn rebuild(&self, inner: &mut Inner) {
+        let old = self.shared.snapshot.load_full();
+        let connectors = old
+            .groups()
+            .filter_map(|g| Some((g.name().to_string(), g.tls.clone()?)))
+            .collect();
+        let snapshot = Snapshot::build(
+            old.config.clone(),
+            old.version,
+            Some(&old),
+            old.access_log.clone(),
+            &connectors,
+            old.sticky_key.clone(),
+            &self.names,
+        );
+        self.publish(inner, Arc::new(snapshot));
+    }
+
     /// The anomaly mitigation decisions of group `name`, oldest first
     /// (`GET /api/v1/target-groups/{name}/anomalies`).
     pub fn anomalies(&self, group: &str) -> Vec<AnomalyDecision> {
@@ -250,6 +323,7 @@ impl Server {
     pub fn metrics_text(&self) -> String {
         let snapshot = self.shared.snapshot.load();
         let mut text = snapshot.render_metrics();
+        self.names.render(&mut text, &snapshot.config);
         let https: Vec<(&str, u64)> = snapshot
             .config
             .listeners
@@ -321,6 +395,12 @@ impl Server {
         if let Some(task) = inner.drain_task.take() {
             task.abort();
         }
+        if let Some(task) = inner.dns_follower.take() {
+            task.abort();
+        }
+        for task in inner.discovery.drain(..) {
+            task.abort();
+        }
         let stops: Vec<_> = inner
             .listeners
             .drain()
@@ -375,18 +455,21 @@ impl Deregistering for Server {
         if inner.stopped || !old.drain_done() {
             return;
         }
-        let connectors = old
-            .groups()
-            .filter_map(|g| Some((g.name().to_string(), g.tls.clone()?)))
-            .collect();
-        let snapshot = Snapshot::build(
-            old.config.clone(),
-            old.version,
-            Some(&old),
-            old.access_log.clone(),
-            &connectors,
-            old.sticky_key.clone(),
-        );
-        self.publish(&mut inner, Arc::new(snapshot));
+        self.rebuild(&mut inner);
+    }
+}
+
+/// Rebuild the snapshot whenever a DNS name's addresses change, while the
+/// server lives: new addresses become targets, vanished ones drain.
+async fn follow_dns(server: std::sync::Weak<Server>, mut changed: watch::Receiver<()>) {
+    while changed.changed().await.is_ok() {
+        let Some(server) = server.upgrade() else {
+            return;
+        };
+        let mut inner = server.inner.lock().await;
+        if inner.stopped {
+            return;
+        }
+        server.rebuild(&mut inner);
     }
 }

@@ -19,6 +19,7 @@
 //! at `initial`.
 
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ use ballast_config::{Action, Config, ListenerConfig};
 
 use crate::admission::policy::Policy;
 use crate::admission::rate_limits::{RateLimiter, RateLimits};
+use crate::discovery::{NameStatus, Names};
 use crate::observe::access_log::AccessLog;
 use crate::observe::exposition::{self, GroupView, ListenerView, TargetView};
 use crate::observe::group::{self, GroupCells};
@@ -42,6 +44,33 @@ use crate::upstream::target_group::TargetGroup;
 /// Below the common keep-alive timeouts of servers (nginx 75 s, Apache 5 s is the
 /// outlier: a request racing its close is retried by `forward.rs` when unsent).
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(55);
+
+/// A group's targets: its literal entries, then the addresses of its DNS names
+/// in entry order (an address already listed keeps its first entry). A name's
+/// addresses take the entry's weight; an SRV name's take their records' weights,
+/// unless the entry's weight is 0 (out of rotation, as for any entry).
+fn wanted_targets(g: &ballast_config::TargetGroupConfig, names: &Names) -> Vec<(SocketAddr, u32)> {
+    let mut wanted: Vec<(SocketAddr, u32)> = g
+        .targets
+        .iter()
+        .filter_map(|t| Some((t.address.socket()?, t.weight)))
+        .collect();
+    for t in g.targets.iter().filter(|t| t.address.is_dns()) {
+        let srv = matches!(t.address, ballast_config::TargetAddress::Srv(_));
+        for (address, record_weight) in names.addresses(&g.name, &t.address) {
+            if wanted.iter().any(|(a, _)| *a == address) {
+                continue;
+            }
+            let weight = if srv && t.weight > 0 {
+                record_weight
+            } else {
+                t.weight
+            };
+            wanted.push((address, weight));
+        }
+    }
+    wanted
+}
 
 /// What the data path shares: the current snapshot, loaded once per request.
 pub struct Shared {
@@ -173,7 +202,8 @@ impl Snapshot {
     /// Build a snapshot from a validated config, reusing the targets and metric
     /// cells of `previous` and keeping its draining targets until they are done.
     /// `tls` holds the TLS connectors of the groups that have `tls`; `sticky_key`
-    /// is there when a group is sticky (`upstream/sticky_key.rs`).
+    /// is there when a group is sticky (`upstream/sticky_key.rs`). `names` holds
+    /// the addresses the group's DNS names resolve to now (`discovery/`).
     pub fn build(
         config: Arc<Config>,
         version: u64,
@@ -181,6 +211,7 @@ impl Snapshot {
         access_log: Option<Arc<AccessLog>>,
         tls: &HashMap<String, Arc<crate::tls::Connector>>,
         sticky_key: Option<Arc<Key>>,
+        names: &Names,
     ) -> Snapshot {
         let used = used_groups(&config);
         let mut groups = HashMap::new();
@@ -188,28 +219,25 @@ impl Snapshot {
             let previous_group = previous.and_then(|p| p.groups.get(&g.name));
             // Pooled connections of a group whose TLS settings changed are not reused.
             let old = previous_group.filter(|old| old.config.tls == g.tls);
-            let mut targets: Vec<Arc<Target>> = g
-                .targets
+            let wanted = wanted_targets(g, names);
+            let mut targets: Vec<Arc<Target>> = wanted
                 .iter()
-                .map(|t| {
-                    let reused =
-                        old.and_then(|old| old.targets.iter().find(|o| o.addr == t.address));
+                .map(|&(address, weight)| {
+                    let reused = old.and_then(|old| old.targets.iter().find(|o| o.addr == address));
                     match reused {
                         Some(existing) => {
-                            existing.set_weight(t.weight);
+                            existing.set_weight(weight);
                             existing.stop_draining();
                             existing.clone()
                         }
-                        None => {
-                            Arc::new(Target::new(&g.name, t.address, t.weight, POOL_IDLE_TIMEOUT))
-                        }
+                        None => Arc::new(Target::new(&g.name, address, weight, POOL_IDLE_TIMEOUT)),
                     }
                 })
                 .collect();
             for gone in previous_group
                 .iter()
                 .flat_map(|old| old.targets.iter())
-                .filter(|o| g.target(o.addr).is_none())
+                .filter(|o| !wanted.iter().any(|(a, _)| *a == o.addr))
             {
                 gone.start_draining(g.deregistration_delay);
                 if gone.drain_finished() {
@@ -255,6 +283,11 @@ impl Snapshot {
             access_log,
             sticky_key,
         }
+    }
+
+    /// The names of group `name` as the health API shows them (`"dns"`).
+    pub fn dns_status(&self, names: &Names, group: &str) -> Option<Vec<NameStatus>> {
+        names.status(&self.config, group)
     }
 
     /// Targets deregistered and still draining.

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+pub mod dns;
 pub mod grpc;
 pub mod h2_hostile;
 pub mod pki;
@@ -77,6 +78,8 @@ pub struct Setup {
     pub extra: String,
     /// Extra lines appended to the `[target_groups.health_check]` table.
     pub health_extra: String,
+    /// Extra lines appended to the `[server]` table (`dns_servers`, ...).
+    pub server_extra: String,
 }
 
 impl Setup {
@@ -97,6 +100,7 @@ impl Setup {
             access_log: "off".to_string(),
             extra: String::new(),
             health_extra: String::new(),
+            server_extra: String::new(),
         }
     }
 
@@ -139,6 +143,7 @@ impl Setup {
 {top_extra}
 [server]
 drain_timeout = "{drain}"
+{server_extra}
 
 [admin]
 bind = "127.0.0.1:0"
@@ -184,6 +189,7 @@ minimum_healthy_targets = {min}
             min = self.minimum_healthy_targets,
             extra = self.extra,
             health_extra = self.health_extra,
+            server_extra = self.server_extra,
         )
     }
 

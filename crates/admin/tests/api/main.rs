@@ -8,6 +8,7 @@ mod config;
 mod config_toml;
 mod health_detail;
 mod listeners;
+mod dns;
 mod load_shedding;
 mod observe;
 mod openapi;

@@ -81,6 +81,40 @@ targets = [{ address = "127.0.0.1:9001", wieght = 2 }]
 }
 
 #[test]
+fn check_needs_no_dns_for_a_target_name_and_places_a_bad_one() {
+    // `.invalid` never resolves (RFC 6761): a valid name is valid config all the same.
+    let text = r#"
+[[listeners]]
+name = "public"
+bind = "127.0.0.1:8080"
+default_action = { type = "forward", target_group = "web" }
+
+[[target_groups]]
+name = "web"
+targets = [{ address = "app.invalid:8080" }, { srv = "_http._tcp.app.invalid" }]
+dns = { min_ttl = "1s" }
+"#;
+    let path = temp_file("dns-valid", text);
+    let (code, out, err) = check(&path);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("valid"));
+    let bad = text.replace("app.invalid:8080", "app..invalid:8080");
+    let path = temp_file("dns-invalid", &bad);
+    let (code, _, err) = check(&path);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("target_groups[0].targets[0].address (line 9, column 24): invalid address \"app..invalid:8080\""),
+        "{err}"
+    );
+    let wieght = text.replace("weight", "x").replace(
+        "{ address = \"app.invalid:8080\" }",
+        "{ address = \"app.invalid:8080\", wieght = 2 }",
+    );
+    let (_, _, err) = check(&temp_file("dns-wieght", &wieght));
+    assert!(err.contains("allowed: address, srv, weight"), "{err}");
+}
+
+#[test]
 fn check_reports_a_missing_certificate_file_with_its_position() {
     let text = r#"
 [[listeners]]

@@ -27,7 +27,8 @@ fn group(mode: &str, n: usize) -> TargetGroup {
         .targets
         .iter()
         .map(|t| {
-            let target = Target::new("web", t.address, t.weight, Duration::from_secs(1));
+            let address = t.address.socket().expect("a literal address");
+            let target = Target::new("web", address, t.weight, Duration::from_secs(1));
             target.record(Probe::Ok, 1, 1);
             Arc::new(target)
         })

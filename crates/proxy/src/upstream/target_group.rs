@@ -99,7 +99,7 @@ impl TargetGroup {
         let sharding = config
             .shuffle_shard
             .as_ref()
-            .map(|s| Sharding::new(s, &targets, |t| config.target(t.addr).is_some()));
+            .map(|s| Sharding::new(s, &targets, |t| t.state() != HealthState::Draining));
         let group = TargetGroup {
             config,
             targets,

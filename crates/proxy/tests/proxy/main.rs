@@ -6,6 +6,7 @@ mod anomaly;
 mod balancing;
 mod circuit_breaker;
 mod client_errors;
+mod dns;
 mod errors;
 mod failover;
 mod forwarding;
