@@ -18,12 +18,15 @@ use tokio::sync::Mutex;
 
 use crate::audit::{Audit, Entry, Origin, Outcome};
 use crate::error::ApiError;
+use crate::history::History;
 use crate::store::Store;
 
 pub struct Control {
     pub server: Arc<Server>,
     store: Option<Store>,
     audit: Arc<Audit>,
+    /// The dashboard's series, sampled while the admin listener runs.
+    history: Arc<History>,
     writes: Mutex<()>,
 }
 
@@ -39,12 +42,17 @@ impl Control {
             server,
             store,
             audit,
+            history: Arc::new(History::from_env()),
             writes: Mutex::new(()),
         }
     }
 
     pub fn audit(&self) -> &Audit {
         &self.audit
+    }
+
+    pub fn history(&self) -> &Arc<History> {
+        &self.history
     }
 
     /// Apply a validated config and persist it; returns its version.

@@ -9,7 +9,9 @@
 //! `changes` (what a new config changes), `audit` (the trail and its file),
 //! `store` (atomic state file), `listener` (plain or TLS serving), `secrets`
 //! (secret files other users can read), `error` (JSON errors), `pages`
-//! (dashboard, metrics, OpenAPI).
+//! (dashboard, its chart library, metrics, OpenAPI), `history` (the dashboard's
+//! 15 minutes of rates and latencies, sampled by a task of the admin listener)
+//! and `sample` (the arithmetic between two readings of the counters).
 #![forbid(unsafe_code)]
 
 mod audit;
@@ -19,9 +21,11 @@ mod config_api;
 mod control;
 mod error;
 mod groups;
+mod history;
 mod listener;
 mod pages;
 mod routes;
+mod sample;
 mod secrets;
 mod store;
 
@@ -31,6 +35,7 @@ pub use audit::{Audit, Entry as AuditEntry, Origin, Outcome, KEEP as AUDIT_KEEP}
 pub use auth::{Token, Tokens};
 pub use control::Control;
 pub use error::ApiError;
+pub use history::{History, INTERVAL_ENV as HISTORY_INTERVAL_ENV, KEEP as HISTORY_KEEP};
 pub use listener::{serve, tls_config, HEADER_READ_TIMEOUT};
 pub use pages::OPENAPI;
 pub use routes::{router, Endpoint, ROUTES};
