@@ -11,6 +11,7 @@ use ballast_testkit::{backends, eventually, BallastProcess, Client, Setup};
 
 mod admin;
 mod control;
+mod dashboard;
 mod drain;
 mod h2_attacks;
 mod slow_clients;
