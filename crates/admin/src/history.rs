@@ -21,6 +21,7 @@
 //! interval: a knob for tests, so a browser test sees points within a second.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -63,7 +64,12 @@ impl Readings {
                 .iter()
                 .map(|l| {
                     let m = l.metrics;
-                    (l.name.to_string(), Reading::of(&m.requests, &m.duration, 0))
+                    let open = m.active_connections.load(Ordering::Relaxed).max(0);
+                    let reading = Reading {
+                        open: open.unsigned_abs(),
+                        ..Reading::of(&m.requests, &m.duration, 0)
+                    };
+                    (l.name.to_string(), reading)
                 })
                 .collect(),
             groups: groups
@@ -71,8 +77,11 @@ impl Readings {
                 .map(|g| {
                     let targets = g.targets.iter().map(|t| {
                         let m = t.metrics;
-                        let errors = m.connection_errors.load(std::sync::atomic::Ordering::Relaxed);
-                        (t.address.clone(), Reading::of(&m.requests, &m.duration, errors))
+                        let errors = m.connection_errors.load(Ordering::Relaxed);
+                        (
+                            t.address.clone(),
+                            Reading::of(&m.requests, &m.duration, errors),
+                        )
                     });
                     (g.name.to_string(), targets.collect())
                 })
@@ -81,10 +90,17 @@ impl Readings {
     }
 }
 
+/// The previous tick: when, and its readings by listener and by (group, target).
+struct Last {
+    at: Instant,
+    listeners: HashMap<String, Reading>,
+    targets: HashMap<(String, String), Reading>,
+}
+
 #[derive(Default)]
 struct Rings {
     /// The previous tick: when, and its readings by listener and by (group, target).
-    last: Option<(Instant, HashMap<String, Reading>, HashMap<(String, String), Reading>)>,
+    last: Option<Last>,
     listeners: BTreeMap<String, VecDeque<Point>>,
     groups: BTreeMap<String, VecDeque<Point>>,
     targets: BTreeMap<String, BTreeMap<String, VecDeque<Point>>>,
@@ -136,7 +152,9 @@ impl History {
             .flat_map(|(g, ts)| ts.iter().map(move |(a, r)| ((g.clone(), a.clone()), *r)))
             .collect();
         let rings = &mut *rings;
-        rings.listeners.retain(|name, _| listeners.contains_key(name));
+        rings
+            .listeners
+            .retain(|name, _| listeners.contains_key(name));
         rings
             .groups
             .retain(|name, _| now.groups.iter().any(|(g, _)| g == name));
@@ -144,10 +162,10 @@ impl History {
             series.retain(|addr, _| targets.contains_key(&(group.clone(), addr.clone())));
             !series.is_empty()
         });
-        if let Some((before, last_listeners, last_targets)) = &rings.last {
-            let seconds = at.saturating_duration_since(*before).as_secs_f64();
+        if let Some(last) = &rings.last {
+            let seconds = at.saturating_duration_since(last.at).as_secs_f64();
             for (name, reading) in &listeners {
-                let earlier = last_listeners.get(name).copied().unwrap_or_default();
+                let earlier = last.listeners.get(name).copied().unwrap_or_default();
                 let ring = rings.listeners.entry(name.clone()).or_default();
                 push(ring, Point::new(t, &reading.since(&earlier), seconds));
             }
@@ -155,7 +173,7 @@ impl History {
                 let mut sum = Reading::default();
                 for (address, reading) in members {
                     let key = (group.clone(), address.clone());
-                    let delta = reading.since(&last_targets.get(&key).copied().unwrap_or_default());
+                    let delta = reading.since(&last.targets.get(&key).copied().unwrap_or_default());
                     sum = sum.plus(&delta);
                     let series = rings.targets.entry(group.clone()).or_default();
                     push(
@@ -167,30 +185,36 @@ impl History {
                 push(ring, Point::new(t, &sum, seconds));
             }
         }
-        rings.last = Some((at, listeners, targets));
+        rings.last = Some(Last {
+            at,
+            listeners,
+            targets,
+        });
     }
 
     /// The series as `GET /api/v1/stats/history` gives them: only points after
     /// `since` (unix ms) when given.
     pub fn to_json(&self, since: Option<u64>) -> Value {
         let rings = self.rings.lock().unwrap_or_else(PoisonError::into_inner);
-        let series = |ring: &VecDeque<Point>, conn_err: bool| series_json(ring, since, conn_err);
+        let series = |ring: &VecDeque<Point>, listener: bool| series_json(ring, since, listener);
         let listeners: Map<String, Value> = rings
             .listeners
             .iter()
-            .map(|(n, r)| (n.clone(), series(r, false)))
+            .map(|(n, r)| (n.clone(), series(r, true)))
             .collect();
         let groups: Map<String, Value> = rings
             .groups
             .iter()
-            .map(|(n, r)| (n.clone(), series(r, true)))
+            .map(|(n, r)| (n.clone(), series(r, false)))
             .collect();
         let targets: Map<String, Value> = rings
             .targets
             .iter()
             .map(|(g, ts)| {
-                let ts: Map<String, Value> =
-                    ts.iter().map(|(a, r)| (a.clone(), series(r, true))).collect();
+                let ts: Map<String, Value> = ts
+                    .iter()
+                    .map(|(a, r)| (a.clone(), series(r, false)))
+                    .collect();
                 (g.clone(), Value::Object(ts))
             })
             .collect();
@@ -206,8 +230,13 @@ impl History {
 
 /// One series as columns (`t`, `rps`, ...), rates rounded to 0.001/s and
 /// latencies to 0.001 ms; a latency is `null` for an interval without requests.
-fn series_json(ring: &VecDeque<Point>, since: Option<u64>, conn_err: bool) -> Value {
-    let points: Vec<&Point> = ring.iter().filter(|p| since.is_none_or(|s| p.t > s)).collect();
+/// A listener's has its open connections, a group's or target's its failed
+/// connections per second.
+fn series_json(ring: &VecDeque<Point>, since: Option<u64>, listener: bool) -> Value {
+    let points: Vec<&Point> = ring
+        .iter()
+        .filter(|p| since.is_none_or(|s| p.t > s))
+        .collect();
     let round = |v: f64| (v * 1000.0).round() / 1000.0;
     let column = |f: fn(&Point) -> f64| points.iter().map(|p| round(f(p))).collect::<Vec<_>>();
     let latency =
@@ -221,7 +250,9 @@ fn series_json(ring: &VecDeque<Point>, since: Option<u64>, conn_err: bool) -> Va
         "p90_ms": latency(|p| p.p90_ms),
         "p99_ms": latency(|p| p.p99_ms),
     });
-    if conn_err {
+    if listener {
+        out["connections"] = json!(points.iter().map(|p| p.open).collect::<Vec<_>>());
+    } else {
         out["conn_err"] = json!(column(|p| p.conn_err));
     }
     out
@@ -287,8 +318,12 @@ mod tests {
         if let Some(b) = b {
             targets.push(("10.0.0.2:80".to_string(), reading(b, b)));
         }
+        let open = Reading {
+            open: 3,
+            ..reading(listener, 0)
+        };
         Readings {
-            listeners: vec![("public".into(), reading(listener, 0))],
+            listeners: vec![("public".into(), open)],
             groups: vec![("web".into(), targets)],
         }
     }
@@ -298,8 +333,16 @@ mod tests {
         let h = History::new(INTERVAL);
         let start = Instant::now();
         h.record(start, 1_000, tick(0, 0, Some(0)));
-        assert_eq!(h.to_json(None)["listeners"], json!({}), "no point from one reading");
-        h.record(start + Duration::from_secs(5), 6_000, tick(50, 20, Some(30)));
+        assert_eq!(
+            h.to_json(None)["listeners"],
+            json!({}),
+            "no point from one reading"
+        );
+        h.record(
+            start + Duration::from_secs(5),
+            6_000,
+            tick(50, 20, Some(30)),
+        );
         let v = h.to_json(None);
         assert_eq!(v["listeners"]["public"]["t"], json!([6000]));
         assert_eq!(v["listeners"]["public"]["rps"], json!([10.0]));
@@ -309,6 +352,7 @@ mod tests {
         let p50 = v["target_groups"]["web"]["p50_ms"][0].as_f64().unwrap();
         assert!(p50 > 2.5 && p50 <= 5.0, "{p50}");
         assert!(v["listeners"]["public"].get("conn_err").is_none());
+        assert_eq!(v["listeners"]["public"]["connections"], json!([3]));
     }
 
     #[test]

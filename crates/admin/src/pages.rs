@@ -29,13 +29,19 @@ pub async fn dashboard() -> Html<&'static str> {
 
 pub async fn chart_script() -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), CACHE],
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            CACHE,
+        ],
         CHART_SCRIPT,
     )
 }
 
 pub async fn chart_style() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), CACHE], CHART_STYLE)
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8"), CACHE],
+        CHART_STYLE,
+    )
 }
 
 pub async fn metrics(State(state): State<AdminState>, _access: MetricsAccess) -> impl IntoResponse {

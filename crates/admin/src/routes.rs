@@ -32,8 +32,16 @@ pub enum Endpoint {
 
 pub const ROUTES: &[(Method, &str, Endpoint)] = &[
     (Method::GET, "/", Endpoint::Dashboard),
-    (Method::GET, "/dashboard/uPlot.iife.min.js", Endpoint::ChartScript),
-    (Method::GET, "/dashboard/uPlot.min.css", Endpoint::ChartStyle),
+    (
+        Method::GET,
+        "/dashboard/uPlot.iife.min.js",
+        Endpoint::ChartScript,
+    ),
+    (
+        Method::GET,
+        "/dashboard/uPlot.min.css",
+        Endpoint::ChartStyle,
+    ),
     (Method::GET, "/metrics", Endpoint::Metrics),
     (Method::GET, "/api/v1/openapi.json", Endpoint::OpenApi),
     (Method::GET, "/api/v1/config", Endpoint::GetConfig),

@@ -28,6 +28,9 @@ pub struct Reading {
     pub r5xx: u64,
     /// Connections to a target that failed (always 0 for a listener).
     pub connection_errors: u64,
+    /// A gauge, not a counter: a listener's open client connections at the
+    /// reading (0 for a target).
+    pub open: u64,
     pub latency: Buckets,
 }
 
@@ -38,11 +41,13 @@ impl Reading {
             r4xx: requests.sum(400..500),
             r5xx: requests.sum(500..600),
             connection_errors,
+            open: 0,
             latency: latency.read().0,
         }
     }
 
-    /// What was counted since `earlier` (each figure saturating at zero).
+    /// What was counted since `earlier` (each figure saturating at zero); the
+    /// gauge `open` is this reading's.
     pub fn since(&self, earlier: &Reading) -> Reading {
         Reading {
             requests: self.requests.saturating_sub(earlier.requests),
@@ -51,6 +56,7 @@ impl Reading {
             connection_errors: self
                 .connection_errors
                 .saturating_sub(earlier.connection_errors),
+            open: self.open,
             latency: std::array::from_fn(|i| self.latency[i].saturating_sub(earlier.latency[i])),
         }
     }
@@ -62,6 +68,7 @@ impl Reading {
             r4xx: self.r4xx + other.r4xx,
             r5xx: self.r5xx + other.r5xx,
             connection_errors: self.connection_errors + other.connection_errors,
+            open: self.open + other.open,
             latency: std::array::from_fn(|i| self.latency[i] + other.latency[i]),
         }
     }
@@ -77,6 +84,8 @@ pub struct Point {
     pub r4xx: f64,
     pub r5xx: f64,
     pub conn_err: f64,
+    /// Open connections at the end of the interval.
+    pub open: u64,
     pub p50_ms: Option<f64>,
     pub p90_ms: Option<f64>,
     pub p99_ms: Option<f64>,
@@ -85,7 +94,13 @@ pub struct Point {
 impl Point {
     /// `delta` (counts over an interval of `seconds`, ending at `t`) as a point.
     pub fn new(t: u64, delta: &Reading, seconds: f64) -> Point {
-        let per_s = |n: u64| if seconds > 0.0 { n as f64 / seconds } else { 0.0 };
+        let per_s = |n: u64| {
+            if seconds > 0.0 {
+                n as f64 / seconds
+            } else {
+                0.0
+            }
+        };
         let ms = |q| quantile(&delta.latency, q).map(|s| s * 1000.0);
         Point {
             t,
@@ -93,6 +108,7 @@ impl Point {
             r4xx: per_s(delta.r4xx),
             r5xx: per_s(delta.r5xx),
             conn_err: per_s(delta.connection_errors),
+            open: delta.open,
             p50_ms: ms(0.5),
             p90_ms: ms(0.9),
             p99_ms: ms(0.99),
@@ -188,7 +204,10 @@ mod tests {
         let delta = Reading::of(&codes, &h, 2).since(&before);
         assert_eq!((delta.requests, delta.r4xx, delta.r5xx), (11, 10, 1));
         let p = Point::new(7, &delta, 2.0);
-        assert_eq!((p.t, p.rps, p.r4xx, p.r5xx, p.conn_err), (7, 5.5, 5.0, 0.5, 1.0));
+        assert_eq!(
+            (p.t, p.rps, p.r4xx, p.r5xx, p.conn_err),
+            (7, 5.5, 5.0, 0.5, 1.0)
+        );
         // All eleven in the first bucket: well under 0.5 ms, not near 3 s.
         assert!(p.p99_ms.is_some_and(|ms| ms <= 0.5));
     }

@@ -139,7 +139,10 @@ async fn the_dashboard_draws_charts_of_live_traffic_without_errors() {
     };
     assert_eq!(history["interval_s"], 0.2);
     for addr in bs.iter().map(|b| b.addr().to_string()) {
-        assert!(history["targets"]["web"][&addr]["rps"].is_array(), "{history}");
+        assert!(
+            history["targets"]["web"][&addr]["rps"].is_array(),
+            "{history}"
+        );
     }
 
     // A change of version for the version history: SIGHUP with the same file.
@@ -160,7 +163,9 @@ async fn the_dashboard_draws_charts_of_live_traffic_without_errors() {
         "console errors:\n{}",
         console_errors(&log).join("\n")
     );
-    let refreshes: u32 = attribute(&dom, "dash", "data-refreshes").parse().expect("n");
+    let refreshes: u32 = attribute(&dom, "dash", "data-refreshes")
+        .parse()
+        .expect("n");
     assert!(refreshes >= 1, "the page never refreshed:\n{dom}");
     // Three charts for listener `public`, three for group `web`, all with data.
     assert_eq!(attribute(&dom, "dash", "data-charts"), "6", "{dom}");
@@ -168,10 +173,17 @@ async fn the_dashboard_draws_charts_of_live_traffic_without_errors() {
     let drawn: usize = attribute(&dom, "dash", "data-points").parse().expect("n");
     assert!(drawn >= 6 * 2, "{drawn} points drawn");
     for b in &bs {
-        assert!(dom.contains(&b.addr().to_string()), "target {} missing", b.addr());
+        assert!(
+            dom.contains(&b.addr().to_string()),
+            "target {} missing",
+            b.addr()
+        );
     }
     assert!(dom.contains("class=\"spark\""), "no sparklines");
-    assert!(dom.contains("<td>SIGHUP</td>"), "no SIGHUP in the version history");
+    assert!(
+        dom.contains("<td>SIGHUP</td>"),
+        "no SIGHUP in the version history"
+    );
     // Rules and certificates come from /api/v1/listeners; the page copes
     // whether or not this ballast has it.
     assert!(dom.contains("Rules") || dom.contains("not available"));
@@ -183,10 +195,19 @@ async fn the_dashboard_draws_charts_of_live_traffic_without_errors() {
     std::fs::create_dir_all(&shot).expect("artefacts dir");
     let shot = shot.join("dashboard.png");
     let _ = std::fs::remove_file(&shot);
-    let (_, log) = browse(&url, &format!("--screenshot={}", shot.display()), &profile.path).await;
+    let (_, log) = browse(
+        &url,
+        &format!("--screenshot={}", shot.display()),
+        &profile.path,
+    )
+    .await;
     assert!(console_errors(&log).is_empty(), "console errors:\n{log}");
     let png = std::fs::read(&shot).expect("screenshot written");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "{} bytes", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "{} bytes",
+        png.len()
+    );
     drop(browser);
     let _ = stop.send(true);
     let sent = traffic.await.expect("traffic task");
