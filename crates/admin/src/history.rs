@@ -140,6 +140,11 @@ impl History {
         self.interval
     }
 
+    /// Read `snapshot`'s counters now and record them (what each tick does).
+    pub fn sample(&self, snapshot: &Snapshot) {
+        self.record(Instant::now(), unix_ms(), Readings::of(snapshot));
+    }
+
     /// Add one tick's readings, taken at `at` (unix time `t` in ms): a point per
     /// series from the difference with the previous tick (none at the first),
     /// and the series of what is gone dropped.
@@ -270,8 +275,7 @@ pub async fn sample(history: Arc<History>, server: Arc<ballast_proxy::Server>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let readings = Readings::of(&server.snapshot());
-        history.record(Instant::now(), unix_ms(), readings);
+        history.sample(&server.snapshot());
     }
 }
 

@@ -5,6 +5,7 @@ mod access;
 mod anomaly;
 mod audit;
 mod config;
+mod history;
 mod load_shedding;
 mod observe;
 mod openapi;
