@@ -28,12 +28,15 @@ use crate::audit::{Audit, Entry, Origin, Outcome};
 use crate::changes::summary;
 use crate::error::ApiError;
 use crate::source::{FileBase, FileMark, Provenance};
+use crate::stats_history::History;
 use crate::store::Store;
 
 pub struct Control {
     pub server: Arc<Server>,
     store: Option<Store>,
     audit: Arc<Audit>,
+    /// The dashboard's series, sampled while the admin listener runs.
+    history: Arc<History>,
     writes: Mutex<()>,
     /// The config file as last applied (set at start; `None` without a file).
     base: std::sync::Mutex<Option<FileBase>>,
@@ -61,6 +64,7 @@ impl Control {
             server,
             store,
             audit,
+            history: Arc::new(History::from_env()),
             writes: Mutex::new(()),
             base: std::sync::Mutex::new(None),
         }
@@ -84,6 +88,10 @@ impl Control {
 
     pub fn audit(&self) -> &Audit {
         &self.audit
+    }
+
+    pub fn history(&self) -> &Arc<History> {
+        &self.history
     }
 
     /// Apply a validated config and persist it; returns its version.

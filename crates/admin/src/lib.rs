@@ -10,7 +10,9 @@
 //! `store` (atomic state file), `source` (file or state: which wins at start
 //! and on SIGHUP), `history` (versions the file dropped), `listener` (plain or TLS serving), `secrets`
 //! (secret files other users can read), `error` (JSON errors), `pages`
-//! (dashboard, metrics, OpenAPI).
+//! (dashboard, its chart library, metrics, OpenAPI), `stats_history` (the dashboard's
+//! 15 minutes of rates and latencies, sampled by a task of the admin listener)
+//! and `sample` (the arithmetic between two readings of the counters).
 #![forbid(unsafe_code)]
 
 mod audit;
@@ -25,7 +27,9 @@ mod listener;
 mod listeners;
 mod pages;
 mod routes;
+mod sample;
 mod secrets;
+mod stats_history;
 mod source;
 mod store;
 
@@ -36,6 +40,7 @@ pub use auth::{Token, Tokens};
 pub use control::Control;
 pub use error::ApiError;
 pub use history::KEEP as HISTORY_KEEP;
+pub use stats_history::{History, INTERVAL_ENV as HISTORY_INTERVAL_ENV, KEEP as STATS_HISTORY_KEEP};
 pub use listener::{serve, tls_config, HEADER_READ_TIMEOUT};
 pub use pages::OPENAPI;
 pub use routes::{router, Endpoint, ROUTES};

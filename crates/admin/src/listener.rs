@@ -12,7 +12,8 @@
 //! mandatory, so a client without one never reaches HTTP. Both paths put the
 //! peer's address in each request (`ConnectInfo`), for the audit trail and for
 //! `/metrics` from loopback. Certificates are read at start; replacing them needs a
-//! restart.
+//! restart. The dashboard's history sampler (`history.rs`) runs beside the accept
+//! loop in the same task, so it lives exactly as long as the listener.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -74,9 +75,20 @@ pub async fn serve(
     let local = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(address = %local, scheme = %scheme, "admin API listening");
+    // The dashboard's history is sampled while the listener serves: the
+    // sampler ends with the accept loop, or when its task is aborted.
+    let sampler = crate::stats_history::sample(
+        state.control.history().clone(),
+        state.control.server.clone(),
+    );
     let app = router(state);
     let tls = tls.map(tokio_rustls::TlsAcceptor::from);
-    let task = tokio::spawn(serve_connections(listener, tls, app, shutdown));
+    let task = tokio::spawn(async move {
+        tokio::select! {
+            () = serve_connections(listener, tls, app, shutdown) => {}
+            () = sampler => {}
+        }
+    });
     Ok((local, task))
 }
 

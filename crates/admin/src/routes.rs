@@ -8,12 +8,14 @@ use axum::http::Method;
 use axum::routing::{self, MethodRouter};
 use axum::Router;
 
-use crate::{audit, config_api, groups, listeners, pages, AdminState};
+use crate::{audit, config_api, groups, listeners, pages, stats_history, AdminState};
 
 /// Every endpoint: method, path (axum/OpenAPI `{param}` syntax), handler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
     Dashboard,
+    ChartScript,
+    ChartStyle,
     Metrics,
     OpenApi,
     GetConfig,
@@ -26,10 +28,21 @@ pub enum Endpoint {
     GroupAnomalies,
     Listeners,
     Audit,
+    StatsHistory,
 }
 
 pub const ROUTES: &[(Method, &str, Endpoint)] = &[
     (Method::GET, "/", Endpoint::Dashboard),
+    (
+        Method::GET,
+        "/dashboard/uPlot.iife.min.js",
+        Endpoint::ChartScript,
+    ),
+    (
+        Method::GET,
+        "/dashboard/uPlot.min.css",
+        Endpoint::ChartStyle,
+    ),
     (Method::GET, "/metrics", Endpoint::Metrics),
     (Method::GET, "/api/v1/openapi.json", Endpoint::OpenApi),
     (Method::GET, "/api/v1/config", Endpoint::GetConfig),
@@ -62,11 +75,14 @@ pub const ROUTES: &[(Method, &str, Endpoint)] = &[
     ),
     (Method::GET, "/api/v1/listeners", Endpoint::Listeners),
     (Method::GET, "/api/v1/audit", Endpoint::Audit),
+    (Method::GET, "/api/v1/stats/history", Endpoint::StatsHistory),
 ];
 
 fn handler(endpoint: Endpoint) -> MethodRouter<AdminState> {
     match endpoint {
         Endpoint::Dashboard => routing::get(pages::dashboard),
+        Endpoint::ChartScript => routing::get(pages::chart_script),
+        Endpoint::ChartStyle => routing::get(pages::chart_style),
         Endpoint::Metrics => routing::get(pages::metrics),
         Endpoint::OpenApi => routing::get(pages::openapi),
         Endpoint::GetConfig => routing::get(config_api::get),
@@ -79,6 +95,7 @@ fn handler(endpoint: Endpoint) -> MethodRouter<AdminState> {
         Endpoint::GroupAnomalies => routing::get(groups::anomalies),
         Endpoint::Listeners => routing::get(listeners::list),
         Endpoint::Audit => routing::get(audit::list),
+        Endpoint::StatsHistory => routing::get(stats_history::get),
     }
 }
 

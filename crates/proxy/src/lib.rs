@@ -67,6 +67,8 @@ mod upstream;
 pub use discovery::NameStatus;
 pub use forward::error::{ErrorSource, ProxyError};
 pub use observe::access_log::AccessRecord;
+pub use observe::exposition::{GroupView, ListenerView, TargetView};
+pub use observe::metrics::{CodeCounts, Histogram, ListenerMetrics, TargetMetrics, BUCKETS};
 pub use observe::rfc3339;
 pub use resilience::registry::{Decision as AnomalyDecision, Why as AnomalyWhy};
 pub use resilience::shedding::{view as shedding_view, View as SheddingView};

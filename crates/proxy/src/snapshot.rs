@@ -325,9 +325,10 @@ impl Snapshot {
         self.groups.values()
     }
 
-    /// `GET /metrics` (but the TLS counters): the listeners and groups of this
-    /// snapshot, sorted by name, as the exposition shows them.
-    pub fn render_metrics(&self) -> String {
+    /// The metric cells of this snapshot's listeners and groups (targets
+    /// included), each sorted by name: what a scrape renders and what the
+    /// dashboard's history samples (`ballast-admin`), read from the same cells.
+    pub fn metric_views(&self) -> (Vec<ListenerView<'_>>, Vec<GroupView<'_>>) {
         let listeners: Vec<_> = self
             .listeners()
             .into_iter()
@@ -370,6 +371,13 @@ impl Snapshot {
             })
             .collect();
         groups.sort_by(|a, b| a.name.cmp(b.name));
+        (listeners, groups)
+    }
+
+    /// `GET /metrics` (but the TLS counters): the listeners and groups of this
+    /// snapshot, sorted by name, as the exposition shows them.
+    pub fn render_metrics(&self) -> String {
+        let (listeners, groups) = self.metric_views();
         let mut out = exposition::render(&listeners, &groups);
         let hits: Vec<_> = self
             .listeners()

@@ -35,6 +35,17 @@ impl BallastProcess {
 
     /// Like `spawn`, with extra arguments to `serve` (e.g. `--config-wins`).
     pub fn spawn_with(bin: &Path, config: &str, args: &[&str]) -> BallastProcess {
+        Self::spawn_with_env(bin, config, args, &[])
+    }
+
+    /// Like `spawn_with`, with extra environment variables (test knobs such as
+    /// `BALLAST_DASHBOARD_SAMPLE_MS`).
+    pub fn spawn_with_env(
+        bin: &Path,
+        config: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> BallastProcess {
         let dir = std::env::temp_dir().join(format!(
             "ballast-test-{}-{}",
             std::process::id(),
@@ -50,6 +61,7 @@ impl BallastProcess {
             .args(args)
             .current_dir(&dir)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

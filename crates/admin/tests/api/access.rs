@@ -26,6 +26,7 @@ const READS: &[&str] = &[
     "/api/v1/target-groups/web/health",
     "/api/v1/target-groups/web/anomalies",
     "/api/v1/audit",
+    "/api/v1/stats/history",
 ];
 
 fn both_tokens() -> Tokens {

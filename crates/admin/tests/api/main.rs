@@ -9,6 +9,7 @@ mod config_toml;
 mod health_detail;
 mod listeners;
 mod dns;
+mod history;
 mod load_shedding;
 mod observe;
 mod openapi;

@@ -12,6 +12,7 @@ use ballast_testkit::{backends, eventually, BallastProcess, Client, Setup};
 mod admin;
 mod config_source;
 mod control;
+mod dashboard;
 mod drain;
 mod h2_attacks;
 mod health_log;
