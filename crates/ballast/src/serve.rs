@@ -10,7 +10,8 @@
 //! `[admin]` (address, tokens, TLS) always comes from the file and is read at
 //! start only; `allow_open_writes` and secret files other users can read are
 //! warned about at start (the former at each reload too). SIGTERM and SIGINT drain: stop accepting, let
-//! in-flight requests finish up to `server.drain_timeout`, exit 0.
+//! in-flight requests finish up to `server.drain_timeout`, exit 0. SIGUSR1 reopens
+//! the access-log file (log rotation); the log's writer does it on its own side.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -77,6 +78,7 @@ pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup()).context("install SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
+    let mut usr1 = signal(SignalKind::user_defined1()).context("install SIGUSR1 handler")?;
     let server = Server::start_at(config.clone(), version).await?;
     if persist_now {
         let s = store.clone();
@@ -99,6 +101,7 @@ pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             _ = hup.recv() => reload(&control, path).await,
+            _ = usr1.recv() => reopen_log(&server),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -109,6 +112,15 @@ pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
     admin_task.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGUSR1: logrotate has moved the access log away; write to a new file at its path.
+fn reopen_log(server: &Server) {
+    if server.reopen_access_log() {
+        tracing::info!("SIGUSR1: reopening the access log");
+    } else {
+        tracing::info!("SIGUSR1: the access log is not a file; nothing to reopen");
+    }
 }
 
 /// `allow_open_writes` in effect: said at every start and reload.
