@@ -23,6 +23,13 @@ use ballast_proxy::Server;
 use tokio::signal::unix::{signal, SignalKind};
 
 pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
+    if !path.exists() {
+        anyhow::bail!(
+            "no config file at {}: start from one of the commented configs in examples/ \
+             (README, \"Starter kit\"), or try `ballast demo`; pass another file with --config PATH",
+            path.display()
+        );
+    }
     let file = match Config::load(path) {
         Ok(c) => c,
         Err(errors) => {

@@ -11,8 +11,11 @@ use ballast_testkit::{backends, eventually, BallastProcess, Client, Setup};
 
 mod admin;
 mod control;
+mod demo;
 mod drain;
+mod examples;
 mod h2_attacks;
+mod logs;
 mod slow_clients;
 mod tls;
 mod websocket;
@@ -132,6 +135,32 @@ fn serve_refuses_an_invalid_config() {
     assert!(
         err.contains("listeners[0].name (line 2, column 8): expected a string, found an integer"),
         "{err}"
+    );
+}
+
+#[test]
+fn serve_without_a_config_file_says_how_to_get_one() {
+    let dir = std::env::temp_dir().join(format!("ballast-cli-{}-empty", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let out = Command::new(BIN)
+        .arg("serve")
+        .current_dir(&dir)
+        .output()
+        .expect("run serve");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in ["no config file at ballast.toml", "examples/", "ballast demo", "--config"] {
+        assert!(err.contains(expected), "missing {expected:?} in: {err}");
+    }
+}
+
+#[test]
+fn version_prints_name_and_version() {
+    let out = Command::new(BIN).arg("--version").output().expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("ballast {}", env!("CARGO_PKG_VERSION"))
     );
 }
 
