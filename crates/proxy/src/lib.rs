@@ -62,7 +62,9 @@ mod tls;
 mod upstream;
 
 pub use forward::error::{ErrorSource, ProxyError};
-pub use observe::access_log::{use_format as use_access_log_format, AccessRecord, Format as AccessLogFormat};
+pub use observe::access_log::{
+    use_format as use_access_log_format, AccessRecord, Format as AccessLogFormat,
+};
 pub use observe::rfc3339;
 pub use resilience::registry::{Decision as AnomalyDecision, Why as AnomalyWhy};
 pub use resilience::shedding::{view as shedding_view, View as SheddingView};

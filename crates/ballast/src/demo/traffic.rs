@@ -54,8 +54,7 @@ pub async fn run(addr: SocketAddr, rate: u32) {
     } else {
         addr
     };
-    let client: Client<_, Empty<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     let mut tick = tokio::time::interval(Duration::from_secs(1) / rate.max(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

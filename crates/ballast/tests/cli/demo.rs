@@ -25,7 +25,11 @@ fn lines(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
 }
 
 /// The next line for which `keep` is true, within `SOON`; the lines skipped go to `seen`.
-fn next_line(rx: &mpsc::Receiver<String>, seen: &mut Vec<String>, keep: impl Fn(&str) -> bool) -> String {
+fn next_line(
+    rx: &mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+    keep: impl Fn(&str) -> bool,
+) -> String {
     let deadline = Instant::now() + SOON;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -51,7 +55,15 @@ fn is_request_line(line: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_with_traffic_serves_logs_lines_and_stops_on_sigterm() {
     let mut child = Command::new(BIN)
-        .args(["demo", "--bind", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--traffic", "50"])
+        .args([
+            "demo",
+            "--bind",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--traffic",
+            "50",
+        ])
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -82,7 +94,9 @@ async fn demo_with_traffic_serves_logs_lines_and_stops_on_sigterm() {
         .await
         .expect("request");
     assert_eq!(r.status, 200);
-    let ours = next_line(&out, &mut skipped, |l| l.contains(" GET /from-the-test -> "));
+    let ours = next_line(&out, &mut skipped, |l| {
+        l.contains(" GET /from-the-test -> ")
+    });
     assert!(is_request_line(&ours) && ours.contains(" 200 "), "{ours}");
 
     let pid = i32::try_from(child.id()).expect("pid");

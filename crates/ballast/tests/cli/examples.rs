@@ -51,7 +51,11 @@ fn every_example_config_passes_ballast_check() {
 
     let mut failed = Vec::new();
     for file in files.iter().chain([&root().join("packaging/ballast.toml")]) {
-        let name = file.file_name().expect("name").to_string_lossy().into_owned();
+        let name = file
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
         let copy = dir.join(&name);
         std::fs::copy(file, &copy).expect("copy example");
         let (code, out, err) = check(&copy);
@@ -67,7 +71,11 @@ fn every_example_config_passes_ballast_check() {
 fn the_readme_names_every_example() {
     let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
     for file in examples() {
-        let name = file.file_name().expect("name").to_string_lossy().into_owned();
+        let name = file
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
         assert!(
             readme.contains(&format!("`examples/{name}`")),
             "README.md does not name `examples/{name}`"

@@ -26,7 +26,10 @@ async fn sigusr1_reopens_the_access_log_after_a_rename() {
     let client = Client::http1();
 
     for i in 0..3 {
-        let r = client.get(&p.url(&format!("/before/{i}"))).await.expect("request");
+        let r = client
+            .get(&p.url(&format!("/before/{i}")))
+            .await
+            .expect("request");
         assert_eq!(r.status, 200);
     }
     eventually("three lines in the first file", SOON, || async {
@@ -41,7 +44,10 @@ async fn sigusr1_reopens_the_access_log_after_a_rename() {
     p.wait_for_log_after(mark, "access log reopened", SOON);
 
     for i in 0..3 {
-        let r = client.get(&p.url(&format!("/after/{i}"))).await.expect("request");
+        let r = client
+            .get(&p.url(&format!("/after/{i}")))
+            .await
+            .expect("request");
         assert_eq!(r.status, 200);
     }
     eventually("three lines in the new file", SOON, || async {
@@ -51,8 +57,14 @@ async fn sigusr1_reopens_the_access_log_after_a_rename() {
     let old = read(&rotated);
     let new = read(&log);
     assert_eq!(old.lines().count(), 3, "{old}");
-    assert!(old.lines().all(|l| l.contains("\"path\":\"/before/")), "{old}");
-    assert!(new.lines().all(|l| l.contains("\"path\":\"/after/")), "{new}");
+    assert!(
+        old.lines().all(|l| l.contains("\"path\":\"/before/")),
+        "{old}"
+    );
+    assert!(
+        new.lines().all(|l| l.contains("\"path\":\"/after/")),
+        "{new}"
+    );
     drop(p);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -149,7 +149,12 @@ fn serve_without_a_config_file_says_how_to_get_one() {
         .expect("run serve");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    for expected in ["no config file at ballast.toml", "examples/", "ballast demo", "--config"] {
+    for expected in [
+        "no config file at ballast.toml",
+        "examples/",
+        "ballast demo",
+        "--config",
+    ] {
         assert!(err.contains(expected), "missing {expected:?} in: {err}");
     }
 }
@@ -158,10 +163,18 @@ fn serve_without_a_config_file_says_how_to_get_one() {
 fn version_prints_name_and_version() {
     let out = Command::new(BIN).arg("--version").output().expect("run");
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("ballast {}", env!("CARGO_PKG_VERSION"))
-    );
+    // `ballast 0.1.0`, and the commit when built from a git checkout.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut words = text.split_whitespace();
+    assert_eq!(words.next(), Some("ballast"), "{text}");
+    assert_eq!(words.next(), Some(env!("CARGO_PKG_VERSION")), "{text}");
+    if let Some(commit) = words.next() {
+        let hex = commit.trim_start_matches('(').trim_end_matches(')');
+        assert!(
+            hex.len() == 12 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{text}"
+        );
+    }
 }
 
 #[test]

@@ -232,7 +232,8 @@ impl Writer {
         }
         match open(&path) {
             Ok(file) => {
-                self.out = BufWriter::with_capacity(64 * 1024, Box::new(tokio::fs::File::from_std(file)));
+                self.out =
+                    BufWriter::with_capacity(64 * 1024, Box::new(tokio::fs::File::from_std(file)));
                 tracing::info!(path = %path.display(), "access log reopened");
             }
             Err(e) => tracing::error!(
@@ -358,7 +359,10 @@ mod tests {
         log.send(record(200, None));
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while lines(&path) < 1 {
-            assert!(std::time::Instant::now() < deadline, "first line never written");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "first line never written"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let rotated = dir.join("access.log.1");
@@ -366,10 +370,15 @@ mod tests {
         log.reopen();
         log.send(record(201, None));
         while lines(&path) < 1 {
-            assert!(std::time::Instant::now() < deadline, "no new file after reopen");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no new file after reopen"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert!(std::fs::read_to_string(&path).expect("new").contains("\"status\":201"));
+        assert!(std::fs::read_to_string(&path)
+            .expect("new")
+            .contains("\"status\":201"));
         let old = std::fs::read_to_string(&rotated).expect("old");
         assert_eq!(old.lines().count(), 1);
         assert!(old.contains("\"status\":200"));
