@@ -89,7 +89,7 @@ timeout = "1s"
         banner.push_str(&format!("  {} at {}\n", b.name(), b.addr()));
     }
     banner.push_str(&format!(
-        "  {} misbehaves now and then: {}\n",
+        "  {} misbehaves now and then: {}\n  anomaly mitigation is on: watch its weight drop and recover (dashboard, or GET /api/v1/target-groups/demo/anomalies)\n",
         troubled.name(),
         trouble::DESCRIPTION
     ));
