@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "ballast",
-    version,
+    version = env!("BALLAST_VERSION"),
     about = "A self-hosted layer-7 HTTP load balancer"
 )]
 struct Cli {
@@ -46,23 +46,33 @@ enum Command {
     },
     /// Validate a config file: print every error, exit 0 if valid and 1 if not.
     Check {
+        /// The config file to check (relative paths inside it are read from its
+        /// directory).
         #[arg(long, short, default_value = "ballast.toml")]
         config: PathBuf,
     },
-    /// Start three demo backends and a balancer over them on 127.0.0.1:8080, with
-    /// the admin API and dashboard on 127.0.0.1:9900.
+    /// Start three demo backends (one misbehaves now and then) and a balancer over
+    /// them on 127.0.0.1:8080, with the admin API and dashboard on 127.0.0.1:9900;
+    /// every request is logged to stdout, one short line each.
     Demo {
-        /// Where the balancer listens.
+        /// Where the balancer listens (port 0: any free port, logged at start).
         #[arg(long, default_value = "127.0.0.1:8080")]
         bind: std::net::SocketAddr,
-        /// Where the admin API and dashboard listen.
+        /// Where the admin API and dashboard listen (port 0: any free port).
         #[arg(long, default_value = "127.0.0.1:9900")]
         admin: std::net::SocketAddr,
+        /// Send light traffic of our own through the balancer, RATE requests a
+        /// second (1 to 1000; 20 when given without a value), until the demo stops.
+        #[arg(long, value_name = "RATE", num_args = 0..=1, default_missing_value = "20",
+              value_parser = clap::value_parser!(u32).range(1..=1000))]
+        traffic: Option<u32>,
     },
     /// A test and demo backend: answers with a JSON echo of each request.
     Backend {
+        /// The address to listen on, e.g. 127.0.0.1:9001.
         #[arg(long)]
         bind: std::net::SocketAddr,
+        /// Its name, sent back in the `x-backend` header and the echo's `backend`.
         #[arg(long, default_value = "backend")]
         name: String,
         /// Share of requests answered with 500, from 0.0 to 1.0.
@@ -214,7 +224,11 @@ fn main() -> ExitCode {
                         config_wins,
                         ..
                     } => serve::run(&config, config_wins).await,
-                    Command::Demo { bind, admin } => demo::run(bind, admin).await,
+                    Command::Demo {
+                        bind,
+                        admin,
+                        traffic,
+                    } => demo::run(bind, admin, traffic).await,
                     Command::Backend {
                         bind,
                         name,
@@ -245,5 +259,44 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every flag and argument of every subcommand says what it is for in `--help`.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(format!("{path} {} (the subcommand)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let cmd = super::Cli::command();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&cmd, "ballast", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
+
+    #[test]
+    fn version_names_the_program_and_its_version() {
+        let version = super::Cli::command().render_version();
+        let expected = format!("ballast {}", env!("CARGO_PKG_VERSION"));
+        assert!(version.trim().starts_with(&expected), "{version}");
     }
 }

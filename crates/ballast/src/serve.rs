@@ -13,7 +13,8 @@
 //! `[admin]` (address, tokens, TLS) always comes from the file and is read at
 //! start only; `allow_open_writes` and secret files other users can read are
 //! warned about at start (the former at each reload too). SIGTERM and SIGINT drain: stop accepting, let
-//! in-flight requests finish up to `server.drain_timeout`, exit 0.
+//! in-flight requests finish up to `server.drain_timeout`, exit 0. SIGUSR1 reopens
+//! the access-log file (log rotation); the log's writer does it on its own side.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,6 +26,13 @@ use ballast_proxy::Server;
 use tokio::signal::unix::{signal, SignalKind};
 
 pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
+    if !path.exists() {
+        anyhow::bail!(
+            "no config file at {}: start from one of the commented configs in examples/ \
+             (README, \"Starter kit\"), or try `ballast demo`; pass another file with --config PATH",
+            path.display()
+        );
+    }
     let (mark, loaded) = read(path);
     let file = match loaded {
         Ok(c) => c,
@@ -54,6 +62,7 @@ pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup()).context("install SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
+    let mut usr1 = signal(SignalKind::user_defined1()).context("install SIGUSR1 handler")?;
     let server = Server::start_at(config, version).await?;
     let start = Arc::new(start);
     let kept = {
@@ -79,6 +88,7 @@ pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             _ = hup.recv() => reload(&control, path, config_wins).await,
+            _ = usr1.recv() => reopen_log(&server),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -89,6 +99,15 @@ pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
     admin_task.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGUSR1: logrotate has moved the access log away; write to a new file at its path.
+fn reopen_log(server: &Server) {
+    if server.reopen_access_log() {
+        tracing::info!("SIGUSR1: reopening the access log");
+    } else {
+        tracing::info!("SIGUSR1: the access log is not a file; nothing to reopen");
+    }
 }
 
 /// `allow_open_writes` in effect: said at every start and reload.

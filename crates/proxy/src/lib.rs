@@ -66,7 +66,9 @@ mod upstream;
 
 pub use discovery::NameStatus;
 pub use forward::error::{ErrorSource, ProxyError};
-pub use observe::access_log::AccessRecord;
+pub use observe::access_log::{
+    use_format as use_access_log_format, AccessRecord, Format as AccessLogFormat,
+};
 pub use observe::exposition::{GroupView, ListenerView, TargetView};
 pub use observe::metrics::{CodeCounts, Histogram, ListenerMetrics, TargetMetrics, BUCKETS};
 pub use observe::rfc3339;

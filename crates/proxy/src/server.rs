@@ -139,6 +139,19 @@ impl Server {
         self.shared.snapshot.load_full()
     }
 
+    /// Reopen the access-log file (SIGUSR1, for log rotation); the writer does it
+    /// on its own side, so this returns at once. Returns whether a file log runs.
+    pub fn reopen_access_log(&self) -> bool {
+        let snapshot = self.snapshot();
+        match &snapshot.access_log {
+            Some(log) if matches!(log.destination, ballast_config::AccessLogConfig::File(_)) => {
+                log.reopen();
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Apply a validated config atomically; returns its version. On error nothing
     /// that runs has changed.
     pub async fn apply(&self, config: Config) -> Result<u64, ApplyError> {

@@ -13,9 +13,12 @@ mod admin;
 mod config_source;
 mod control;
 mod dashboard;
+mod demo;
 mod drain;
+mod examples;
 mod h2_attacks;
 mod health_log;
+mod logs;
 mod slow_clients;
 mod tls;
 mod websocket;
@@ -170,6 +173,45 @@ fn serve_refuses_an_invalid_config() {
         err.contains("listeners[0].name (line 2, column 8): expected a string, found an integer"),
         "{err}"
     );
+}
+
+#[test]
+fn serve_without_a_config_file_says_how_to_get_one() {
+    let dir = std::env::temp_dir().join(format!("ballast-cli-{}-empty", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let out = Command::new(BIN)
+        .arg("serve")
+        .current_dir(&dir)
+        .output()
+        .expect("run serve");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "no config file at ballast.toml",
+        "examples/",
+        "ballast demo",
+        "--config",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in: {err}");
+    }
+}
+
+#[test]
+fn version_prints_name_and_version() {
+    let out = Command::new(BIN).arg("--version").output().expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    // `ballast 0.1.0`, and the commit when built from a git checkout.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut words = text.split_whitespace();
+    assert_eq!(words.next(), Some("ballast"), "{text}");
+    assert_eq!(words.next(), Some(env!("CARGO_PKG_VERSION")), "{text}");
+    if let Some(commit) = words.next() {
+        let hex = commit.trim_start_matches('(').trim_end_matches(')');
+        assert!(
+            hex.len() == 12 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{text}"
+        );
+    }
 }
 
 #[test]
