@@ -31,7 +31,7 @@ pub use audit::{Audit, Entry as AuditEntry, Origin, Outcome, KEEP as AUDIT_KEEP}
 pub use auth::{Token, Tokens};
 pub use control::Control;
 pub use error::ApiError;
-pub use listener::{serve, tls_config, HEADER_READ_TIMEOUT};
+pub use listener::{serve, serve_on, tls_config, HEADER_READ_TIMEOUT};
 pub use pages::OPENAPI;
 pub use routes::{router, Endpoint, ROUTES};
 pub use secrets::{exposed_secret_files, secret_files, warn_exposed_secret_files};

@@ -10,7 +10,9 @@
 //! `[admin]` (address, tokens, TLS) always comes from the file and is read at
 //! start only; `allow_open_writes` and secret files other users can read are
 //! warned about at start (the former at each reload too). SIGTERM and SIGINT drain: stop accepting, let
-//! in-flight requests finish up to `server.drain_timeout`, exit 0.
+//! in-flight requests finish up to `server.drain_timeout`, exit 0. SIGUSR2
+//! upgrades the binary (`upgrade.rs`): once a new process serves on this one's
+//! sockets, this one drains the same way.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,6 +22,8 @@ use ballast_admin::{AdminState, Control, Origin, Store, Tokens};
 use ballast_config::Config;
 use ballast_proxy::Server;
 use tokio::signal::unix::{signal, SignalKind};
+
+use crate::upgrade::{Takeover, Upgrade};
 
 pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
     let file = match Config::load(path) {
@@ -77,7 +81,13 @@ pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup()).context("install SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
-    let server = Server::start_at(config.clone(), version).await?;
+    let mut usr2 = signal(SignalKind::user_defined2()).context("install SIGUSR2 handler")?;
+    let mut upgrade = Upgrade::new(admin.bind)?;
+    let mut takeover = Takeover::receive()?;
+    let inherited = takeover
+        .as_mut()
+        .map_or_else(Vec::new, |t| std::mem::take(&mut t.sockets.listeners));
+    let server = Server::start_inheriting(config.clone(), version, inherited).await?;
     if persist_now {
         let s = store.clone();
         tokio::task::spawn_blocking(move || s.save(version, &config))
@@ -91,19 +101,25 @@ pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
         control: control.clone(),
         tokens,
     };
-    let (_, admin_task) = ballast_admin::serve(admin.bind, tls, state, async {
+    let admin_socket = Takeover::admin_socket(takeover.as_mut(), admin.bind)
+        .with_context(|| format!("admin API: cannot bind {}", admin.bind))?;
+    let (_, admin_task) = ballast_admin::serve_on(admin_socket.try_clone()?, tls, state, async {
         let _ = admin_stopped.await;
-    })
-    .await
-    .with_context(|| format!("admin API: cannot bind {}", admin.bind))?;
+    })?;
+    if let Some(takeover) = takeover {
+        takeover.serving();
+    }
     loop {
         tokio::select! {
             _ = hup.recv() => reload(&control, path).await,
+            _ = usr2.recv() => upgrade.start(&server, &admin_socket).await,
+            true = upgrade.finished() => break,
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
     tracing::info!("draining: no new connections; in-flight requests may finish");
+    drop(admin_socket);
     let _ = stop_admin.send(());
     server.shutdown().await;
     admin_task.abort();

@@ -62,6 +62,7 @@ mod tls;
 mod upstream;
 
 pub use forward::error::{ErrorSource, ProxyError};
+pub use frontend::inherited::ListeningSocket;
 pub use observe::access_log::AccessRecord;
 pub use observe::rfc3339;
 pub use resilience::registry::{Decision as AnomalyDecision, Why as AnomalyWhy};

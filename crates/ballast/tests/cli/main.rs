@@ -15,6 +15,7 @@ mod drain;
 mod h2_attacks;
 mod slow_clients;
 mod tls;
+mod upgrade;
 mod websocket;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ballast");
