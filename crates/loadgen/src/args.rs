@@ -81,6 +81,12 @@ pub struct BenchArgs {
     #[arg(long, value_name = "RPS", value_parser = parse_rate, allow_negative_numbers = true)]
     pub rate: Option<f64>,
 
+    /// Open every connection to HOST:PORT instead of the URL's host and port;
+    /// the TLS server name (SNI, and the name the certificate must carry) and
+    /// the Host header stay the URL's (as curl's `--connect-to ::HOST:PORT`).
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_connect_to)]
+    pub connect_to: Option<String>,
+
     /// Print one JSON document instead of the text report.
     #[arg(long)]
     pub json: bool,
@@ -124,6 +130,23 @@ fn parse_url(s: &str) -> Result<Uri, String> {
     match uri.host() {
         Some(h) if !h.is_empty() => Ok(uri),
         _ => Err("the URL has no host".into()),
+    }
+}
+
+/// `HOST:PORT`, `[V6]:PORT`: a port is required, the host is resolved at the start.
+fn parse_connect_to(s: &str) -> Result<String, String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?} is not HOST:PORT"))?;
+    let bracketed = host.starts_with('[') && host.ends_with(']');
+    if host.is_empty() || (host.contains(':') && !bracketed) {
+        return Err(format!(
+            "{s:?} is not HOST:PORT (an IPv6 address goes in brackets)"
+        ));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(s.to_owned()),
+        _ => Err(format!("{port:?} in {s:?} is not a port")),
     }
 }
 

@@ -63,7 +63,6 @@ impl Tally {
     }
 }
 
-const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
 /// Each client's bounds, whatever happens.
 const MAX_REQUESTS: u64 = 50_000;
 const MAX_TIME: Duration = Duration::from_secs(60);
@@ -71,9 +70,13 @@ const MAX_TIME: Duration = Duration::from_secs(60);
 /// One request on `stream`: `Ok(true)` for a 200 that keeps the connection,
 /// `Ok(false)` for a 200 that closes it, `Err(None)` if the connection ended
 /// before any byte of the answer, `Err(Some(why))` for anything else.
-async fn exchange(stream: &mut TcpStream) -> Result<bool, Option<String>> {
+async fn exchange(stream: &mut TcpStream, path: &str) -> Result<bool, Option<String>> {
     let answer = async {
-        stream.write_all(REQUEST).await.map_err(|_| None)?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|_| None)?;
         let mut first = [0u8; 4096];
         let n = match stream.read(&mut first).await {
             Ok(0) | Err(_) => return Err(None),
@@ -104,9 +107,10 @@ async fn connect(addr: std::net::SocketAddr, tally: &Tally) -> Option<TcpStream>
     }
 }
 
-/// Requests until `stop` (or the bounds): on one keep-alive connection at a
-/// time, or on a new connection each.
+/// Requests for `path` until `stop` (or the bounds): on one keep-alive
+/// connection at a time, or on a new connection each.
 async fn client(
+    path: &'static str,
     addr: std::net::SocketAddr,
     keep_alive: bool,
     stop: Arc<AtomicBool>,
@@ -125,14 +129,14 @@ async fn client(
                 None => continue,
             },
         };
-        let mut result = exchange(&mut stream).await;
+        let mut result = exchange(&mut stream, path).await;
         if reused && matches!(result, Err(None)) {
             tally.resent.fetch_add(1, Ordering::Relaxed);
             match connect(addr, &tally).await {
                 Some(s) => stream = s,
                 None => continue,
             }
-            result = exchange(&mut stream).await;
+            result = exchange(&mut stream, path).await;
         }
         match result {
             Ok(keeps) => {
@@ -164,8 +168,20 @@ async fn sigusr2_hands_the_sockets_over_under_load_and_no_request_fails() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
+    // Six clients, half on keep-alive connections; two of them slow, so that
+    // requests are in flight in the old process when it starts draining.
     let clients: Vec<_> = (0..6)
-        .map(|i| tokio::spawn(client(p.addr, i % 2 == 0, stop.clone(), tally.clone())))
+        .map(|i| {
+            let path = if i >= 4 { "/?delay_ms=100" } else { "/" };
+            let keep_alive = i % 2 == 0;
+            tokio::spawn(client(
+                path,
+                p.addr,
+                keep_alive,
+                stop.clone(),
+                tally.clone(),
+            ))
+        })
         .collect();
     eventually("load flows", SOON, || async {
         tally.ok.load(Ordering::Relaxed) >= 200
@@ -247,13 +263,17 @@ async fn an_upgrade_whose_new_process_cannot_start_leaves_the_old_one_serving() 
     );
 
     let mut s = TcpStream::connect(p.addr).await.expect("still listening");
-    assert_eq!(exchange(&mut s).await, Ok(true), "the old process serves");
+    assert_eq!(
+        exchange(&mut s, "/").await,
+        Ok(true),
+        "the old process serves"
+    );
     assert!(alive(old_pid));
     eventually("still serving", SOON, || async {
         let Ok(mut s) = TcpStream::connect(p.addr).await else {
             return false;
         };
-        exchange(&mut s).await.is_ok()
+        exchange(&mut s, "/").await.is_ok()
     })
     .await;
     // It drains and stops as usual afterwards.
