@@ -262,6 +262,18 @@ mod tests {
     }
 
     #[test]
+    fn connect_to_takes_host_and_port() {
+        for to in ["127.0.0.1:8443", "lb.internal:443", "[::1]:8443"] {
+            let a = parse(&["--connect-to", to, "https://app.example/"]).expect(to);
+            assert_eq!(a.connect_to.as_deref(), Some(to));
+        }
+        assert_eq!(
+            parse(&["https://app.example/"]).expect("parses").connect_to,
+            None
+        );
+    }
+
+    #[test]
     fn bad_input_is_rejected_by_the_parser() {
         for argv in [
             &["-c", "0", "http://h/"][..],
@@ -275,6 +287,10 @@ mod tests {
             &["--frobnicate", "http://h/"],
             &["-H", "no colon", "http://h/"],
             &["-d", "0s", "http://h/"],
+            &["--connect-to", "127.0.0.1", "https://h/"],
+            &["--connect-to", "127.0.0.1:0", "https://h/"],
+            &["--connect-to", ":443", "https://h/"],
+            &["--connect-to", "::1:443", "https://h/"],
         ] {
             let err = parse(argv).expect_err(&format!("{argv:?} should fail"));
             let first = err.to_string();

@@ -10,6 +10,7 @@ use http_body_util::Full;
 use ballast_testkit::{backends, eventually, BallastProcess, Client, Setup};
 
 mod admin;
+mod bench;
 mod control;
 mod drain;
 mod h2_attacks;
