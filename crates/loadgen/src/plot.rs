@@ -173,12 +173,13 @@ fn distribution(
             (x.min(resolution), ms.max(floor))
         })
         .collect();
-    let nines_max = resolution.ceil().max(1.0);
+    let nines_max = resolution.max(1.0);
     let lo = points.first().map_or(floor, |p| p.1);
     let hi = points.last().map_or(floor * 10.0, |p| p.1).max(lo * 4.0);
     let mut chart = ChartBuilder::on(area)
         .caption("Latency by percentile", ("sans-serif", 16))
         .margin(12)
+        .margin_right(36)
         .x_label_area_size(36)
         .y_label_area_size(70)
         .build_cartesian_2d(0f64..nines_max, log_range(lo / 2.0, hi * 2.0, area))?;
@@ -186,7 +187,7 @@ fn distribution(
         .configure_mesh()
         .x_desc("percentile")
         // A label and a grid line at each whole nine, none between.
-        .x_labels(nines_max as usize + 1)
+        .x_labels(nines_max.floor() as usize + 1)
         .x_max_light_lines(0)
         .y_desc("latency (ms, log scale)")
         .x_label_formatter(&|n| log_axis::nines_label(*n))
