@@ -1,6 +1,7 @@
 //! Binary upgrade (SIGUSR2) of a real `ballast serve` under continuous load: a
 //! new process takes over the listening sockets, the old one drains and exits
-//! 0, and no request fails and no connection is refused meanwhile; an upgrade
+//! 0, and no request fails and no connection is refused meanwhile, over two
+//! upgrades in a row (the second passes on sockets it received); an upgrade
 //! whose new process cannot start leaves the old one serving.
 //!
 //! The load is several client tasks over raw HTTP/1.1, half on keep-alive
@@ -24,22 +25,54 @@ use tokio::net::TcpStream;
 
 use crate::{BIN, SOON};
 
-/// Kills a process this test started indirectly (the new ballast, whose parent
-/// is the old one) when the test ends, however it ends.
-struct KillOnDrop(Option<u32>);
+/// Kills the processes this test started indirectly (each new ballast is the
+/// child of the one it replaces, not the test's) when the test ends, however it
+/// ends: those it learnt of, and the children of each, so that one started but
+/// not yet reported is not left running either.
+struct KillOnDrop(Vec<u32>);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        if let Some(pid) = self.0 {
-            // SAFETY: `kill` with a pid and a signal number has no memory effects.
-            let _ = unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        let mut pids = self.0.clone();
+        for pid in &self.0 {
+            pids.extend(children(*pid));
+        }
+        for pid in pids {
+            signal(pid, libc::SIGKILL);
         }
     }
 }
 
+fn signal(pid: u32, signal: libc::c_int) {
+    // SAFETY: `kill` with a pid and a signal number has no memory effects.
+    let _ = unsafe { libc::kill(pid as libc::pid_t, signal) };
+}
+
+/// The children of `pid`, from `/proc`.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// Runs: exists and has not exited (an exited process whose new parent has not
+/// reaped it yet is a zombie, state `Z`).
 fn alive(pid: u32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
 }
 
 #[derive(Default)]
@@ -162,8 +195,8 @@ async fn sigusr2_hands_the_sockets_over_under_load_and_no_request_fails() {
     let bs = backends(1).await;
     let setup = Setup::new(&bs);
     let mut p = BallastProcess::spawn(Path::new(BIN), &setup.toml());
-    let mut new = KillOnDrop(None);
     let old_pid = p.pid();
+    let mut new = KillOnDrop(vec![old_pid]);
     let admin = p.admin_addr();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -196,7 +229,7 @@ async fn sigusr2_hands_the_sockets_over_under_load_and_no_request_fails() {
         tokio::task::block_in_place(|| p.wait_for_log_after(from, "the new process serves", SOON));
     let handed_over = signalled.elapsed();
     let pid = new_pid(&line);
-    new.0 = Some(pid);
+    new.0.push(pid);
     assert_ne!(pid, old_pid);
     let status = tokio::task::block_in_place(|| p.wait_exit(SOON));
     let exited = signalled.elapsed();
@@ -211,11 +244,26 @@ async fn sigusr2_hands_the_sockets_over_under_load_and_no_request_fails() {
     .await;
     let admin_answer = admin_get(admin, "/api/v1/config").await;
     assert!(admin_answer.starts_with("HTTP/1.1 200"), "{admin_answer}");
+
+    // The new process upgrades in turn (it passes on the sockets it received).
+    let from = p.log_len();
+    signal(pid, libc::SIGUSR2);
+    let line =
+        tokio::task::block_in_place(|| p.wait_for_log_after(from, "the new process serves", SOON));
+    let third = new_pid(&line);
+    new.0.push(third);
+    assert!(third != pid && third != old_pid);
+    eventually("the second process exits", SOON, || async { !alive(pid) }).await;
+    let after_exit = tally.ok.load(Ordering::Relaxed);
+    eventually("the third process serves the load", SOON, || async {
+        tally.ok.load(Ordering::Relaxed) >= after_exit + 500
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.await.expect("client");
     }
-    assert!(alive(pid), "the new process runs");
+    assert!(alive(third), "the last process runs");
     let (ok, failed, refused, resent) = (
         tally.ok.load(Ordering::Relaxed),
         tally.failed.load(Ordering::Relaxed),
@@ -223,9 +271,10 @@ async fn sigusr2_hands_the_sockets_over_under_load_and_no_request_fails() {
         tally.resent.load(Ordering::Relaxed),
     );
     eprintln!(
-        "upgrade under load: {ok} requests answered ({during} between SIGUSR2 and the old \
-         process's exit), {failed} failed, {refused} refused, {resent} resent after an idle \
-         keep-alive close; new process serving {handed_over:?} after SIGUSR2, old exited after {exited:?}"
+        "upgrade under load: {ok} requests answered over two upgrades ({during} between the \
+         first SIGUSR2 and the old process's exit), {failed} failed, {refused} refused, \
+         {resent} resent after an idle keep-alive close; new process serving \
+         {handed_over:?} after SIGUSR2, old exited after {exited:?}"
     );
     let errors = tally.errors.lock().expect("lock").clone();
     assert_eq!((failed, refused), (0, 0), "failures: {errors:?}");
