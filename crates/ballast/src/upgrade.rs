@@ -27,13 +27,13 @@
 //! so that the service is not taken for stopped.
 
 use std::ffi::OsString;
-use std::io::{IoSlice, IoSliceMut};
+use std::io::{ErrorKind, IoSlice, IoSliceMut};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::process::{Child, Command};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use ballast_proxy::{ListeningSocket, Server};
@@ -195,7 +195,7 @@ fn talk(channel: OwnedFd, sockets: &Sockets, child: &mut Child) -> anyhow::Resul
     })();
     let mut answer = [0u8; 64];
     let answered = match sent {
-        Ok(()) => channel.recv(&mut answer),
+        Ok(()) => recv_within(&channel, &mut answer, Instant::now() + TAKEOVER_TIMEOUT),
         Err(e) => Err(e),
     };
     match answered {
@@ -206,12 +206,14 @@ fn talk(channel: OwnedFd, sockets: &Sockets, child: &mut Child) -> anyhow::Resul
                 None => bail!("unexpected answer from the new process: {text:?}"),
             }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => bail!(
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => bail!(
             "the new process (pid {}) did not serve within {} s; killed",
             child.id(),
             TAKEOVER_TIMEOUT.as_secs()
         ),
-        // It closed its end: it exited (a bad config, a crash) or cannot read.
+        Err(e) if !closed(&e) => bail!("talking to the new process (pid {}): {e}", child.id()),
+        // It closed its end (end of file, or a write found it closed): it
+        // exited (a bad config, a crash).
         _ => {
             let status = child.wait().context("wait for the new process")?;
             bail!(
@@ -222,12 +224,46 @@ fn talk(channel: OwnedFd, sockets: &Sockets, child: &mut Child) -> anyhow::Resul
     }
 }
 
+/// The other end is gone: a write to a closed socket.
+fn closed(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::NotConnected
+    )
+}
+
+/// `recv` until `deadline`, resumed after a signal (a socket with a timeout is
+/// interrupted by every signal, `SA_RESTART` or not).
+fn recv_within(
+    channel: &UnixDatagram,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> std::io::Result<usize> {
+    loop {
+        match channel.recv(buf) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(ErrorKind::TimedOut.into());
+                }
+                channel.set_read_timeout(Some(left))?;
+            }
+            result => return result,
+        }
+    }
+}
+
 fn send(fd: RawFd, text: &str, socket: Option<RawFd>) -> std::io::Result<()> {
     let fds = socket.map(|s| [s]);
     let cmsgs: Vec<ControlMessage> = fds.iter().map(|f| ControlMessage::ScmRights(f)).collect();
     let iov = [IoSlice::new(text.as_bytes())];
-    sendmsg::<()>(fd, &iov, &cmsgs, MsgFlags::MSG_NOSIGNAL, None)?;
-    Ok(())
+    loop {
+        match sendmsg::<()>(fd, &iov, &cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(_) => return Ok(()),
+        }
+    }
 }
 
 /// The new process's side: the sockets handed over, and the channel to say
@@ -289,12 +325,15 @@ fn receive_sockets(channel: &UnixDatagram) -> anyhow::Result<Sockets> {
         let mut buf = [0u8; 4096];
         let mut space = nix::cmsg_space!([RawFd; 1]);
         let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = recvmsg::<()>(
+        let msg = match recvmsg::<()>(
             channel.as_raw_fd(),
             &mut iov,
             Some(&mut space),
             MsgFlags::MSG_CMSG_CLOEXEC,
-        )?;
+        ) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            msg => msg?,
+        };
         let mut fds = Vec::new();
         for c in msg.cmsgs()? {
             if let ControlMessageOwned::ScmRights(received) = c {
