@@ -72,6 +72,19 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
+    serve_on(listener.into_std()?, tls, state, shutdown)
+}
+
+/// Like [`serve`], on a socket already listening (bound by this process, or
+/// handed over by the process a binary upgrade replaces).
+pub fn serve_on(
+    listener: std::net::TcpListener,
+    tls: Option<Arc<ServerConfig>>,
+    state: AdminState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(listener)?;
     let local = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(address = %local, scheme = %scheme, "admin API listening");

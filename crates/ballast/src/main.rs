@@ -2,13 +2,15 @@
 //!
 //! Control path only. Each subcommand lives in its own module; this file parses the
 //! command line, sets up logging and hands over.
-// One isolated exception, in `alloc.rs`: setting the allocator's options.
+// Two isolated exceptions: setting the allocator's options (`alloc.rs`) and
+// owning descriptors handed over at a binary upgrade (`upgrade.rs`).
 #![deny(unsafe_code)]
 
 mod alloc;
 mod demo;
 mod export;
 mod serve;
+mod upgrade;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -15,6 +15,8 @@
 //! warned about at start (the former at each reload too). SIGTERM and SIGINT drain: stop accepting, let
 //! in-flight requests finish up to `server.drain_timeout`, exit 0. SIGUSR1 reopens
 //! the access-log file (log rotation); the log's writer does it on its own side.
+//! SIGUSR2 upgrades the binary (`upgrade.rs`): once a new process serves on this
+//! one's sockets, this one drains the same way.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -24,6 +26,8 @@ use ballast_admin::{AdminState, Control, FileMark, Origin, Store, Tokens};
 use ballast_config::{Config, ConfigError, ConfigErrors};
 use ballast_proxy::Server;
 use tokio::signal::unix::{signal, SignalKind};
+
+use crate::upgrade::{Takeover, Upgrade};
 
 pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
     if !path.exists() {
@@ -63,7 +67,13 @@ pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
     let mut usr1 = signal(SignalKind::user_defined1()).context("install SIGUSR1 handler")?;
-    let server = Server::start_at(config, version).await?;
+    let mut usr2 = signal(SignalKind::user_defined2()).context("install SIGUSR2 handler")?;
+    let mut upgrade = Upgrade::new(admin.bind)?;
+    let mut takeover = Takeover::receive()?;
+    let inherited = takeover
+        .as_mut()
+        .map_or_else(Vec::new, |t| std::mem::take(&mut t.sockets.listeners));
+    let server = Server::start_inheriting(config, version, inherited).await?;
     let start = Arc::new(start);
     let kept = {
         let (s, start) = (store.clone(), start.clone());
@@ -80,20 +90,26 @@ pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
         control: control.clone(),
         tokens,
     };
-    let (_, admin_task) = ballast_admin::serve(admin.bind, tls, state, async {
+    let admin_socket = Takeover::admin_socket(takeover.as_mut(), admin.bind)
+        .with_context(|| format!("admin API: cannot bind {}", admin.bind))?;
+    let (_, admin_task) = ballast_admin::serve_on(admin_socket.try_clone()?, tls, state, async {
         let _ = admin_stopped.await;
-    })
-    .await
-    .with_context(|| format!("admin API: cannot bind {}", admin.bind))?;
+    })?;
+    if let Some(takeover) = takeover {
+        takeover.serving();
+    }
     loop {
         tokio::select! {
             _ = hup.recv() => reload(&control, path, config_wins).await,
             _ = usr1.recv() => reopen_log(&server),
+            _ = usr2.recv() => upgrade.start(&server, &admin_socket).await,
+            true = upgrade.finished() => break,
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
     tracing::info!("draining: no new connections; in-flight requests may finish");
+    drop(admin_socket);
     let _ = stop_admin.send(());
     server.shutdown().await;
     admin_task.abort();

@@ -81,6 +81,12 @@ pub struct BenchArgs {
     #[arg(long, value_name = "RPS", value_parser = parse_rate, allow_negative_numbers = true)]
     pub rate: Option<f64>,
 
+    /// Open every connection to HOST:PORT instead of the URL's host and port;
+    /// the TLS server name (SNI, and the name the certificate must carry) and
+    /// the Host header stay the URL's (as curl's `--connect-to ::HOST:PORT`).
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_connect_to)]
+    pub connect_to: Option<String>,
+
     /// Print one JSON document instead of the text report.
     #[arg(long)]
     pub json: bool,
@@ -124,6 +130,23 @@ fn parse_url(s: &str) -> Result<Uri, String> {
     match uri.host() {
         Some(h) if !h.is_empty() => Ok(uri),
         _ => Err("the URL has no host".into()),
+    }
+}
+
+/// `HOST:PORT`, `[V6]:PORT`: a port is required, the host is resolved at the start.
+fn parse_connect_to(s: &str) -> Result<String, String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?} is not HOST:PORT"))?;
+    let bracketed = host.starts_with('[') && host.ends_with(']');
+    if host.is_empty() || (host.contains(':') && !bracketed) {
+        return Err(format!(
+            "{s:?} is not HOST:PORT (an IPv6 address goes in brackets)"
+        ));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(s.to_owned()),
+        _ => Err(format!("{port:?} in {s:?} is not a port")),
     }
 }
 
@@ -239,6 +262,18 @@ mod tests {
     }
 
     #[test]
+    fn connect_to_takes_host_and_port() {
+        for to in ["127.0.0.1:8443", "lb.internal:443", "[::1]:8443"] {
+            let a = parse(&["--connect-to", to, "https://app.example/"]).expect(to);
+            assert_eq!(a.connect_to.as_deref(), Some(to));
+        }
+        assert_eq!(
+            parse(&["https://app.example/"]).expect("parses").connect_to,
+            None
+        );
+    }
+
+    #[test]
     fn bad_input_is_rejected_by_the_parser() {
         for argv in [
             &["-c", "0", "http://h/"][..],
@@ -252,6 +287,10 @@ mod tests {
             &["--frobnicate", "http://h/"],
             &["-H", "no colon", "http://h/"],
             &["-d", "0s", "http://h/"],
+            &["--connect-to", "127.0.0.1", "https://h/"],
+            &["--connect-to", "127.0.0.1:0", "https://h/"],
+            &["--connect-to", ":443", "https://h/"],
+            &["--connect-to", "::1:443", "https://h/"],
         ] {
             let err = parse(argv).expect_err(&format!("{argv:?} should fail"));
             let first = err.to_string();

@@ -55,21 +55,31 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Resolves `url`'s host (once, before the run).
+    /// Resolves `url`'s host, or `connect_to` (`HOST:PORT`) when given: then the
+    /// connections go there while the TLS server name stays the URL's host (once,
+    /// before the run).
     pub async fn resolve(
         url: &Uri,
         tls: Option<Arc<rustls::ClientConfig>>,
         http2: bool,
+        connect_to: Option<&str>,
     ) -> anyhow::Result<Self> {
         let host = url.host().ok_or_else(|| anyhow!("the URL has no host"))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let https = url.scheme_str() == Some("https");
         let port = url.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let addr = tokio::net::lookup_host((host, port))
-            .await
-            .with_context(|| format!("cannot resolve {host}"))?
-            .next()
-            .ok_or_else(|| anyhow!("{host} has no address"))?;
+        let addr = match connect_to {
+            None => tokio::net::lookup_host((host, port))
+                .await
+                .with_context(|| format!("cannot resolve {host}"))?
+                .next()
+                .ok_or_else(|| anyhow!("{host} has no address"))?,
+            Some(to) => tokio::net::lookup_host(to)
+                .await
+                .with_context(|| format!("--connect-to: cannot resolve {to}"))?
+                .next()
+                .ok_or_else(|| anyhow!("--connect-to: {to} has no address"))?,
+        };
         let server_name = ServerName::try_from(host.to_owned())
             .with_context(|| format!("{host} is not a valid TLS server name"))?;
         let tls = match (https, tls) {

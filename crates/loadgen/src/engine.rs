@@ -50,7 +50,13 @@ async fn drive(
     mut progress: Progress,
     on_start: impl FnOnce(),
 ) -> anyhow::Result<Finished> {
-    let endpoint = Endpoint::resolve(&plan.url, plan.tls.clone(), plan.http2).await?;
+    let endpoint = Endpoint::resolve(
+        &plan.url,
+        plan.tls.clone(),
+        plan.http2,
+        plan.connect_to.as_deref(),
+    )
+    .await?;
     let target = format!("{} ({})", plan.url, endpoint.addr);
     match timeout(plan.timeout, endpoint.connect()).await {
         Ok(Ok(_)) => {}

@@ -18,6 +18,7 @@
 pub mod args;
 pub mod endpoint;
 pub mod engine;
+pub mod log_axis;
 pub mod outcome;
 pub mod plan;
 pub mod plot;

@@ -42,6 +42,8 @@ pub struct Plan {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     pub json: bool,
     pub plot: Option<PathBuf>,
+    /// `--connect-to HOST:PORT`: where connections go instead of the URL's host.
+    pub connect_to: Option<String>,
 }
 
 impl Plan {
@@ -99,6 +101,7 @@ impl Plan {
             tls,
             json: args.json,
             plot: args.plot.clone(),
+            connect_to: args.connect_to.clone(),
         })
     }
 
@@ -106,7 +109,7 @@ impl Plan {
     /// `50 connections, HTTP/1.1, 2 threads, closed loop, 10s`.
     pub fn describe(&self) -> String {
         let protocol = if self.http2 {
-            format!("HTTP/2 × {} streams", self.streams)
+            format!("HTTP/2 × {}", count(u64::from(self.streams), "stream"))
         } else {
             "HTTP/1.1".to_owned()
         };
@@ -116,16 +119,30 @@ impl Plan {
         };
         let stop = match self.stop {
             Stop::After(d) => format!("{:?}", d),
-            Stop::Count(n) => format!("{n} requests"),
+            Stop::Count(n) => count(n, "request"),
         };
         let warmup = if self.warmup.is_zero() {
             String::new()
         } else {
             format!(" after {:?} warm-up", self.warmup)
         };
+        let via = match &self.connect_to {
+            Some(to) => format!(" via {to}"),
+            None => String::new(),
+        };
         format!(
-            "{} connections, {protocol}, {} threads, {pace}, {stop}{warmup}",
-            self.connections, self.threads
+            "{}, {protocol}, {}, {pace}, {stop}{warmup}{via}",
+            count(u64::from(self.connections), "connection"),
+            count(self.threads as u64, "thread"),
         )
+    }
+}
+
+/// `1 connection`, `2 connections`.
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }

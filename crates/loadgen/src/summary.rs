@@ -59,6 +59,10 @@ pub struct Summary {
     /// Of 2xx responses only.
     pub latency_2xx: Latency,
     pub timeline: Vec<Point>,
+    /// The latency distribution as HdrHistogram prints it: (percentile as a
+    /// fraction, latency in ms) from 0 up to the largest value, five steps per
+    /// halving of the distance to 100%.
+    pub distribution: Vec<(f64, f64)>,
 }
 
 fn ms(us: u64) -> f64 {
@@ -129,6 +133,14 @@ impl Summary {
             latency: latency(&tally.latency),
             latency_2xx: latency(&tally.latency_2xx),
             timeline,
+            distribution: tally
+                .latency
+                .iter_quantiles(5)
+                .map(|v| {
+                    let value = tally.latency.highest_equivalent(v.value_iterated_to());
+                    (v.quantile_iterated_to(), ms(value.min(tally.latency.max())))
+                })
+                .collect(),
         }
     }
 

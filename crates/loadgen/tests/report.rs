@@ -102,6 +102,9 @@ fn plot_is_well_formed_svg_with_both_panels() {
         "p50",
         "p99",
         "max",
+        "Latency by percentile",
+        "percentile",
+        "90%",
     ] {
         assert!(
             texts.iter().any(|t| t.contains(needle)),
@@ -112,5 +115,81 @@ fn plot_is_well_formed_svg_with_both_panels() {
         .descendants()
         .filter(|n| n.tag_name().name() == "polyline")
         .count();
-    assert!(lines >= 5, "{lines} series lines");
+    assert!(lines >= 6, "{lines} series lines");
+}
+
+/// The log axis labels 1-2-5 values, never two at almost the same height.
+#[test]
+fn the_latency_axis_labels_are_few_and_apart() {
+    let server = start(Options::default());
+    let s = measure(&args(&[
+        "-c",
+        "2",
+        "-n",
+        "300",
+        "--threads",
+        "1",
+        &server.url("/"),
+    ]))
+    .expect("run");
+    let path = temp_path("axis.svg");
+    plot::write(&s, &path).expect("plot");
+    let svg = std::fs::read_to_string(&path).expect("read plot");
+    let _ = std::fs::remove_file(&path);
+    let doc = roxmltree::Document::parse(&svg).expect("well-formed XML");
+    // The y labels of the first panel: right-aligned texts left of its axis.
+    let mut ys: Vec<(f64, String)> = doc
+        .descendants()
+        .filter(|n| n.tag_name().name() == "text" && n.attribute("text-anchor") == Some("end"))
+        .filter_map(|n| {
+            let y: f64 = n.attribute("y")?.parse().ok()?;
+            (y < 380.0).then(|| (y, n.text().unwrap_or_default().trim().to_owned()))
+        })
+        .collect();
+    ys.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert!(ys.len() >= 2, "{ys:?}");
+    for pair in ys.windows(2) {
+        assert!(pair[1].0 - pair[0].0 >= 16.0, "labels overlap: {ys:?}");
+    }
+    for (_, label) in &ys {
+        let first = label.trim_start_matches(['0', '.']).chars().next();
+        assert!(matches!(first, Some('1' | '2' | '5')), "not 1-2-5: {ys:?}");
+    }
+}
+
+/// One connection and one thread are said in the singular.
+#[test]
+fn the_report_says_1_connection_and_1_thread() {
+    let server = start(Options::default());
+    let s = measure(&args(&[
+        "-c",
+        "1",
+        "-n",
+        "20",
+        "--threads",
+        "1",
+        &server.url("/"),
+    ]))
+    .expect("run");
+    let text = report::text(&s);
+    assert!(
+        text.contains("1 connection, HTTP/1.1, 1 thread, closed loop, 20 requests"),
+        "{text}"
+    );
+    let s = measure(&args(&[
+        "-c",
+        "2",
+        "-n",
+        "1",
+        "--threads",
+        "2",
+        &server.url("/"),
+    ]))
+    .expect("run");
+    assert!(
+        s.description
+            .starts_with("2 connections, HTTP/1.1, 2 threads, closed loop, 1 request"),
+        "{}",
+        s.description
+    );
 }

@@ -66,6 +66,7 @@ mod upstream;
 
 pub use discovery::NameStatus;
 pub use forward::error::{ErrorSource, ProxyError};
+pub use frontend::inherited::ListeningSocket;
 pub use observe::access_log::{
     use_format as use_access_log_format, AccessRecord, Format as AccessLogFormat,
 };

@@ -18,6 +18,7 @@ use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 
 use crate::discovery::{NameStatus, Names, Resolver};
+use crate::frontend::inherited::{Inherited, ListeningSocket};
 use crate::frontend::listener::{self, ListenerHandle};
 use crate::observe::access_log::AccessLog;
 use crate::resilience::registry::Decision as AnomalyDecision;
@@ -75,6 +76,9 @@ struct Inner {
     /// Built at the first apply with a DNS name; again when `dns_servers` change.
     resolver: Option<Arc<Resolver>>,
     stopped: bool,
+    /// Sockets handed over by the process this one upgrades, until the first
+    /// apply takes them (`frontend/inherited.rs`).
+    inherited: Inherited,
 }
 
 impl Server {
@@ -86,6 +90,17 @@ impl Server {
     /// Start serving `config` as `version` (a persisted config keeps its version,
     /// so versions only ever grow).
     pub async fn start_at(config: Config, version: u64) -> Result<Arc<Server>, ApplyError> {
+        Self::start_inheriting(config, version, Vec::new()).await
+    }
+
+    /// Like `start_at`, with the listening sockets another ballast process handed
+    /// over (a binary upgrade): each listener of `config` whose address matches
+    /// one accepts on it instead of binding; the rest are closed.
+    pub async fn start_inheriting(
+        config: Config,
+        version: u64,
+        inherited: Vec<ListeningSocket>,
+    ) -> Result<Arc<Server>, ApplyError> {
         let empty = Config {
             listeners: Vec::new(),
             target_groups: Vec::new(),
@@ -114,6 +129,7 @@ impl Server {
                 dns_follower: None,
                 resolver: None,
                 stopped: false,
+                inherited: Inherited::new(inherited),
             }),
             published: watch::channel(()).0,
             tls: crate::tls::Registry::default(),
@@ -121,6 +137,12 @@ impl Server {
             names: Arc::default(),
         });
         server.apply(config).await?;
+        for unused in server.inner.lock().await.inherited.rest() {
+            tracing::info!(
+                listener = %unused.name, address = %unused.local_addr,
+                "socket handed over by the previous process: no listener of the config uses it; closed"
+            );
+        }
         let task = deregistration::spawn(Arc::downgrade(&server), server.published.subscribe());
         let follower = tokio::spawn(follow_dns(
             Arc::downgrade(&server),
@@ -175,12 +197,30 @@ impl Server {
                     continue;
                 }
             }
-            let socket = listener::bind(l.bind).map_err(|error| ApplyError::Bind {
-                listener: l.name.clone(),
-                address: l.bind,
-                error,
-            })?;
-            bound.push((l.clone(), socket));
+            if let Some(socket) = inner.inherited.take(&l.name, l.bind) {
+                bound.push((l.clone(), socket, true));
+                continue;
+            }
+            match listener::bind(l.bind) {
+                Ok(socket) => bound.push((l.clone(), socket, false)),
+                Err(error) => {
+                    // Handed-over sockets go back for the next try.
+                    for (l, socket, _) in bound.into_iter().filter(|b| b.2) {
+                        let local_addr = socket.local_addr().unwrap_or(l.bind);
+                        inner.inherited.give_back(ListeningSocket {
+                            name: l.name,
+                            bind: l.bind,
+                            local_addr,
+                            socket,
+                        });
+                    }
+                    return Err(ApplyError::Bind {
+                        listener: l.name.clone(),
+                        address: l.bind,
+                        error,
+                    });
+                }
+            }
         }
 
         // The access log keeps its writer while its destination stays.
@@ -213,7 +253,7 @@ impl Server {
 
         // Start what is new, stop what was replaced or removed.
         let mut replaced = Vec::new();
-        for (l, socket) in bound {
+        for (l, socket, _) in bound {
             let tls = self.tls.terminator(&l.name);
             match ListenerHandle::start(&l.name, l.bind, socket, self.shared.clone(), tls) {
                 Ok(handle) => {
@@ -391,6 +431,17 @@ impl Server {
             .listeners
             .get(listener)
             .map(|l| l.local_addr)
+    }
+
+    /// A copy of every listening socket, for a new process to accept on (a
+    /// binary upgrade, SIGUSR2).
+    pub async fn listening_sockets(&self) -> std::io::Result<Vec<ListeningSocket>> {
+        let inner = self.inner.lock().await;
+        inner
+            .listeners
+            .values()
+            .map(ListenerHandle::listening_socket)
+            .collect()
     }
 
     /// Stop accepting everywhere, let in-flight requests finish for up to the

@@ -11,6 +11,7 @@ use ballast_testkit::{backends, eventually, BallastProcess, Client, Setup};
 
 mod admin;
 mod config_source;
+mod bench;
 mod control;
 mod dashboard;
 mod demo;
@@ -21,6 +22,7 @@ mod health_log;
 mod logs;
 mod slow_clients;
 mod tls;
+mod upgrade;
 mod websocket;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ballast");

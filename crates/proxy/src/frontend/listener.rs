@@ -30,6 +30,7 @@ use crate::admission::connections::Gate;
 use crate::forward::context::Drain;
 use crate::forward::headers::ForwardedInfo;
 use crate::forward::upgrade::Tunnels;
+use crate::frontend::inherited::ListeningSocket;
 use crate::frontend::parking::Lot;
 use crate::frontend::serve::{http1_builder, http2_builder, resumed, serve, AcceptCtx, Resume};
 use crate::frontend::socket::Socket;
@@ -103,6 +104,9 @@ pub struct ListenerHandle {
     accept: Vec<JoinHandle<()>>,
     /// Its connection limits, kept across reloads (`configure`).
     gate: Arc<Gate>,
+    /// A copy of the listening socket, to hand over at a binary upgrade
+    /// (`inherited.rs`); closed first when the listener stops.
+    listening: std::net::TcpListener,
 }
 
 impl ListenerHandle {
@@ -115,6 +119,7 @@ impl ListenerHandle {
         tls: Option<Arc<Terminator>>,
     ) -> io::Result<Self> {
         let local_addr = socket.local_addr()?;
+        let listening = socket.try_clone()?;
         let name: Arc<str> = Arc::from(name);
         let (drain, drain_rx) = watch::channel(Drain::Running);
         let connections = TaskTracker::new();
@@ -169,6 +174,18 @@ impl ListenerHandle {
             connections,
             accept,
             gate,
+            listening,
+        })
+    }
+
+    /// A copy of the listening socket with this listener's name and addresses,
+    /// for another process to accept on (a binary upgrade).
+    pub fn listening_socket(&self) -> io::Result<ListeningSocket> {
+        Ok(ListeningSocket {
+            name: self.name.to_string(),
+            bind: self.bind,
+            local_addr: self.local_addr,
+            socket: self.listening.try_clone()?,
         })
     }
 
@@ -180,6 +197,7 @@ impl ListenerHandle {
 
     /// Stop accepting, drain connections for up to `timeout`, then close the rest.
     pub async fn stop(self, timeout: Duration) {
+        drop(self.listening);
         for accept in &self.accept {
             accept.abort();
         }

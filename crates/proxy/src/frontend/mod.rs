@@ -11,6 +11,9 @@
 //! keep-alive connections without a task; `http2/` sets the limits of hyper's
 //! HTTP/2 server and guards it against the floods h2 does not bound.
 //!
+//! `inherited.rs` matches the listening sockets another ballast process handed
+//! over (a binary upgrade) to the listeners of a config.
+//!
 //! New connections are admitted (`admit.rs`: a PROXY protocol header read by
 //! `proxy_protocol.rs`, the allow/deny lists, the per-client limit) before any
 //! of that; the accept loops wait while a listener is at `max_connections`.
@@ -22,6 +25,7 @@ mod admit;
 pub mod connection;
 pub mod http1;
 pub mod http2;
+pub mod inherited;
 pub mod listener;
 pub mod parking;
 pub mod proxy_protocol;

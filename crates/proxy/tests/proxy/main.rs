@@ -17,6 +17,7 @@ mod h2_attacks;
 mod h2_tls;
 mod http2;
 mod hygiene;
+mod inherited;
 mod load_shedding;
 mod mtls;
 mod protocol;
