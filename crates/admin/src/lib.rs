@@ -29,8 +29,8 @@ mod pages;
 mod routes;
 mod sample;
 mod secrets;
-mod stats_history;
 mod source;
+mod stats_history;
 mod store;
 
 use std::sync::Arc;
@@ -41,11 +41,13 @@ pub use control::Control;
 pub use error::ApiError;
 pub use history::KEEP as HISTORY_KEEP;
 pub use listener::{serve, serve_on, tls_config, HEADER_READ_TIMEOUT};
-pub use stats_history::{History, INTERVAL_ENV as HISTORY_INTERVAL_ENV, KEEP as STATS_HISTORY_KEEP};
 pub use pages::OPENAPI;
 pub use routes::{router, Endpoint, ROUTES};
 pub use secrets::{exposed_secret_files, secret_files, warn_exposed_secret_files};
 pub use source::{at_start, Dropped, FileBase, FileMark, Provenance, Start};
+pub use stats_history::{
+    History, INTERVAL_ENV as HISTORY_INTERVAL_ENV, KEEP as STATS_HISTORY_KEEP,
+};
 pub use store::{Persisted, Store, StoreError};
 
 /// What every handler shares.

@@ -99,9 +99,9 @@ mod tests_admission;
 #[cfg(test)]
 mod tests_client_timeouts;
 #[cfg(test)]
-mod tests_export;
-#[cfg(test)]
 mod tests_dns;
+#[cfg(test)]
+mod tests_export;
 #[cfg(test)]
 mod tests_limits;
 #[cfg(test)]

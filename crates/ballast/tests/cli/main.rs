@@ -10,8 +10,8 @@ use http_body_util::Full;
 use ballast_testkit::{backends, eventually, BallastProcess, Client, Setup};
 
 mod admin;
-mod config_source;
 mod bench;
+mod config_source;
 mod control;
 mod dashboard;
 mod demo;
