@@ -34,7 +34,7 @@ pub async fn run(bind: SocketAddr, admin: SocketAddr, traffic: Option<u32>) -> a
     }
     let targets: Vec<String> = backends
         .iter()
-        .map(|b| format!("{{ address = \"{}\" }}", b.addr()))
+        .map(|b| format!("{{ address = \"{}\", name = \"{}\" }}", b.addr(), b.name()))
         .collect();
     let text = format!(
         r#"
