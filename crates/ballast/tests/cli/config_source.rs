@@ -55,6 +55,24 @@ async fn audit(admin: SocketAddr) -> Vec<Value> {
     r.json()["entries"].as_array().expect("entries").clone()
 }
 
+/// `ballast config export --state-dir STATE ARGS...`, which must succeed: its output.
+fn export(state: &TempDir, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(["config", "export"])
+        .args(args)
+        .arg("--state-dir")
+        .arg(&state.path)
+        .output()
+        .expect("run export");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn stop(p: &mut BallastProcess) {
     p.signal("TERM");
     let status = p.wait_exit(SOON);
@@ -109,18 +127,7 @@ async fn a_file_edited_while_stopped_wins_and_the_dropped_change_can_be_restored
     assert_eq!(r.json()["version"], 4);
     assert!(targets(admin).await.contains(&bs[1].addr().to_string()));
     // ... and `ballast config export` turns it into a file `ballast check` accepts.
-    let out = Command::new(BIN)
-        .args(["config", "export", "--history", "2", "--state-dir"])
-        .arg(&state.path)
-        .output()
-        .expect("run export");
-    let exported = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let exported = export(&state, &["--history", "2"]);
     let file = state.write("restored.toml", &exported);
     let (code, _, err) = check(&file);
     assert_eq!(code, 0, "{err}\n{exported}");
@@ -164,18 +171,7 @@ async fn an_unchanged_file_leaves_the_api_changes_in_charge_and_says_how_to_choo
     );
     assert!(!state.path.join("history").exists());
     // `ballast config export` beside the running process: the persisted version.
-    let out = Command::new(BIN)
-        .args(["config", "export", "--state-dir"])
-        .arg(&state.path)
-        .output()
-        .expect("run export");
-    let exported = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let exported = export(&state, &[]);
     assert!(
         exported.starts_with("# ballast config, persisted version 2"),
         "{exported}"
