@@ -474,6 +474,10 @@ impl Server {
         for h in inner.draining.drain(..) {
             let _ = h.await;
         }
+        // Lines still in the workers' buffers reach the file before the process ends.
+        if let Some(log) = &self.shared.snapshot.load().access_log {
+            log.flush().await;
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use crate::upstream::target_group::TargetGroup;
 #[derive(Default)]
 pub struct Trace {
     /// Filled only when the access log is on (it costs an allocation).
-    pub request_id: Option<String>,
+    pub request_id: Option<http::HeaderValue>,
     pub target: Option<SocketAddr>,
     pub sent_at: Option<Instant>,
     pub head_at: Option<Instant>,

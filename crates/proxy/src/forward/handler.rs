@@ -222,7 +222,7 @@ fn prepare(
             .insert(CONNECTION, HeaderValue::from_static("close"));
     }
     if plan.record.is_some() {
-        plan.trace.request_id = headers::request_id(&parts.headers).map(str::to_string);
+        plan.trace.request_id = parts.headers.get(&headers::X_REQUEST_ID).cloned();
     }
     if http2 {
         multiplex::to_http2(&mut parts, te_trailers, group.tls.is_some());
@@ -323,7 +323,7 @@ fn run(mut plan: Plan, conn: Arc<ConnCtx>) -> impl Future<Output = Response<Resp
         conn.metrics.duration.observe(received.elapsed());
         let mut response = response.map(|b| b.with_activity(activity));
         if let (Some(sink), Some(mut record)) = (log, record) {
-            record.target_group = group.map(|g| g.name().to_string());
+            record.target_group = group.map(|g| g.name.clone());
             record.rule_priority = rule_priority;
             record.target = trace.target;
             record.status = status;
@@ -395,26 +395,14 @@ async fn attempts(
 
 /// The parts of a log record known from the request head.
 fn begin_record(req: &Request<RequestBody>, conn: &ConnCtx) -> AccessRecord {
-    let mut record = empty_record(conn);
-    record.method = req.method().as_str().to_string();
-    record.path = req.uri().path().to_string();
-    record.user_agent = req
-        .headers()
-        .get(http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    record
-}
-
-fn empty_record(conn: &ConnCtx) -> AccessRecord {
     AccessRecord {
         time: SystemTime::now(),
-        listener: conn.listener.to_string(),
+        listener: conn.listener.clone(),
         client: conn.client,
         target_group: None,
         target: None,
-        method: String::new(),
-        path: String::new(),
+        method: req.method().clone(),
+        path: req.uri().path().to_string(),
         status: 0,
         target_status: None,
         request_processing_time: None,
@@ -422,7 +410,7 @@ fn empty_record(conn: &ConnCtx) -> AccessRecord {
         response_processing_time: None,
         bytes_in: 0,
         bytes_out: 0,
-        user_agent: None,
+        user_agent: req.headers().get(http::header::USER_AGENT).cloned(),
         request_id: None,
         error_reason: None,
         desync_classification: None,

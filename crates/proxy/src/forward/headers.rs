@@ -140,6 +140,7 @@ pub fn prepare_request(parts: &mut Parts, client_ip: &ClientIp, info: &Forwarded
 }
 
 /// The request id `prepare_request` left in a head.
+#[cfg(test)]
 pub fn request_id(headers: &HeaderMap) -> Option<&str> {
     headers.get(&X_REQUEST_ID).and_then(|id| id.to_str().ok())
 }

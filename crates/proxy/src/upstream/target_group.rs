@@ -39,6 +39,8 @@ pub const SHARD_WARN_EVERY_S: u64 = 10;
 
 pub struct TargetGroup {
     pub config: TargetGroupConfig,
+    /// The group's name, shared with the access-log records of its requests.
+    pub name: Arc<str>,
     pub targets: Vec<Arc<Target>>,
     balancer: Balancer,
     fail_open: AtomicBool,
@@ -101,6 +103,7 @@ impl TargetGroup {
             .as_ref()
             .map(|s| Sharding::new(s, &targets, |t| t.state() != HealthState::Draining));
         let group = TargetGroup {
+            name: Arc::from(config.name.as_str()),
             config,
             targets,
             balancer,
