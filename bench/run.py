@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 import time
 
 import peers  # bench/peers.py: the configs and the TLS pieces
-from table import SCENARIOS, fmt, render, sfx, write_benchmarks  # bench/table.py
+from table import SCENARIOS, fmt, render, write_benchmarks  # bench/table.py
 from ports import free_port, wait_port  # bench/ports.py
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
