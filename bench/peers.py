@@ -178,8 +178,8 @@ def negotiated(port):
     """What `openssl s_client` (OpenSSL's defaults, as wrk and h2load use them,
     ALPN h2 and http/1.1 offered) negotiates: 'TLSv1.3 TLS_AES_256_GCM_SHA384 h2'."""
     out = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername",
-                          "localhost", "-alpn", "h2,http/1.1"], input="", capture_output=True,
-                         text=True, timeout=10).stdout
+                          "localhost", "-alpn", "h2,http/1.1"], input=b"", capture_output=True,
+                         timeout=10).stdout.decode(errors="replace")  # it prints what the server sent
     m = re.search(r"^New, (\S+), Cipher is (\S+)", out, re.M)
     alpn = re.search(r"^ALPN protocol: (\S+)", out, re.M)
     return " ".join([m.group(1), m.group(2)] if m else ["no handshake"]) + \

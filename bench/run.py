@@ -379,7 +379,7 @@ def main():
         # pools and allocator caches warmed by 1,000 connections would hide the cost.
         # The proxies of the first log variant only: the access log does not change it.
         idle = {}
-        if "idle" in scenarios:
+        if "idle" in scenarios and args.idle:
             for name in variants[:len(proxies)]:
                 p, ports, _ = started[name]
                 base = rss_kib(p.pid)
