@@ -212,7 +212,9 @@ def h2load(url, conns, secs, core):
         v = float(mean.group(1))
         v = v / 1000 if mean.group(2) == "us" else v * 1000 if mean.group(2) == "s" else v
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done", out)
-    return {"rps": float(m.group(1)) if m else 0.0, "p50": None, "p99": None, "mean": v, "non2xx": 0,
+    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    non2xx = sum(int(c) for c in codes.groups()[1:]) if codes else 0
+    return {"rps": float(m.group(1)) if m else 0.0, "p50": None, "p99": None, "mean": v, "non2xx": non2xx,
             "requests": int(done.group(1)) if done else None}
 
 
@@ -345,6 +347,9 @@ def main():
         print("perf cannot count cycles here: no cycles per request", file=sys.stderr)
 
     work = tempfile.mkdtemp(prefix="ballast-bench-")
+    # mkdtemp makes it 0700: started as root, nginx's workers run as `nobody` and
+    # would answer 403 for /16k (a 153-byte error page instead of 16 KiB).
+    os.chmod(work, 0o755)
     os.makedirs(os.path.join(work, "www"))
     with open(os.path.join(work, "www", "16k"), "wb") as f:
         f.write(b"x" * 16384)
@@ -427,7 +432,8 @@ def main():
                     if name != "direct":
                         served[name] += r["requests"] or 0
                     print(f"rep {rep + 1} {sc:12} {name:12} {r['rps']:>10.0f} req/s"
-                          f"  cpu {r['cpu'] or 0:.2f}  cycles/req {fmt(r['cycles'], ',.0f')}",
+                          f"  cpu {r['cpu'] or 0:.2f}  cycles/req {fmt(r['cycles'], ',.0f')}"
+                          + (f"  NON-2xx RESPONSES: {r['non2xx']:,}" if r["non2xx"] else ""),
                           file=sys.stderr)
 
         # Paired: ballast and one peer with the same logging on the proxy core at the

@@ -107,6 +107,10 @@ def render(runs, idle, plan, variants, args, same_moment, logged):
             for name in variants:
                 rps = med([r["rps"] for r in runs[(sc, name)]])
                 lines.append(f"|  | {name} / direct | {rps / d:.2f} |  |  |  |  |  |  |")
+    bad = [f"{SCENARIOS[sc]} {name} ({sum(r['non2xx'] for r in runs[(sc, name)]):,})"
+           for sc, targets in plan for name in targets if any(r["non2xx"] for r in runs[(sc, name)])]
+    if bad:
+        lines += ["", "**Responses other than 2xx** (they count as requests above): " + "; ".join(bad) + "."]
     bases = [v for v in variants if not sfx(v)]
     if bases and len(bases) < len(variants):
         lines += ["", "What the access log costs each proxy: requests per core with the log "
