@@ -161,8 +161,8 @@ def render(runs, idle, plan, variants, args, same_moment, logged):
                 lines.append(f"| {SCENARIOS[sc]} | {'on' if s else 'off'} | " + " | ".join(cells) + " |")
     if logged:
         lines += ["", "Access logs written during the run: lines in each file against the requests "
-                  "the load generators counted (h2load's warm-up second is not counted, so HTTP/2 "
-                  "runs log more lines than counted requests), and the lines ballast says it dropped "
+                  "the load generators counted (h2load's uncounted warm-up second estimated at the "
+                  "rate it then measured), and the lines ballast says it dropped "
                   "(`ballast_access_log_dropped_total`):", "",
                   "| proxy | lines | requests counted | lines per request | dropped |",
                   "|---|---:|---:|---:|---:|"]
