@@ -153,8 +153,12 @@ class Counters:
 def wrk(url, conns, secs, core, extra=(), preload=None):
     env = dict(os.environ, LD_PRELOAD=preload) if preload else None
     out = subprocess.run(["taskset", "-c", str(core), "wrk", "-t1", f"-c{conns}", f"-d{secs}s",
-                          "--latency", *extra, url], capture_output=True, text=True, env=env).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+                          "--latency", *extra, url], capture_output=True, text=True, env=env,
+                         timeout=secs + 60).stdout
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not found:
+        raise RuntimeError(f"wrk {url} gave no rate:\n{out}")
+    rps = float(found.group(1))
 
     def pct(p):
         m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
@@ -204,7 +208,7 @@ def load(sc, ports, secs, core):
 def h2load(url, conns, secs, core):
     out = subprocess.run(["taskset", "-c", str(core), "h2load", "-c", str(conns), "-m", "10",
                           "-D", str(secs), "--warm-up-time=1", url],
-                         capture_output=True, text=True).stdout
+                         capture_output=True, text=True, timeout=secs + 60).stdout
     m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
     mean = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", out)
     v = None
