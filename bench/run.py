@@ -379,12 +379,13 @@ def main():
         started = start_proxies(procs, args, proxies, logs, backends, work, cert)
         variants = list(started)
         time.sleep(1)  # health checks settle
+        args.tls_info = {}
         if tls:
             for name in proxies:
                 port = started[name + ("+log" if logs[0] == "on" else "")][1]["tls"]
-                print(f"tls {name:8} {peers.negotiated(port)}; a second connection "
-                      f"{'resumes' if peers.resumes(port) else 'does NOT resume'} the session",
-                      file=sys.stderr)
+                args.tls_info[name] = (f"{peers.negotiated(port)}, "
+                                       f"{'resumes' if peers.resumes(port) else 'does NOT resume'}")
+                print(f"tls {name:8} {args.tls_info[name]}", file=sys.stderr)
         served = dict.fromkeys(variants, 0)  # requests the load generators counted
 
         # Idle memory first, while every proxy is fresh: after the load scenarios,

@@ -73,6 +73,10 @@ def render(runs, idle, plan, variants, args, same_moment, logged):
         f"{args.reps} interleaved repetitions of {args.duration}s, medians. `NAME+log`: the "
         f"same proxy writing an access log line per request to a file.",
         ""]
+    if getattr(args, "tls_info", None):
+        lines += ["TLS as `openssl s_client` negotiates it (ALPN h2 and http/1.1 offered; wrk offers "
+                  "none and speaks HTTP/1.1), and whether a second connection resumes the first's "
+                  "session: " + "; ".join(f"{n} {i}" for n, i in args.tls_info.items()) + ".", ""]
     if "ballast" in variants or "ballast+log" in variants:
         lines += ["Summary: ballast's requests per core against each peer with the same logging ("
                   + ("paired at the same moment, median of "
