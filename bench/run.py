@@ -21,6 +21,7 @@ Usage: bench/run.sh [--reps 3] [--duration 5] [--only ballast,haproxy] [--logs o
 """
 
 import argparse
+import ctypes
 import os
 import re
 import resource
@@ -250,15 +251,32 @@ def idle_connections(port, n):
 
 # ---------------------------------------------------------------- main
 
-def count_lines(path):
-    n = 0
-    try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 24):
-                n += chunk.count(b"\n")
-    except OSError:
-        pass
-    return n
+LIBC = ctypes.CDLL(None, use_errno=True)
+LIBC.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+PUNCH_HOLE = 0x01 | 0x02  # FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE
+
+
+class LogLines:
+    """The lines written to each access log so far, counted after every run. What
+    has been counted is punched out of the file (its blocks freed, its size kept, so
+    the proxy goes on appending): a full run would otherwise leave over 10 GB."""
+
+    def __init__(self):
+        self.seen = {}  # path -> (bytes counted, lines)
+
+    def count(self, path):
+        offset, lines = self.seen.get(path, (0, 0))
+        try:
+            with open(path, "r+b") as f:
+                f.seek(offset)
+                while chunk := f.read(1 << 24):
+                    offset += len(chunk)
+                    lines += chunk.count(b"\n")
+                LIBC.fallocate(f.fileno(), PUNCH_HOLE, 0, offset // 4096 * 4096)  # best effort
+        except OSError:
+            pass
+        self.seen[path] = (offset, lines)
+        return lines
 
 
 def start_proxies(procs, args, proxies, logs, backends, work, cert):
@@ -387,6 +405,7 @@ def main():
                                        f"{'resumes' if peers.resumes(port) else 'does NOT resume'}")
                 print(f"tls {name:8} {args.tls_info[name]}", file=sys.stderr)
         served = dict.fromkeys(variants, 0)  # requests the load generators counted
+        loglines = LogLines()
 
         # Idle memory first, while every proxy is fresh: after the load scenarios,
         # pools and allocator caches warmed by 1,000 connections would hide the cost.
@@ -437,6 +456,8 @@ def main():
                     r["cycles"], r["instructions"] = (
                         counters.per_request(r["requests"]) if counters else (None, None))
                     runs.setdefault((sc, name), []).append(r)
+                    if name != "direct" and started[name][2]:
+                        loglines.count(started[name][2])
                     if name != "direct":
                         served[name] += (r["requests"] or 0) + r.get("warmup", 0)
                     print(f"rep {rep + 1} {sc:12} {name:12} {r['rps']:>10.0f} req/s"
@@ -464,6 +485,8 @@ def main():
                         done = [r["requests"] for r in results]
                         for n, d, r in zip(names, done, results):
                             served[n] += (d or 0) + r.get("warmup", 0)
+                            if started[n][2]:
+                                loglines.count(started[n][2])
                         if all(used) and all(done):
                             ratio = (done[0] / used[0]) / (done[1] / used[1])
                             same_moment.setdefault((sc, names[1]), []).append(ratio)
@@ -471,7 +494,7 @@ def main():
                                   f"  ({done[0] / used[0]:,.0f} and {done[1] / used[1]:,.0f}"
                                   f" req per CPU-second)", file=sys.stderr)
 
-        logged = check_logs(started, served)
+        logged = check_logs(started, served, loglines)
         table = render(runs, idle, plan, variants, args, same_moment, logged)
         print(table)
         if args.write:
@@ -481,7 +504,7 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
 
 
-def check_logs(started, served):
+def check_logs(started, served, loglines):
     """Each access log's lines against the requests the load generators counted
     (a proxy that dropped lines would win unfairly); ballast's own count of the
     lines it dropped. name -> (lines, requests, dropped or None)."""
@@ -492,7 +515,7 @@ def check_logs(started, served):
     for name, (_, ports, logfile) in started.items():
         if not logfile:
             continue
-        lines = count_lines(logfile)
+        lines = loglines.count(logfile)
         dropped = total = None
         if name.split("+")[0] in ("ballast", "baseline"):
             dropped = peers.ballast_metric(ports["admin"], "ballast_access_log_dropped_total")
