@@ -68,8 +68,9 @@ interval = "5s"
 """
 
 
-def haproxy_conf(ports, backends, pem, log=False):
-    """`log`: `option httplog` to stdout, which the script sends to a file."""
+def haproxy_conf(ports, backends, pem, log=None):
+    """`log`: `option httplog` to stdout, which the script sends to this file; a stats
+    socket next to it (`FILE.sock`) tells how many requests HAProxy served."""
     servers = "\n".join(f"  server b{i} 127.0.0.1:{b} check inter 5s" for i, b in enumerate(backends))
     tls = (f"  bind 127.0.0.1:{ports['tls']} ssl crt {pem} alpn h2,http/1.1 ssl-min-ver TLSv1.2\n"
            if pem else "")
@@ -77,7 +78,7 @@ def haproxy_conf(ports, backends, pem, log=False):
 global
   nbthread 1
   maxconn 9900
-{"  log stdout format raw local0" if log else ""}
+{f"  log stdout format raw local0{chr(10)}  stats socket {log}.sock" if log else ""}
 defaults
   mode http
 {"  log global" + chr(10) + "  option httplog" if log else ""}
@@ -106,6 +107,9 @@ def nginx_proxy_conf(work, name, ports, backends, cert, log=None):
     """`log`: the access log's file (`combined`, buffered), or None for none."""
     servers = "\n".join(f"    server 127.0.0.1:{b};" for b in backends)
     access = f"access_log {log} combined buffer=64k flush=1s;" if log else "access_log off;"
+    # With the log, stub_status on the admin port tells how many requests NGINX served.
+    status = (f"server {{ listen 127.0.0.1:{ports['admin']}; access_log off; "
+              f"location = /status {{ stub_status; }} }}" if log else "")
     tls = ""
     if cert:
         # nginx 1.22 offers TLS 1.0-1.2 by default; 1.2 and 1.3 like the others.
@@ -129,6 +133,7 @@ http {{ {access} keepalive_requests 10000000; keepalive_timeout 75s;
       proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Forwarded-Port $server_port;
       proxy_set_header X-Request-Id $request_id; }}
   }}
+  {status}
 }}
 """
 
@@ -199,6 +204,31 @@ def resumes(port):
                     pass
                 reused, session = s.session_reused, s.session
     return reused
+
+
+def served(name, ports, log):
+    """How many requests the proxy itself says it served (the +log variants), or None."""
+    base = name.split("+")[0]
+    try:
+        if base in ("ballast", "baseline"):
+            return ballast_metric(ports["admin"], "ballast_requests_total")
+        if base == "haproxy":
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(5)
+                s.connect(log + ".sock")
+                s.sendall(b"show info\n")
+                out = b""
+                while chunk := s.recv(65536):
+                    out += chunk
+            m = re.search(rb"^CumReq: (\d+)", out, re.M)
+            return int(m.group(1)) if m else None
+        if base == "nginx":
+            text = urllib.request.urlopen(f"http://127.0.0.1:{ports['admin']}/status", timeout=5).read()
+            # accepts handled requests: the third figure, this request included.
+            return int(text.split(b"\n")[2].split()[2]) - 1
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def ballast_metric(admin_port, name):

@@ -303,7 +303,7 @@ def start_proxies(procs, args, proxies, logs, backends, work, cert):
                 ports["h2"] = ports["http"]  # h2c prior knowledge on the same port
             elif base == "haproxy":
                 conf = os.path.join(work, f"{name}.cfg")
-                open(conf, "w").write(peers.haproxy_conf(ports, backends, cert and cert[2], bool(logfile)))
+                open(conf, "w").write(peers.haproxy_conf(ports, backends, cert and cert[2], logfile))
                 cmd, env, stdout = ["haproxy", "-f", conf, "-db"], None, logfile
             elif base == "nginx":
                 conf = os.path.join(work, f"{name}.conf")
@@ -505,9 +505,10 @@ def main():
 
 
 def check_logs(started, served, loglines):
-    """Each access log's lines against the requests the load generators counted
-    (a proxy that dropped lines would win unfairly); ballast's own count of the
-    lines it dropped. name -> (lines, requests, dropped or None)."""
+    """Each access log's lines against the requests the proxy says it served and
+    against those the load generators counted (a proxy that dropped lines would win
+    unfairly); ballast's own count of the lines it dropped.
+    name -> (lines, served by the proxy, counted by the load generators, dropped)."""
     out = {}
     if not any(logfile for _, _, logfile in started.values()):
         return out
@@ -516,18 +517,17 @@ def check_logs(started, served, loglines):
         if not logfile:
             continue
         lines = loglines.count(logfile)
-        dropped = total = None
+        own = peers.served(name, ports, logfile)
+        dropped = None
         if name.split("+")[0] in ("ballast", "baseline"):
             dropped = peers.ballast_metric(ports["admin"], "ballast_access_log_dropped_total")
-            total = peers.ballast_metric(ports["admin"], "ballast_requests_total")
-        out[name] = (lines, served[name], dropped)
-        ratio = lines / served[name] if served[name] else 0
-        warn = "" if lines and ratio > 0.95 else "  <-- FEWER LINES THAN REQUESTS"
-        print(f"log {name:12} {lines:,} lines for {served[name]:,} requests the load generators "
-              f"counted ({ratio:.3f})" + (f"; ballast_requests_total {fmt(total, ',.0f')}, "
-                                            f"ballast_access_log_dropped_total {fmt(dropped, ',.0f')}"
-                                            if dropped is not None or total is not None else "") + warn,
-              file=sys.stderr)
+        out[name] = (lines, own, served[name], dropped)
+        ratio = lines / own if own else 0
+        warn = "" if lines and ratio > 0.99 else "  <-- FEWER LINES THAN REQUESTS"
+        print(f"log {name:12} {lines:,} lines for {fmt(own, ',.0f')} requests it served "
+              f"({ratio:.3f}; the load generators counted {served[name]:,})"
+              + (f"; ballast_access_log_dropped_total {fmt(dropped, ',.0f')}" if dropped is not None
+                 else "") + warn, file=sys.stderr)
     return out
 
 

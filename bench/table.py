@@ -165,14 +165,15 @@ def render(runs, idle, plan, variants, args, same_moment, logged):
                 lines.append(f"| {SCENARIOS[sc]} | {'on' if s else 'off'} | " + " | ".join(cells) + " |")
     if logged:
         lines += ["", "Access logs written during the run: lines in each file against the requests "
-                  "the load generators counted (h2load's uncounted warm-up second estimated at the "
-                  "rate it then measured), and the lines ballast says it dropped "
-                  "(`ballast_access_log_dropped_total`):", "",
-                  "| proxy | lines | requests counted | lines per request | dropped |",
-                  "|---|---:|---:|---:|---:|"]
-        for name, (n, served, dropped) in logged.items():
-            lines.append(f"| {name} | {n:,} | {served:,} | {fmt(n / served if served else None, '.3f')} "
-                         f"| {fmt(dropped, ',.0f')} |")
+                  "the proxy says it served (ballast `ballast_requests_total`, HAProxy's `CumReq`, "
+                  "NGINX's `stub_status`) and those the load generators counted (h2load's "
+                  "uncounted warm-up second estimated at the rate it then measured), and the lines "
+                  "ballast says it dropped (`ballast_access_log_dropped_total`):", "",
+                  "| proxy | lines | requests served | lines per request | requests counted by the "
+                  "load generators | dropped |", "|---|---:|---:|---:|---:|---:|"]
+        for name, (n, own, counted, dropped) in logged.items():
+            lines.append(f"| {name} | {n:,} | {fmt(own, ',.0f')} | {fmt(n / own if own else None, '.3f')} "
+                         f"| {counted:,} | {fmt(dropped, ',.0f')} |")
     if idle:
         lines += ["", f"Memory per idle keep-alive client connection ({args.idle} connections):", "",
                   "| proxy | bytes per connection | vs HAProxy |", "|---|---:|---:|"]
