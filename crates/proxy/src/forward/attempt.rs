@@ -20,8 +20,6 @@ use crate::upstream::target_group::TargetGroup;
 /// What happened to one request, for its metrics and its access-log line.
 #[derive(Default)]
 pub struct Trace {
-    /// Filled only when the access log is on (it costs an allocation).
-    pub request_id: Option<http::HeaderValue>,
     pub target: Option<SocketAddr>,
     pub sent_at: Option<Instant>,
     pub head_at: Option<Instant>,

@@ -71,44 +71,44 @@ pub struct ResponseBody {
     _shed: Option<Admitted>,
 }
 
-/// An access-log record waiting for its response body to end.
+/// An access-log record waiting for its response body to end: boxed once when
+/// the request is planned, filled in as it goes, and handed as is to the body.
 pub struct PendingLog {
     pub record: AccessRecord,
-    pub sink: Arc<AccessLog>,
+    sink: Arc<AccessLog>,
     /// When the response head was ready.
-    pub head_at: Instant,
+    head_at: Instant,
     /// The request body's tally, for the bytes that came in.
-    pub bytes_in: Option<Arc<Tally>>,
+    bytes_in: Option<Arc<Tally>>,
     bytes_out: u64,
     ended: bool,
 }
 
 impl PendingLog {
-    pub fn new(record: AccessRecord, sink: Arc<AccessLog>, bytes_in: Option<Arc<Tally>>) -> Self {
+    pub fn new(record: AccessRecord, sink: Arc<AccessLog>) -> Self {
         PendingLog {
             record,
             sink,
             head_at: Instant::now(),
-            bytes_in,
+            bytes_in: None,
             bytes_out: 0,
             ended: false,
         }
     }
 
-    fn finish(self: Box<Self>, end_stream: bool) {
-        let PendingLog {
-            mut record,
-            sink,
-            head_at,
-            bytes_in,
-            bytes_out,
-            ended,
-        } = *self;
-        record.bytes_out = bytes_out;
-        record.bytes_in = bytes_in.map_or(0, |tally| tally.bytes());
-        record.response_processing_time = Some(access_log::seconds(head_at.elapsed()));
-        record.complete = ended || end_stream;
-        sink.send(record);
+    /// The response head is ready: the response's own time starts now.
+    pub fn responded(&mut self, bytes_in: Option<Arc<Tally>>) {
+        self.head_at = Instant::now();
+        self.bytes_in = bytes_in;
+    }
+
+    fn finish(mut self: Box<Self>, end_stream: bool) {
+        let record = &mut self.record;
+        record.bytes_out = self.bytes_out;
+        record.bytes_in = self.bytes_in.as_ref().map_or(0, |tally| tally.bytes());
+        record.response_processing_time = Some(access_log::seconds(self.head_at.elapsed()));
+        record.complete = self.ended || end_stream;
+        self.sink.send(&self.record);
     }
 }
 
@@ -189,8 +189,8 @@ impl ResponseBody {
         self
     }
 
-    pub fn with_log(mut self, log: PendingLog) -> Self {
-        self.log = Some(Box::new(log));
+    pub fn with_log(mut self, log: Box<PendingLog>) -> Self {
+        self.log = Some(log);
         self
     }
 }

@@ -89,9 +89,9 @@ struct Plan {
     activity: Activity,
     is_grpc: bool,
     rule_priority: Option<u32>,
-    log: Option<Arc<access_log::AccessLog>>,
-    /// Boxed: it is large, and only there when the access log is on.
-    record: Option<Box<AccessRecord>>,
+    /// The request's access-log record and where it goes, when the log is on;
+    /// boxed once here and handed as is to the response body.
+    log: Option<Box<PendingLog>>,
     trace: Trace,
     group: Option<Arc<TargetGroup>>,
     set_cookie: Option<HeaderValue>,
@@ -154,21 +154,19 @@ fn plan(mut req: Request<RequestBody>, conn: &ConnCtx, seen: Seen) -> Plan {
         }
         None => (Decision::Fail(ProxyError::ListenerGone), None),
     };
-    let log = snapshot.access_log.clone();
-    drop(snapshot);
-    let record = log.as_ref().map(|_| {
-        let mut record = Box::new(begin_record(&req, conn));
+    let log = snapshot.access_log.as_ref().map(|sink| {
+        let mut record = begin_record(&req, conn);
         record.desync_classification = verdict.map(|v| v.class.as_str());
         record.desync_reason = verdict.map(|v| v.reason);
-        record
+        Box::new(PendingLog::new(record, sink.clone()))
     });
+    drop(snapshot);
     let mut plan = Plan {
         received,
         activity,
         is_grpc,
         rule_priority,
         log,
-        record,
         trace: Trace::default(),
         group: None,
         set_cookie: None,
@@ -213,16 +211,16 @@ fn prepare(
     let te_trailers = http2 && multiplex::wants_trailers(req.headers());
     plan.sticky = sticky::read(group, req.headers());
     let (mut parts, body) = req.into_parts();
-    headers::prepare_request(&mut parts, &conn.client_ip, &conn.forwarded);
+    let request_id = headers::prepare_request(&mut parts, &conn.client_ip, &conn.forwarded);
+    if let Some(log) = &mut plan.log {
+        log.record.request_id = Some(request_id.clone());
+    }
     if plan.close && !http2 {
         // The target's connection is not used again after this request
         // (`upstream/http1.rs` reads this field as ballast's own).
         parts
             .headers
             .insert(CONNECTION, HeaderValue::from_static("close"));
-    }
-    if plan.record.is_some() {
-        plan.trace.request_id = parts.headers.get(&headers::X_REQUEST_ID).cloned();
     }
     if http2 {
         multiplex::to_http2(&mut parts, te_trailers, group.tls.is_some());
@@ -292,7 +290,6 @@ fn run(mut plan: Plan, conn: Arc<ConnCtx>) -> impl Future<Output = Response<Resp
             is_grpc,
             rule_priority,
             log,
-            record,
             trace,
             group,
             mut close,
@@ -322,18 +319,19 @@ fn run(mut plan: Plan, conn: Arc<ConnCtx>) -> impl Future<Output = Response<Resp
         conn.metrics.requests.inc(status);
         conn.metrics.duration.observe(received.elapsed());
         let mut response = response.map(|b| b.with_activity(activity));
-        if let (Some(sink), Some(mut record)) = (log, record) {
+        if let Some(mut log) = log {
+            let record = &mut log.record;
             record.target_group = group.map(|g| g.name.clone());
             record.rule_priority = rule_priority;
             record.target = trace.target;
             record.status = status;
             record.target_status = trace.target_status;
-            record.request_id = trace.request_id;
             record.error_reason = error_reason;
             let since = |a: Instant, b: Option<Instant>| b.map(|b| access_log::seconds(b - a));
             record.request_processing_time = since(received, trace.sent_at);
             record.target_processing_time = trace.sent_at.and_then(|s| since(s, trace.head_at));
-            response = response.map(|b| b.with_log(PendingLog::new(*record, sink, trace.body)));
+            log.responded(trace.body);
+            response = response.map(|b| b.with_log(log));
         }
         response
     }

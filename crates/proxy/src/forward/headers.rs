@@ -104,7 +104,11 @@ impl ClientIp {
 
 /// Rewrite a client's request head for a target; its `X-Request-Id` is set
 /// afterwards (kept if valid, made otherwise).
-pub fn prepare_request(parts: &mut Parts, client_ip: &ClientIp, info: &ForwardedInfo) {
+pub fn prepare_request<'a>(
+    parts: &'a mut Parts,
+    client_ip: &ClientIp,
+    info: &ForwardedInfo,
+) -> &'a HeaderValue {
     // Host: the authority of an absolute-form (HTTP/1.1) or :authority (HTTP/2) target.
     if let Some(authority) = parts.uri.authority() {
         if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
@@ -129,13 +133,12 @@ pub fn prepare_request(parts: &mut Parts, client_ip: &ClientIp, info: &Forwarded
         .insert(&X_FORWARDED_PORT, HeaderValue::from(info.port_number));
 
     match parts.headers.entry(&X_REQUEST_ID) {
-        Entry::Occupied(id) if valid_request_id(id.get().as_bytes()) => {}
+        Entry::Occupied(id) if valid_request_id(id.get().as_bytes()) => id.into_mut(),
         Entry::Occupied(mut entry) => {
             entry.insert(new_request_id());
+            entry.into_mut()
         }
-        Entry::Vacant(entry) => {
-            entry.insert(new_request_id());
-        }
+        Entry::Vacant(entry) => entry.insert(new_request_id()),
     }
 }
 

@@ -84,7 +84,7 @@ pub async fn forward(
     let visit = sticky::read(group, req.headers());
     let (mut parts, body) = req.into_parts();
     let client_side = parts.extensions.remove::<OnUpgrade>();
-    headers::prepare_request(&mut parts, &conn.client_ip, &conn.forwarded);
+    let _ = headers::prepare_request(&mut parts, &conn.client_ip, &conn.forwarded);
     if let Some(upgrade) = upgrade {
         parts
             .headers

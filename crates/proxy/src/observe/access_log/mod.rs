@@ -3,11 +3,10 @@
 //! Both paths meet here. The data path fills an [`AccessRecord`] (plain values it
 //! already has) and, when the response body ends or is dropped, [`AccessLog::send`]
 //! formats it straight into its worker's buffer: no channel per record, no
-//! wake-up of another thread, no system call. A writer thread (`writer.rs`) takes
-//! those buffers, about a hundred lines at a time, and writes each with one
-//! `write`; when it cannot keep up, whole batches are dropped and their lines
-//! counted (`ballast_access_log_dropped_total`): a slow disk never slows a
-//! request. Fields that later features add (TLS, rule priority, desync
+//! wake-up of another thread, no system call. A writer thread (`writer.rs`)
+//! takes what those buffers hold every 10 ms and writes each with one `write`;
+//! when it cannot keep up, whole batches are dropped and their lines counted
+//! (`ballast_access_log_dropped_total`): a slow disk never slows a request. Fields that later features add (TLS, rule priority, desync
 //! classification) are new `Option` fields of the record; readers of the log must
 //! ignore fields they do not know.
 //!
@@ -156,8 +155,8 @@ impl AccessLog {
         }))
     }
 
-    /// Ask the writer to reopen its file (log rotation); returns at once. Does
-    /// nothing for stdout.
+    /// Ask the writer to reopen its file (log rotation); returns at once, and the
+    /// writer reopens at its next sweep (within 100 ms). Does nothing for stdout.
     pub fn reopen(&self) {
         self.requests.reopen.store(true, Ordering::Release);
     }
@@ -175,7 +174,7 @@ impl AccessLog {
     /// Format the record into this worker's buffer; hand the buffer to the
     /// writer when it is full, or drop it and count its lines when the writer
     /// is too far behind. Never waits on the writer.
-    pub fn send(&self, record: AccessRecord) {
+    pub fn send(&self, record: &AccessRecord) {
         let slot = &self.slots[crate::runtime::current() % self.slots.len()];
         let full = {
             // Only the writer's sweep takes this lock besides this worker.
@@ -184,12 +183,12 @@ impl AccessLog {
                 return;
             };
             match self.format {
-                Format::Json => format::json(&record, &mut lines.bytes),
-                Format::Line => format::terminal(&record, &mut lines.bytes),
+                Format::Json => format::json(record, &mut lines.bytes),
+                Format::Line => format::terminal(record, &mut lines.bytes),
             }
             lines.bytes.push(b'\n');
             lines.count += 1;
-            if lines.bytes.len() < writer::BATCH {
+            if lines.bytes.len() < writer::HANDOVER {
                 return;
             }
             lines.take()

@@ -89,7 +89,7 @@ async fn reopen_moves_later_lines_to_a_new_file() {
             .map(|t| t.lines().count())
             .unwrap_or(0)
     };
-    log.send(record(200, None));
+    log.send(&record(200, None));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while lines(&path) < 1 {
         assert!(
@@ -106,7 +106,7 @@ async fn reopen_moves_later_lines_to_a_new_file() {
         assert!(std::time::Instant::now() < deadline, "never reopened");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    log.send(record(201, None));
+    log.send(&record(201, None));
     while lines(&path) < 1 {
         assert!(
             std::time::Instant::now() < deadline,
@@ -168,7 +168,7 @@ async fn every_line_is_written_whole_by_flush() {
             let log = log.clone();
             std::thread::spawn(move || {
                 for _ in 0..3_000 {
-                    log.send(record(200, None));
+                    log.send(&record(200, None));
                 }
             })
         })
