@@ -27,7 +27,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::forward::context::Activity;
-use crate::observe::access_log::{self, AccessLog, AccessRecord};
+use crate::observe::access_log::{AccessLog, AccessRecord};
 use crate::observe::group::Held;
 use crate::observe::shedding::Admitted;
 use crate::upstream::body::{Tally, UpstreamBody};
@@ -85,11 +85,12 @@ pub struct PendingLog {
 }
 
 impl PendingLog {
-    pub fn new(record: AccessRecord, sink: Arc<AccessLog>) -> Self {
+    /// `now`: any instant (the request's arrival); `responded` sets the real one.
+    pub fn new(record: AccessRecord, sink: Arc<AccessLog>, now: Instant) -> Self {
         PendingLog {
             record,
             sink,
-            head_at: Instant::now(),
+            head_at: now,
             bytes_in: None,
             bytes_out: 0,
             ended: false,
@@ -106,7 +107,7 @@ impl PendingLog {
         let record = &mut self.record;
         record.bytes_out = self.bytes_out;
         record.bytes_in = self.bytes_in.as_ref().map_or(0, |tally| tally.bytes());
-        record.response_processing_time = Some(access_log::seconds(self.head_at.elapsed()));
+        record.response_processing_time = Some(self.head_at.elapsed());
         record.complete = self.ended || end_stream;
         self.sink.send(&self.record);
     }

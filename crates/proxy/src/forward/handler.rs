@@ -57,7 +57,7 @@ use crate::forward::retry::Retry;
 use crate::forward::sticky::{self, Visit};
 use crate::forward::upgrade::{self};
 use crate::hygiene::{self, Seen};
-use crate::observe::access_log::{self, AccessRecord};
+use crate::observe::access_log::AccessRecord;
 use crate::resilience::{breaker, budget, shedding};
 use crate::routing::action::RouteAction;
 use crate::routing::redirect::{self, Origin, RedirectError};
@@ -158,7 +158,7 @@ fn plan(mut req: Request<RequestBody>, conn: &ConnCtx, seen: Seen) -> Plan {
         let mut record = begin_record(&req, conn);
         record.desync_classification = verdict.map(|v| v.class.as_str());
         record.desync_reason = verdict.map(|v| v.reason);
-        Box::new(PendingLog::new(record, sink.clone()))
+        Box::new(PendingLog::new(record, sink.clone(), received))
     });
     drop(snapshot);
     let mut plan = Plan {
@@ -327,7 +327,7 @@ fn run(mut plan: Plan, conn: Arc<ConnCtx>) -> impl Future<Output = Response<Resp
             record.status = status;
             record.target_status = trace.target_status;
             record.error_reason = error_reason;
-            let since = |a: Instant, b: Option<Instant>| b.map(|b| access_log::seconds(b - a));
+            let since = |a: Instant, b: Option<Instant>| b.map(|b| b - a);
             record.request_processing_time = since(received, trace.sent_at);
             record.target_processing_time = trace.sent_at.and_then(|s| since(s, trace.head_at));
             log.responded(trace.body);

@@ -15,7 +15,7 @@
 use std::cell::Cell;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use super::AccessRecord;
 
@@ -40,11 +40,11 @@ pub fn json(r: &AccessRecord, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"target_status\":");
     integer(out, r.target_status);
     out.extend_from_slice(b",\"request_processing_time\":");
-    float(out, r.request_processing_time);
+    seconds(out, r.request_processing_time);
     out.extend_from_slice(b",\"target_processing_time\":");
-    float(out, r.target_processing_time);
+    seconds(out, r.target_processing_time);
     out.extend_from_slice(b",\"response_processing_time\":");
-    float(out, r.response_processing_time);
+    seconds(out, r.response_processing_time);
     out.extend_from_slice(b",\"bytes_in\":");
     integer(out, Some(r.bytes_in));
     out.extend_from_slice(b",\"bytes_out\":");
@@ -108,6 +108,7 @@ fn string(out: &mut Vec<u8>, s: &str) {
         }
         return;
     }
+    out.reserve(s.len() + 2);
     out.push(b'"');
     out.extend_from_slice(s.as_bytes());
     out.push(b'"');
@@ -123,21 +124,23 @@ pub(super) fn needs_escape(bytes: &[u8]) -> bool {
     // its high bit set; only for bytes without their own high bit, hence `!x`.
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
     let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGHS;
+    let hit = |x: u64| {
+        below(x, 0x20) | zero(x ^ (ONES * u64::from(b'"'))) | zero(x ^ (ONES * u64::from(b'\\')))
+            != 0
+    };
     let mut chunks = bytes.chunks_exact(8);
     for chunk in &mut chunks {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word);
-        if below(x, 0x20) | zero(x ^ (ONES * u64::from(b'"'))) | zero(x ^ (ONES * u64::from(b'\\')))
-            != 0
-        {
+        if hit(u64::from_le_bytes(word)) {
             return true;
         }
     }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    // The last bytes, padded with a letter that needs no escape.
+    let rest = chunks.remainder();
+    let mut word = [b'a'; 8];
+    word[..rest.len()].copy_from_slice(rest);
+    hit(u64::from_le_bytes(word))
 }
 
 fn integer<I: itoa::Integer>(out: &mut Vec<u8>, n: Option<I>) {
@@ -147,36 +150,74 @@ fn integer<I: itoa::Integer>(out: &mut Vec<u8>, n: Option<I>) {
     }
 }
 
-/// Seconds as serde_json writes an `f64` (null if not finite, as it does).
-fn float(out: &mut Vec<u8>, f: Option<f64>) {
-    match f {
-        Some(f) if f.is_finite() => {
-            out.extend_from_slice(zmij::Buffer::new().format_finite(f).as_bytes());
-        }
-        _ => out.extend_from_slice(b"null"),
+/// A duration in seconds, as serde_json writes the `f64` of `as_secs_f64`
+/// (which the log has always done): the shortest decimal that reads back as
+/// that float. For a duration from 10 µs to 1 s (almost all of them) that is
+/// the nanoseconds as a decimal fraction with its trailing zeros dropped:
+/// `n / 1e9` is one correctly rounded division, and two decimals of at most 15
+/// significant digits never round to the same float, so no shorter decimal
+/// reads back as it. Those are written digit by digit; the rest (and the
+/// exponent form serde_json uses below 1e-5) go through `zmij`, serde_json's own
+/// float formatter. A unit test holds the two to the same output.
+pub(super) fn seconds(out: &mut Vec<u8>, d: Option<Duration>) {
+    let Some(d) = d else {
+        out.extend_from_slice(b"null");
+        return;
+    };
+    let nanos = d.subsec_nanos();
+    if d.as_secs() != 0 || nanos < 10_000 {
+        out.extend_from_slice(
+            zmij::Buffer::new()
+                .format_finite(d.as_secs_f64())
+                .as_bytes(),
+        );
+        return;
     }
+    // "0." and nine digits, the nanoseconds right-aligned, trailing zeros dropped.
+    let mut text = *b"0.000000000";
+    let mut itoa = itoa::Buffer::new();
+    let digits = itoa.format(nanos).as_bytes();
+    text[11 - digits.len()..].copy_from_slice(digits);
+    let mut end = text.len();
+    while text[end - 1] == b'0' {
+        end -= 1;
+    }
+    out.extend_from_slice(&text[..end]);
 }
 
 /// `"127.0.0.1:5000"`, `"[::1]:5000"` (as `SocketAddr`'s `Display`), or null.
 fn address(out: &mut Vec<u8>, a: Option<SocketAddr>) {
     match a {
         Some(SocketAddr::V4(a)) => {
-            out.push(b'"');
+            // `"255.255.255.255:65535"` at most: 23 bytes, built on the stack
+            // and copied once.
+            let mut text = [0u8; 23];
+            text[0] = b'"';
+            let mut at = 1;
             for (i, octet) in a.ip().octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push(b'.');
+                    text[at] = b'.';
+                    at += 1;
                 }
                 if octet >= 100 {
-                    out.push(b'0' + octet / 100);
+                    text[at] = b'0' + octet / 100;
+                    at += 1;
                 }
                 if octet >= 10 {
-                    out.push(b'0' + octet / 10 % 10);
+                    text[at] = b'0' + octet / 10 % 10;
+                    at += 1;
                 }
-                out.push(b'0' + octet % 10);
+                text[at] = b'0' + octet % 10;
+                at += 1;
             }
-            out.push(b':');
-            out.extend_from_slice(itoa::Buffer::new().format(a.port()).as_bytes());
-            out.push(b'"');
+            text[at] = b':';
+            at += 1;
+            let mut itoa = itoa::Buffer::new();
+            let port = itoa.format(a.port()).as_bytes();
+            text[at..at + port.len()].copy_from_slice(port);
+            at += port.len();
+            text[at] = b'"';
+            out.extend_from_slice(&text[..=at]);
         }
         Some(a) => {
             let _ = write!(out, "\"{a}\"");
@@ -205,7 +246,12 @@ pub fn terminal(r: &AccessRecord, out: &mut Vec<u8>) {
     if parts.iter().all(Option::is_none) {
         out.extend_from_slice(b" -");
     } else {
-        let ms = parts.iter().flatten().sum::<f64>() * 1000.0;
+        let ms = parts
+            .iter()
+            .flatten()
+            .map(Duration::as_secs_f64)
+            .sum::<f64>()
+            * 1000.0;
         let _ = if ms < 10.0 {
             write!(out, " {ms:.1}ms")
         } else {

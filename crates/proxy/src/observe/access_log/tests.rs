@@ -37,9 +37,9 @@ fn record(status: u16, target: Option<SocketAddr>) -> AccessRecord {
         path: "/hello".into(),
         status,
         target_status: Some(status),
-        request_processing_time: target.map(|_| 0.0001),
-        target_processing_time: target.map(|_| 0.0012),
-        response_processing_time: target.map(|_| 0.0005),
+        request_processing_time: target.map(|_| Duration::from_micros(100)),
+        target_processing_time: target.map(|_| Duration::from_micros(1200)),
+        response_processing_time: target.map(|_| Duration::from_micros(500)),
         bytes_in: 0,
         bytes_out: 10,
         user_agent: None,
@@ -197,21 +197,31 @@ fn json_lines_read_back_as_their_values() {
         "unicode é ✓ 😀",
         "<script>\u{7f}",
     ];
-    let floats = [0.0, 1e-7, 0.000_123, 0.1, 1.5, 12_345.678_9, 1e21, f64::NAN];
+    let durations = [
+        0,
+        100,
+        9_999,
+        10_000,
+        123_456,
+        100_000_000,
+        1_500_000_000,
+        12_345_678_900_001,
+    ]
+    .map(Duration::from_nanos);
     let addresses: [SocketAddr; 3] = [
         "10.255.0.1:65535".parse().expect("v4"),
         "[::1]:8080".parse().expect("v6"),
         "[2001:db8::1%3]:1".parse().expect("v6 with scope"),
     ];
     for (i, text) in strings.iter().enumerate() {
-        let f = floats[i % floats.len()];
+        let d = durations[i % durations.len()];
         let mut r = record(200, Some(addresses[i % 3]));
         r.client = addresses[(i + 1) % 3];
         r.path = (*text).to_string();
         r.listener = Arc::from(*text);
         r.target_group = Some(Arc::from(*text));
         r.error_reason = None;
-        r.request_processing_time = Some(f);
+        r.request_processing_time = Some(d);
         r.bytes_in = u64::MAX;
         r.rule_priority = Some(u32::MAX);
         r.complete = i % 2 == 0;
@@ -228,11 +238,7 @@ fn json_lines_read_back_as_their_values() {
         assert_eq!(v["rule_priority"], u32::MAX);
         assert_eq!(v["complete"], i % 2 == 0);
         assert_eq!(v["error_reason"], serde_json::Value::Null);
-        let expected_float = if f.is_finite() {
-            serde_json::to_string(&f).expect("float")
-        } else {
-            "null".to_string()
-        };
+        let expected_float = serde_json::to_string(&d.as_secs_f64()).expect("float");
         assert!(
             line.contains(&format!("\"request_processing_time\":{expected_float},")),
             "{line}"
@@ -275,5 +281,47 @@ fn cached_times_match_the_formatter() {
             "{}",
             crate::observe::rfc3339::millis(t)
         );
+    }
+}
+
+/// Durations written digit by digit read exactly as serde_json writes their
+/// `as_secs_f64`: every nanosecond count around the 10 µs switch to the fast
+/// path, and a spread of values up to a second and past it.
+#[test]
+fn durations_read_as_serde_json_writes_their_seconds() {
+    let around_switch = 9_000..12_000u64;
+    let spread = (0..1_000_000u64).map(|i| i * 1_009 + i % 7);
+    let past_a_second = (0..2_000u64).map(|i| 999_000_000 + i * 997_331);
+    for nanos in around_switch.chain(spread).chain(past_a_second) {
+        let d = Duration::from_nanos(nanos);
+        let mut out = Vec::new();
+        format::seconds(&mut out, Some(d));
+        let expected = serde_json::to_string(&d.as_secs_f64()).expect("float");
+        assert_eq!(
+            std::str::from_utf8(&out),
+            Ok(expected.as_str()),
+            "{nanos} ns"
+        );
+    }
+}
+
+/// IPv4 addresses written digit by digit read as `SocketAddr` displays them.
+#[test]
+fn addresses_read_as_they_display() {
+    for a in [
+        "0.0.0.0:0",
+        "255.255.255.255:65535",
+        "10.0.100.9:80",
+        "1.22.103.40:8080",
+        "[::ffff:1.2.3.4]:1",
+    ] {
+        let a: SocketAddr = a.parse().expect("address");
+        let mut r = record(200, Some(a));
+        r.client = a;
+        let mut out = Vec::new();
+        format::json(&r, &mut out);
+        let line = String::from_utf8(out).expect("utf-8");
+        assert!(line.contains(&format!("\"client\":\"{a}\",")), "{line}");
+        assert!(line.contains(&format!("\"target\":\"{a}\",")), "{line}");
     }
 }
