@@ -60,7 +60,7 @@ pub fn dropped() -> u64 {
     DROPPED.load(Ordering::Relaxed)
 }
 
-/// One request, as logged (`format.rs` writes it). Built only when the log is
+/// One request, as logged (`format.rs` writes it; durations as seconds). Built only when the log is
 /// on; its fields are what the data path already holds, shared (`Arc<str>`,
 /// `Method`, header values) rather than copied: only the path is copied.
 #[derive(Debug)]
@@ -77,11 +77,11 @@ pub struct AccessRecord {
     pub status: u16,
     pub target_status: Option<u16>,
     /// Seconds from the request head arriving to sending it to the target.
-    pub request_processing_time: Option<f64>,
+    pub request_processing_time: Option<Duration>,
     /// Seconds from sending the request to the target's response head.
-    pub target_processing_time: Option<f64>,
+    pub target_processing_time: Option<Duration>,
     /// Seconds from the response head to the end of the response body.
-    pub response_processing_time: Option<f64>,
+    pub response_processing_time: Option<Duration>,
     /// Request body bytes received from the client.
     pub bytes_in: u64,
     /// Response body bytes sent to the client.
@@ -102,10 +102,6 @@ pub struct AccessRecord {
     /// Whether the response body was sent to its end (false: the client or the
     /// target went away mid-body).
     pub complete: bool,
-}
-
-pub fn seconds(d: Duration) -> f64 {
-    d.as_secs_f64()
 }
 
 /// The sending half, shared by snapshots while the log's destination stays.
