@@ -142,12 +142,6 @@ pub fn prepare_request<'a>(
     }
 }
 
-/// The request id `prepare_request` left in a head.
-#[cfg(test)]
-pub fn request_id(headers: &HeaderMap) -> Option<&str> {
-    headers.get(&X_REQUEST_ID).and_then(|id| id.to_str().ok())
-}
-
 /// Append the client's address to `X-Forwarded-For`, merging repeated headers into
 /// one list so the target sees a single, ordered chain.
 fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &ClientIp) {
@@ -197,6 +191,11 @@ mod tests {
     use http::Request;
 
     use super::*;
+
+    /// The request id `prepare_request` left in a head.
+    fn request_id(headers: &HeaderMap) -> Option<&str> {
+        headers.get(&X_REQUEST_ID).and_then(|id| id.to_str().ok())
+    }
 
     fn parts(req: Request<()>) -> Parts {
         req.into_parts().0
