@@ -10,11 +10,13 @@ mod action;
 mod admin;
 pub mod admission;
 pub mod client_timeouts;
+pub mod cluster;
 mod decode;
 pub mod dns;
 pub mod duration;
 mod error;
 mod export;
+mod fleet;
 pub mod limits;
 mod model;
 mod parse;
@@ -98,6 +100,8 @@ mod tests_admin;
 mod tests_admission;
 #[cfg(test)]
 mod tests_client_timeouts;
+#[cfg(test)]
+mod tests_cluster;
 #[cfg(test)]
 mod tests_dns;
 #[cfg(test)]

@@ -163,12 +163,16 @@ pub enum Scope {
     /// On this node, in its memory.
     #[default]
     Local,
+    /// Across the fleet, through Redis (`[cluster] redis`).
+    Global,
 }
 
 /// Decode `[[rate_limits]]`; each limit's name with where it was written, for the
 /// uniqueness and reference checks.
+/// `redis`: whether `[cluster] redis` is set, which `scope = "global"` needs.
 pub(crate) fn decode(
     node: &Node,
+    redis: bool,
     errs: &mut Errors,
 ) -> (Vec<RateLimitConfig>, Vec<crate::parse::Located<String>>) {
     let mut limits = Vec::new();
@@ -241,12 +245,13 @@ pub(crate) fn decode(
                 let p = f.path("scope");
                 match d::string(n, &p, errs).as_deref() {
                     Some("local") => Some(Scope::Local),
+                    Some("global") if redis => Some(Scope::Global),
                     Some("global") => {
                         errs.at(
                             &p,
                             n.pos,
-                            "scope = \"global\" counts across a fleet through Redis and needs cluster mode \
-                             ([cluster] redis = \"redis://...\"), which this version does not have; use \"local\"",
+                            "scope = \"global\" counts across a fleet through Redis: set [cluster] redis = \"redis://...\" \
+                             (and node_name), or use \"local\"",
                         );
                         None
                     }

@@ -27,6 +27,9 @@ pub struct Config {
     /// Named rate limits, attached to listeners and rules by name.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rate_limits: Vec<crate::limits::RateLimitConfig>,
+    /// This node's place in a fleet (cluster mode); `None`: a node on its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Config {

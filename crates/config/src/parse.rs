@@ -28,10 +28,17 @@ pub fn decode(root: &Node, base: &Path, errs: &mut Errors) -> Option<Config> {
     let access_log = f
         .optional("access_log")
         .and_then(|n| decode_access_log(n, errs));
+    let cluster_node = f.optional("cluster");
+    let cluster = cluster_node.and_then(|n| crate::cluster::decode(n, base, errs));
+    // Global limits need Redis; a `[cluster]` that failed to decode has
+    // already been reported, so its limits are not reported again.
+    let redis = cluster
+        .as_ref()
+        .map_or(cluster_node.is_some(), |c| c.redis.is_some());
 
     let (rate_limits, limit_names) = f
         .optional("rate_limits")
-        .map(|n| crate::limits::decode(n, errs))
+        .map(|n| crate::limits::decode(n, redis, errs))
         .unwrap_or_default();
 
     // Every target group named by an action, and every rate limit attached, with
@@ -39,7 +46,14 @@ pub fn decode(root: &Node, base: &Path, errs: &mut Errors) -> Option<Config> {
     let mut refs = Vec::new();
     let mut limit_refs = Vec::new();
     let mut listeners = Vec::new();
-    if let Some(n) = f.required("listeners", errs) {
+    // A node whose config comes from etcd may leave its listeners to the fleet.
+    let from_etcd = cluster.as_ref().is_some_and(|c| c.shares_config());
+    let listeners_node = if from_etcd {
+        f.optional("listeners")
+    } else {
+        f.required("listeners", errs)
+    };
+    if let Some(n) = listeners_node {
         let items = d::array(n, "listeners", errs);
         if items.is_empty() && matches!(n.value, crate::source::Value::Array(_)) {
             errs.at("listeners", n.pos, "at least one listener is required");
@@ -93,6 +107,7 @@ pub fn decode(root: &Node, base: &Path, errs: &mut Errors) -> Option<Config> {
         listeners: listeners.into_iter().filter_map(|l| l.config).collect(),
         target_groups: groups.into_iter().filter_map(|g| g.config).collect(),
         rate_limits,
+        cluster,
     })
 }
 

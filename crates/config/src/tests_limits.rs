@@ -180,7 +180,7 @@ fn burst_scope_and_max_keys_are_bounded() {
         "scope = \"global\"",
         "rate_limits[1].scope",
         "scope = \"global\"",
-        "needs cluster mode ([cluster] redis",
+        "set [cluster] redis",
     );
     rejected(
         "scope = \"local\"",
