@@ -74,15 +74,17 @@ pub trait Fleet: Send + Sync {
     fn metrics(&self) -> String;
 }
 
-/// `GET /api/v1/cluster`: the fleet and the revision each node runs.
-pub async fn get(
-    State(state): State<AdminState>,
-    _read: ReadAccess,
-) -> Result<Json<Value>, ApiError> {
+/// `GET /api/v1/cluster`: the fleet and the revision each node runs;
+/// `{"enabled": false}` on a node on its own.
+pub async fn get(State(state): State<AdminState>, _read: ReadAccess) -> Json<Value> {
     match state.control.fleet() {
-        Some(fleet) => Ok(Json(fleet.status().await)),
-        None => Err(ApiError::not_found(
-            "this node is not in cluster mode ([cluster] etcd in its config file)",
-        )),
+        Some(fleet) => {
+            let mut status = fleet.status().await;
+            if let Value::Object(map) = &mut status {
+                map.insert("enabled".into(), Value::Bool(true));
+            }
+            Json(status)
+        }
+        None => Json(json!({ "enabled": false })),
     }
 }
