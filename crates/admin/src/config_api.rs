@@ -10,7 +10,9 @@
 //! on since it was read). The `[admin]` table is the node's own and comes from the
 //! file at start (tokens, TLS, address): a body may leave it out or send it
 //! unchanged, and one that changes it is refused, so the API can never unlock
-//! itself.
+//! itself. In cluster mode a node's own tables are always its own (the body's
+//! are ignored) and the `version` is the fleet's revision: a stale one is 409
+//! fleet-wide, through etcd's compare-and-swap (`fleet.rs`).
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -70,6 +72,9 @@ pub async fn put(
             let value: Value = serde_json::from_slice(&body)
                 .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
             let (expected, mut value) = unwrap_versioned(value);
+            if state.control.fleet().is_some() {
+                keep_node_tables(&mut value, running)?;
+            }
             keep_admin(&mut value, running)?;
             let config = Config::from_json(&value).map_err(|e| ApiError::invalid_config(&e))?;
             if config.admin != running.admin {
@@ -90,6 +95,24 @@ pub async fn put(
         })
         .await?;
     Ok(Json(json!({ "version": version })))
+}
+
+/// Cluster mode: a node's own tables (`[server]`, `[admin]`, `[state]`,
+/// `[access_log]`, `[cluster]`) come from its file, whatever the body says, so a
+/// config read from one node can be written through another; only the fleet's
+/// tables travel (`Config::fleet_value`).
+fn keep_node_tables(value: &mut Value, running: &Config) -> Result<(), ApiError> {
+    let own = serde_json::to_value(running)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    if let Value::Object(map) = value {
+        for table in ballast_config::NODE_TABLES {
+            match own.get(table) {
+                Some(v) => map.insert(table.to_string(), v.clone()),
+                None => map.remove(table),
+            };
+        }
+    }
+    Ok(())
 }
 
 /// A body without `admin` keeps the running admin settings.

@@ -15,6 +15,12 @@
 //! applies the file when it changed since then, keeping the version it replaces
 //! in the history when that drops API changes; an unchanged file leaves the API's
 //! changes in place, said at WARN (unless `--config-wins`: the file always wins).
+//!
+//! In cluster mode ([`Control::set_fleet`]) a write goes to the fleet's store
+//! first, as a compare-and-swap on the revision this node runs (`fleet.rs`), and
+//! is applied here as that revision once the store took it; what other nodes
+//! write arrives through [`Control::apply_revision`] (the etcd watch), under the
+//! same lock, so a node's own write and the watch never interleave.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,6 +33,7 @@ use tokio::sync::Mutex;
 use crate::audit::{Audit, Entry, Origin, Outcome};
 use crate::changes::summary;
 use crate::error::ApiError;
+use crate::fleet::Fleet;
 use crate::source::{FileBase, FileMark, Provenance};
 use crate::stats_history::History;
 use crate::store::Store;
@@ -40,6 +47,8 @@ pub struct Control {
     writes: Mutex<()>,
     /// The config file as last applied (set at start; `None` without a file).
     base: std::sync::Mutex<Option<FileBase>>,
+    /// Cluster mode: the fleet writes go to.
+    fleet: std::sync::OnceLock<Arc<dyn Fleet>>,
 }
 
 /// Who writes a new version: the API (its changes count against the file) or
@@ -67,7 +76,47 @@ impl Control {
             history: Arc::new(History::from_env()),
             writes: Mutex::new(()),
             base: std::sync::Mutex::new(None),
+            fleet: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Cluster mode: from now on writes go to `fleet` (set once, at start).
+    pub fn set_fleet(&self, fleet: Arc<dyn Fleet>) {
+        let _ = self.fleet.set(fleet);
+    }
+
+    pub fn fleet(&self) -> Option<&Arc<dyn Fleet>> {
+        self.fleet.get()
+    }
+
+    /// Cluster mode: apply revision `revision` of the fleet's config (`config`,
+    /// already made this node's by `Config::localize`; `shared` its fleet tables),
+    /// unless this node runs that revision or a newer one already. Persisted and
+    /// audited like any write; `None` when there was nothing to do.
+    pub async fn apply_revision(
+        &self,
+        origin: &Origin,
+        revision: u64,
+        config: Config,
+        shared: serde_json::Value,
+    ) -> Result<Option<u64>, ApiError> {
+        let _guard = self.writes.lock().await;
+        let running = self.server.snapshot();
+        if revision <= running.version && running.version != 0 {
+            return Ok(None);
+        }
+        let result = self
+            .apply_and_persist(config, Some(revision))
+            .await
+            .map(|(v, c)| (v, c, None));
+        if result.is_ok() {
+            if let Some(fleet) = self.fleet() {
+                fleet.applied(revision, shared);
+            }
+        }
+        self.audit_result(origin, &running, result, None)
+            .await
+            .map(Some)
     }
 
     /// The config file as applied at start (`source::at_start`).
@@ -108,10 +157,38 @@ impl Control {
     {
         let _guard = self.writes.lock().await;
         let running = self.server.snapshot();
-        let result = self
-            .update_locked(&running.config, change, Writer::Api)
-            .await;
+        let result = match self.fleet() {
+            Some(fleet) => self.update_fleet_locked(fleet, &running, change).await,
+            None => {
+                self.update_locked(&running.config, change, Writer::Api)
+                    .await
+            }
+        };
         self.audit_result(origin, &running, result, None).await
+    }
+
+    /// Cluster mode's write: validated here, taken by the fleet's store if it
+    /// is still at the revision this node runs, then applied as the new revision.
+    async fn update_fleet_locked<F>(
+        &self,
+        fleet: &Arc<dyn Fleet>,
+        running: &ballast_proxy::Snapshot,
+        change: F,
+    ) -> Result<(u64, Config, Option<PathBuf>), ApiError>
+    where
+        F: FnOnce(&Config) -> Result<Config, ApiError>,
+    {
+        let changed = change(&running.config)?;
+        let value = serde_json::to_value(&changed)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let config = Config::from_json(&value).map_err(|e| ApiError::invalid_config(&e))?;
+        let shared = config
+            .fleet_value(fleet.shared().as_ref())
+            .map_err(|e| ApiError::invalid_config(&e))?;
+        let revision = fleet.write(&shared, running.version).await?;
+        let (version, config) = self.apply_and_persist(config, Some(revision)).await?;
+        fleet.applied(revision, shared);
+        Ok((version, config, None))
     }
 
     /// A SIGHUP of the config file `mark` (`change` reads it): applied when the
@@ -248,26 +325,59 @@ impl Control {
                 }
             }
         };
-        if let Some(store) = self.store.clone() {
-            let saved = {
-                let config = config.clone();
-                tokio::task::spawn_blocking(move || store.save(version, &config, &provenance)).await
-            };
-            let failed = match saved {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(e) => Some(e.to_string()),
-            };
-            if let Some(e) = failed {
-                tracing::error!(version, error = %e, "config applied but not persisted");
-                return Err(ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("config version {version} applied but not persisted: {e}"),
-                ));
-            }
-            tracing::info!(version, "config persisted");
-        }
+        self.persist(version, &config, provenance).await?;
         Ok((version, config, kept.flatten()))
+    }
+
+    /// Apply `config` (as `version` when given) and persist it, with no file
+    /// behind it (cluster mode: the fleet's store is the source).
+    async fn apply_and_persist(
+        &self,
+        config: Config,
+        version: Option<u64>,
+    ) -> Result<(u64, Config), ApiError> {
+        let applied = match version {
+            Some(v) => self.server.apply_at(config.clone(), v).await,
+            None => self.server.apply(config.clone()).await,
+        };
+        let version = applied.map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("cannot apply: {e}; the running config is unchanged"),
+            )
+        })?;
+        self.persist(version, &config, Provenance::default())
+            .await?;
+        Ok((version, config))
+    }
+
+    async fn persist(
+        &self,
+        version: u64,
+        config: &Config,
+        provenance: Provenance,
+    ) -> Result<(), ApiError> {
+        let Some(store) = self.store.clone() else {
+            return Ok(());
+        };
+        let saved = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || store.save(version, &config, &provenance)).await
+        };
+        let failed = match saved {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(e) = failed {
+            tracing::error!(version, error = %e, "config applied but not persisted");
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("config version {version} applied but not persisted: {e}"),
+            ));
+        }
+        tracing::info!(version, "config persisted");
+        Ok(())
     }
 
     /// Keep `old` (version `version`), which the file `mark` is about to replace

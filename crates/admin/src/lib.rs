@@ -21,6 +21,7 @@ mod changes;
 mod config_api;
 mod control;
 mod error;
+mod fleet;
 mod groups;
 mod history;
 mod listener;
@@ -39,6 +40,7 @@ pub use audit::{Audit, Entry as AuditEntry, Origin, Outcome, KEEP as AUDIT_KEEP}
 pub use auth::{Token, Tokens};
 pub use control::Control;
 pub use error::ApiError;
+pub use fleet::{Fleet, FleetError, FleetFuture};
 pub use history::KEEP as HISTORY_KEEP;
 pub use listener::{serve, serve_on, tls_config, HEADER_READ_TIMEOUT};
 pub use pages::OPENAPI;

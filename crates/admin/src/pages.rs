@@ -50,7 +50,13 @@ pub async fn metrics(State(state): State<AdminState>, _access: MetricsAccess) ->
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.control.server.metrics_text(),
+        {
+            let mut text = state.control.server.metrics_text();
+            if let Some(fleet) = state.control.fleet() {
+                text.push_str(&fleet.metrics());
+            }
+            text
+        },
     )
 }
 

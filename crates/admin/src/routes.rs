@@ -8,7 +8,7 @@ use axum::http::Method;
 use axum::routing::{self, MethodRouter};
 use axum::Router;
 
-use crate::{audit, config_api, groups, listeners, pages, stats_history, AdminState};
+use crate::{audit, config_api, fleet, groups, listeners, pages, stats_history, AdminState};
 
 /// Every endpoint: method, path (axum/OpenAPI `{param}` syntax), handler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +29,7 @@ pub enum Endpoint {
     Listeners,
     Audit,
     StatsHistory,
+    Cluster,
 }
 
 pub const ROUTES: &[(Method, &str, Endpoint)] = &[
@@ -76,6 +77,7 @@ pub const ROUTES: &[(Method, &str, Endpoint)] = &[
     (Method::GET, "/api/v1/listeners", Endpoint::Listeners),
     (Method::GET, "/api/v1/audit", Endpoint::Audit),
     (Method::GET, "/api/v1/stats/history", Endpoint::StatsHistory),
+    (Method::GET, "/api/v1/cluster", Endpoint::Cluster),
 ];
 
 fn handler(endpoint: Endpoint) -> MethodRouter<AdminState> {
@@ -96,6 +98,7 @@ fn handler(endpoint: Endpoint) -> MethodRouter<AdminState> {
         Endpoint::Listeners => routing::get(listeners::list),
         Endpoint::Audit => routing::get(audit::list),
         Endpoint::StatsHistory => routing::get(stats_history::get),
+        Endpoint::Cluster => routing::get(fleet::get),
     }
 }
 

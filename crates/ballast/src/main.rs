@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 mod alloc;
+mod cluster_cli;
 mod demo;
 mod export;
 mod serve;
@@ -97,6 +98,48 @@ enum Command {
     /// Work with configs kept in a state directory (`ballast config export`).
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Move a fleet's config out of etcd and into it (cluster mode).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+/// Where etcd is, for `ballast cluster`.
+#[derive(clap::Args)]
+struct EtcdArgs {
+    /// A node's config file, whose `[cluster]` says where etcd is (endpoints,
+    /// prefix, TLS, auth).
+    #[arg(long, short, default_value = "ballast.toml")]
+    config: PathBuf,
+    /// etcd's URL instead of a node's file, e.g. http://127.0.0.1:2379.
+    #[arg(long)]
+    etcd: Option<String>,
+    /// The fleet's prefix in etcd (default: the node file's, or /ballast/).
+    #[arg(long)]
+    prefix: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Print the fleet's config in etcd as a TOML file (no node's own tables).
+    Export {
+        #[command(flatten)]
+        etcd: EtcdArgs,
+    },
+    /// Validate a config file and write it as the fleet's config in etcd.
+    ///
+    /// One compare-and-swap: on --revision (as an export's header says) or on
+    /// the revision read just before writing; a change made in between is never
+    /// overwritten (exit 1, naming the current revision).
+    Import {
+        /// The config file to write (checked as `ballast check` does).
+        file: PathBuf,
+        /// Write only if the fleet's config is still at this revision (0: only
+        /// if there is none).
+        #[arg(long)]
+        revision: Option<i64>,
+        #[command(flatten)]
+        etcd: EtcdArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -186,6 +229,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Cluster(command) => cluster(command),
         Command::Check { config } => match ballast_config::Config::load(&config) {
             Ok(_) => {
                 println!("{}: valid", config.display());
@@ -248,7 +292,10 @@ fn main() -> ExitCode {
                             .await
                             .map_err(anyhow::Error::from)
                     }
-                    Command::Bench(_) | Command::Check { .. } | Command::Config(_) => {
+                    Command::Bench(_)
+                    | Command::Check { .. }
+                    | Command::Config(_)
+                    | Command::Cluster(_) => {
                         unreachable!("handled above")
                     }
                 }
@@ -261,6 +308,54 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// `ballast cluster export|import`: exit 0 with the result on stdout, or 1.
+fn cluster(command: ClusterCommand) -> ExitCode {
+    let rt = match runtime(false) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ballast: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let (what, result) = rt.block_on(async {
+        match &command {
+            ClusterCommand::Export { etcd } => {
+                let target = target(etcd);
+                ("export", cluster_cli::export(&target).await)
+            }
+            ClusterCommand::Import {
+                file,
+                revision,
+                etcd,
+            } => {
+                let target = target(etcd);
+                (
+                    "import",
+                    cluster_cli::import(&target, file, *revision).await,
+                )
+            }
+        }
+    });
+    match result {
+        Ok(text) => {
+            println!("{}", text.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ballast cluster {what}: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn target(args: &EtcdArgs) -> cluster_cli::Target<'_> {
+    cluster_cli::Target {
+        config: &args.config,
+        etcd: args.etcd.clone(),
+        prefix: args.prefix.clone(),
     }
 }
 

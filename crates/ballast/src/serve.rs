@@ -49,10 +49,32 @@ pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
     };
     let store = Store::new(&file.state.dir);
     let file_admin = file.admin.clone();
-    let start = ballast_admin::at_start(&store, mark, file, config_wins).map_err(|e| {
-        anyhow::anyhow!("{e}; fix or remove it, or pass --config-wins to start from the file")
-    })?;
-    let (config, version) = (start.config.clone(), start.version);
+    // Cluster mode: the fleet's config in etcd decides (`ballast_cluster::begin`).
+    let node = match file.cluster.as_ref().filter(|c| c.shares_config()) {
+        Some(_) => Some(ballast_cluster::Node::new(file.clone(), file_admin.bind)?),
+        None => None,
+    };
+    let (start, begin) = match &node {
+        Some(node) => {
+            let begin = ballast_cluster::begin(node, &store)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            (None, Some(begin))
+        }
+        None => {
+            let start = ballast_admin::at_start(&store, mark, file, config_wins).map_err(|e| {
+                anyhow::anyhow!(
+                    "{e}; fix or remove it, or pass --config-wins to start from the file"
+                )
+            })?;
+            (Some(start), None)
+        }
+    };
+    let (config, version) = match (&start, &begin) {
+        (Some(s), _) => (s.config.clone(), s.version),
+        (_, Some(b)) => (b.config.clone(), b.version),
+        _ => unreachable!("one of the two"),
+    };
     // `[admin]` is the node's own: always the file's, even over a persisted config.
     let mut config = config;
     config.admin = file_admin.clone();
@@ -73,17 +95,49 @@ pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
     let inherited = takeover
         .as_mut()
         .map_or_else(Vec::new, |t| std::mem::take(&mut t.sockets.listeners));
-    let server = Server::start_inheriting(config, version, inherited).await?;
-    let start = Arc::new(start);
-    let kept = {
-        let (s, start) = (store.clone(), start.clone());
-        tokio::task::spawn_blocking(move || start.commit(&s))
-            .await?
-            .with_context(|| format!("persist to {}", store.path().display()))?
+    let server = Server::start_inheriting(config.clone(), version, inherited).await?;
+    let control = match (start, begin) {
+        (Some(start), _) => {
+            let start = Arc::new(start);
+            let kept = {
+                let (s, start) = (store.clone(), start.clone());
+                tokio::task::spawn_blocking(move || start.commit(&s))
+                    .await?
+                    .with_context(|| format!("persist to {}", store.path().display()))?
+            };
+            let control = Arc::new(Control::new(server.clone(), Some(store)));
+            control.set_base(start.base.clone());
+            control.note(start.entry(kept.as_deref())).await;
+            control
+        }
+        (None, Some(begin)) => {
+            if begin.source != "state" {
+                let (s, c) = (store.clone(), config.clone());
+                tokio::task::spawn_blocking(move || {
+                    s.save(version, &c, &ballast_admin::Provenance::default())
+                })
+                .await?
+                .with_context(|| format!("persist to {}", store.path().display()))?;
+            }
+            let control = Arc::new(Control::new(server.clone(), Some(store)));
+            control
+                .note(ballast_admin::AuditEntry {
+                    source: Some(begin.source.to_string()),
+                    ..ballast_admin::AuditEntry::new(
+                        &Origin::start(),
+                        ballast_admin::Outcome::Ok,
+                        version,
+                    )
+                })
+                .await;
+            if let Some(node) = &node {
+                node.started_on(version, begin.shared);
+                control.set_fleet(node.clone());
+            }
+            control
+        }
+        _ => unreachable!("one of the two"),
     };
-    let control = Arc::new(Control::new(server.clone(), Some(store)));
-    control.set_base(start.base.clone());
-    control.note(start.entry(kept.as_deref())).await;
     let tokens = Tokens::load(&admin).map_err(anyhow::Error::msg)?;
     let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let state = AdminState {
@@ -98,15 +152,28 @@ pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
     if let Some(takeover) = takeover {
         takeover.serving();
     }
+    if let Some(node) = &node {
+        if let Ok(a) = admin_socket.local_addr() {
+            node.set_admin(a);
+        }
+        tokio::spawn(node.clone().follow(control.clone()));
+        tokio::spawn(ballast_cluster::register(node.clone()));
+    }
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&control, path, config_wins).await,
+            _ = hup.recv() => match &node {
+                None => reload(&control, path, config_wins).await,
+                Some(_) => reload_cluster(&server).await,
+            },
             _ = usr1.recv() => reopen_log(&server),
             _ = usr2.recv() => upgrade.start(&server, &admin_socket).await,
             true = upgrade.finished() => break,
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
+    }
+    if let Some(node) = &node {
+        ballast_cluster::leave(node).await;
     }
     tracing::info!("draining: no new connections; in-flight requests may finish");
     drop(admin_socket);
@@ -115,6 +182,17 @@ pub async fn run(path: &Path, config_wins: bool) -> anyhow::Result<()> {
     admin_task.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGHUP in cluster mode: the fleet's config comes from etcd (admin API,
+/// `ballast cluster import`), and the node's own tables are read at start; what
+/// a SIGHUP still does is read certificates and keys anew.
+async fn reload_cluster(server: &Server) {
+    let changed = server.reload_tls_files().await;
+    tracing::info!(
+        certificates_reloaded = changed,
+        "SIGHUP in cluster mode: certificate and key files read anew; the fleet's config comes from etcd (change it through the admin API or `ballast cluster import`), and this node's own tables take effect at restart"
+    );
 }
 
 /// SIGUSR1: logrotate has moved the access log away; write to a new file at its path.

@@ -31,4 +31,14 @@ impl Config {
         let table = toml::Table::try_from(self).map_err(|e| ExportError(e.to_string()))?;
         toml::to_string_pretty(&table).map_err(|e| ExportError(e.to_string()))
     }
+
+    /// The fleet's tables only (cluster mode: `ballast cluster export`), without
+    /// a node's own (`crate::NODE_TABLES`).
+    pub fn to_fleet_toml(&self) -> Result<String, ExportError> {
+        let mut table = toml::Table::try_from(self).map_err(|e| ExportError(e.to_string()))?;
+        for t in crate::NODE_TABLES {
+            table.remove(t);
+        }
+        toml::to_string_pretty(&table).map_err(|e| ExportError(e.to_string()))
+    }
 }

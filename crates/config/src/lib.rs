@@ -37,6 +37,7 @@ use std::path::Path;
 pub use dns::{DnsRefresh, TargetAddress};
 pub use error::{ConfigError, ConfigErrors};
 pub use export::ExportError;
+pub use fleet::NODE_TABLES;
 pub use model::*;
 pub use pattern::{check_glob, Cidr, GlobKind};
 pub use source::Pos;

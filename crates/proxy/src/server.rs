@@ -177,6 +177,20 @@ impl Server {
     /// Apply a validated config atomically; returns its version. On error nothing
     /// that runs has changed.
     pub async fn apply(&self, config: Config) -> Result<u64, ApplyError> {
+        self.apply_versioned(config, None).await
+    }
+
+    /// Apply as [`Server::apply`], as `version` (cluster mode: the etcd revision
+    /// of the fleet's config) instead of the next number.
+    pub async fn apply_at(&self, config: Config, version: u64) -> Result<u64, ApplyError> {
+        self.apply_versioned(config, Some(version)).await
+    }
+
+    async fn apply_versioned(
+        &self,
+        config: Config,
+        version: Option<u64>,
+    ) -> Result<u64, ApplyError> {
         let mut inner = self.inner.lock().await;
         let old = self.shared.snapshot.load_full();
         // Certificates, keys, CAs and CRLs are read anew at every apply.
@@ -237,7 +251,7 @@ impl Server {
                 .map(Arc::new),
         };
 
-        let version = old.version + 1;
+        let version = version.unwrap_or(old.version + 1);
         let snapshot = Arc::new(Snapshot::build(
             Arc::new(config),
             version,

@@ -12,6 +12,14 @@ pub fn millis(t: SystemTime) -> String {
     format!("{date}T{time}.{:03}Z", since.subsec_millis())
 }
 
+/// `2026-11-21T21:30:05.123456Z`: with microseconds (cluster mode's
+/// registrations, whose times are compared across nodes of one machine).
+pub fn micros(t: SystemTime) -> String {
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let (date, time) = civil(since.as_secs() as i64);
+    format!("{date}T{time}.{:06}Z", since.subsec_micros())
+}
+
 /// `2026-11-21T21:30:05Z`: whole seconds, from Unix seconds (may be negative).
 pub fn seconds(unix: i64) -> String {
     let (date, time) = civil(unix);
