@@ -1,0 +1,408 @@
+#!/usr/bin/env python3
+"""Cluster benchmark (issue 24): how a change spreads through N ballast nodes on one
+etcd, and what each change costs etcd.
+
+For each N (`--nodes 3,10,30`) the script starts one etcd (Debian's `etcd-server`, on
+free loopback ports with its own temporary data directory, the same flags as testkit's
+`EtcdServer`) and N `ballast serve --workers 1` nodes, each with a small file of its own
+(`[cluster]` with its name and `listener_binds`, `[admin]`, `[state]`). Node 0's file
+also holds a full config (listener `public`, group `web` with one target that need not
+run), which seeds the empty prefix; the others start once it has.
+
+Then it measures, in this order:
+- idle: etcd's `/metrics` before and after `--idle` seconds with no change, for the
+  lease keep-alives per second and etcd's CPU when nothing changes;
+- changes: `--changes` weight changes of the target (`POST
+  /api/v1/target-groups/web/targets`), each through a random node's admin API, one at
+  a time. The answer's `version` is the etcd revision R of the write. The script waits
+  until every node's `GET /api/v1/config` says `version` >= R (a node's own API: no
+  load on etcd), then reads the registrations under `{prefix}nodes/` from etcd once
+  (again if one is not yet re-put) and takes the latest `applied_at`: the propagation
+  time of that change is that instant minus the instant the write was acknowledged.
+  Nodes and script share one clock (one machine). etcd's `/metrics` before and after
+  the changes give its load per change (the script's own reads are counted and taken
+  out of the Range figures).
+
+It prints a table (`--write` adds it to BENCHMARKS.md under `## Cluster`) and the
+arithmetic for 100 and 1,000 nodes from the measured per-node figures. Every loop is
+bounded in count and time, and every process the script started is stopped on exit,
+also on Ctrl-C or an error.
+
+Usage: python3 bench/cluster.py [--nodes 3,10,30] [--changes 100] [--idle 10]
+                                [--ballast target/release/ballast] [--write]
+"""
+
+import argparse
+import base64
+import http.client
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+
+from ports import free_port, wait_port  # bench/ports.py
+import etcd_server as etcdlib  # bench/etcd_server.py
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PREFIX = "/bench/"
+LEASE_TTL = 10.0  # [cluster] lease_ttl's default; registrations renew every third of it
+
+
+class Procs:
+    """The processes this run started; all are stopped at exit."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, cmd, log, **kw):
+        with open(log, "ab") as out:
+            p = subprocess.Popen(cmd, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+                                 start_new_session=True, **kw)
+        self.procs.append(p)
+        return p
+
+    def stop_all(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        deadline = time.time() + 15
+        for p in self.procs:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.procs = []
+
+
+def node_conf(i, etcd_url, work, target_port):
+    """Node i's own file; node 0's also carries the fleet's config that seeds etcd."""
+    ports = {"public": free_port(), "admin": free_port()}
+    text = f"""
+[cluster]
+node_name = "n{i}"
+etcd = ["{etcd_url}"]
+prefix = "{PREFIX}"
+listener_binds = {{ public = "127.0.0.1:{ports['public']}" }}
+
+[admin]
+bind = "127.0.0.1:{ports['admin']}"
+
+[state]
+dir = "{work}/n{i}"
+
+[access_log]
+path = "off"
+"""
+    if i == 0:
+        text += f"""
+[[listeners]]
+name = "public"
+bind = "127.0.0.1:{ports['public']}"
+default_action = {{ type = "forward", target_group = "web" }}
+
+[[target_groups]]
+name = "web"
+targets = [{{ address = "127.0.0.1:{target_port}", weight = 1 }}]
+[target_groups.health_check]
+interval = "5s"
+"""
+    return text, ports
+
+
+class Admin:
+    """One node's admin API over a kept-alive connection."""
+
+    def __init__(self, port):
+        self.port = port
+        self.conn = None
+
+    def request(self, method, path, body=None):
+        for attempt in range(2):
+            try:
+                if self.conn is None:
+                    self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                data = json.dumps(body).encode() if body is not None else None
+                headers = {"Content-Type": "application/json"} if data else {}
+                self.conn.request(method, path, body=data, headers=headers)
+                r = self.conn.getresponse()
+                text = r.read()
+                return r.status, json.loads(text) if text else None
+            except (http.client.HTTPException, OSError):
+                self.conn = None
+                if attempt:
+                    raise
+
+    def version(self):
+        status, doc = self.request("GET", "/api/v1/config")
+        return doc["version"] if status == 200 else -1
+
+    def close(self):
+        if self.conn:
+            self.conn.close()
+
+
+def wait_until(what, check, timeout, step=0.005):
+    deadline = time.time() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.time() > deadline:
+            raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(step)
+
+
+def parse_time(s):
+    """RFC 3339 with microseconds (`2026-12-04T01:02:03.456789Z`) -> Unix seconds."""
+    return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+
+def start_cluster(procs, args, n, work):
+    """etcd and n nodes, node 0 first (it seeds the prefix); returns (etcd, admins)."""
+    etcd = etcdlib.Etcd(procs, work)
+    target = free_port()  # nothing listens there: the target's health does not matter
+    admins = []
+    for i in range(n):
+        text, ports = node_conf(i, etcd.url, work, target)
+        path = os.path.join(work, f"n{i}.toml")
+        with open(path, "w") as f:
+            f.write(text)
+        procs.start([args.ballast, "serve", "--config", path, "--workers", "1"],
+                    os.path.join(work, f"n{i}.log"), env=dict(os.environ, RUST_LOG="warn"))
+        admins.append(Admin(ports["admin"]))
+        if i == 0:
+            wait_port(ports["admin"], 60)
+            seeded = wait_until("node 0 to seed etcd", lambda: admins[0].version() > 0, 60)
+    for a in admins[1:]:
+        wait_port(a.port, 60)
+    wait_until("every node on the seed", lambda: all(a.version() >= seeded for a in admins),
+               60, 0.05)
+    wait_until(f"{n} registrations", lambda: len(etcd.registrations(PREFIX)) == n, 60, 0.05)
+    return etcd, admins, target
+
+
+def run_changes(args, etcd, admins, target):
+    """One change at a time; per change (seconds): write latency, ack -> last node."""
+    rng = random.Random(args.seed)
+    writes, spread, reads = [], [], 0
+    weight = 1
+    for c in range(args.changes):
+        weight = weight % 50 + 1  # a different weight every time: always a real change
+        node = rng.randrange(len(admins))
+        sent = time.time()
+        status, doc = admins[node].request(
+            "POST", "/api/v1/target-groups/web/targets",
+            {"address": f"127.0.0.1:{target}", "weight": weight})
+        acked = time.time()
+        if status not in (200, 201):
+            raise RuntimeError(f"change {c} through n{node}: {status} {doc}")
+        rev = doc["version"]
+        for a in admins:
+            wait_until(f"change {c} (revision {rev}) on every node",
+                       lambda: a.version() >= rev, args.timeout)
+
+        def registered():
+            nonlocal reads
+            reads += 1
+            regs = etcd.registrations(PREFIX)
+            done = [r for r in regs if r.get("applied_revision", 0) >= rev and r.get("applied_at")]
+            return done if len(done) == len(admins) and len(regs) == len(admins) else None
+
+        regs = wait_until(f"registrations at revision {rev}", registered, args.timeout, 0.002)
+        if any(r["applied_revision"] != rev for r in regs):
+            raise RuntimeError(f"a node went past revision {rev}: {regs}")
+        last = max(parse_time(r["applied_at"]) for r in regs)
+        writes.append(acked - sent)
+        spread.append(last - acked)
+    return writes, spread, reads
+
+
+def pct(values, p):
+    """Nearest rank."""
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, math.ceil(p / 100 * len(s)) - 1))]
+
+
+def measure(args, n):
+    procs = Procs()
+    work = tempfile.mkdtemp(prefix=f"ballast-cluster-{n}-")
+    done = False
+    try:
+        etcd, admins, target = start_cluster(procs, args, n, work)
+        idle0, t0 = etcd.metrics(), time.time()
+        time.sleep(args.idle)
+        idle1, idle_s = etcd.metrics(), time.time() - t0
+        m0, t0 = etcd.metrics(), time.time()
+        writes, spread, reads = run_changes(args, etcd, admins, target)
+        m1, busy_s = etcd.metrics(), time.time() - t0
+        for a in admins:
+            a.close()
+        idle = etcdlib.delta(idle0, idle1)
+        busy = etcdlib.delta(m0, m1)
+        k = len(spread)
+        row = {
+            "nodes": n,
+            "changes": k,
+            "p50_ms": 1000 * pct(spread, 50),
+            "p99_ms": 1000 * pct(spread, 99),
+            "max_ms": 1000 * max(spread),
+            "write_p50_ms": 1000 * statistics.median(writes),
+            "puts": busy["puts"] / k,
+            "put_bytes": busy["put_bytes"] / k,
+            "txns": busy["txns"] / k,
+            # The script's own reads of the registrations are not the fleet's load.
+            "ranges": (busy["ranges"] - reads) / k,
+            "watch_msgs": busy["watch_msgs"] / k,
+            "sent_bytes": busy["sent_bytes"] / k,
+            "recv_bytes": busy["recv_bytes"] / k,
+            # etcd's CPU per change over what it spends idle (keep-alives, ticks).
+            "cpu_ms": 1000 * max(0.0, busy["cpu_s"] - idle["cpu_s"] / idle_s * busy_s) / k,
+            "watchers": m1.get("etcd_debugging_mvcc_watcher_total", float("nan")),
+            "keepalives_s": idle["keepalives"] / idle_s,
+            "keepalives_expected": n / (LEASE_TTL / 3),
+            "script_reads": reads / k,
+        }
+        done = True
+        return row
+    finally:
+        procs.stop_all()
+        if done:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"\nlogs kept in {work}", file=sys.stderr)
+
+
+HEAD = ("| nodes | changes | propagation p50 (ms) | p99 (ms) | max (ms) | write p50 (ms) | "
+        "etcd puts / change | put bytes / change | watch msgs sent / change | "
+        "etcd bytes sent / change | etcd CPU ms / change | watchers | keep-alives/s (expected) |")
+
+
+def table(rows):
+    lines = [HEAD, "|" + "---|" * HEAD.count(" | ") + "---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['nodes']} | {r['changes']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+            f"{r['max_ms']:.1f} | {r['write_p50_ms']:.1f} | {r['puts']:.1f} | "
+            f"{r['put_bytes']:.0f} | {r['watch_msgs']:.1f} | {r['sent_bytes']:.0f} | "
+            f"{r['cpu_ms']:.2f} | {r['watchers']:.0f} | {r['keepalives_s']:.2f} "
+            f"({r['keepalives_expected']:.2f}) |")
+    return "\n".join(lines)
+
+
+def fit(rows, key):
+    """Least squares a + b*N over the measured rows (b: the cost of one more node)."""
+    xs = [r["nodes"] for r in rows]
+    ys = [r[key] for r in rows]
+    if len(rows) < 2:
+        return 0.0, ys[0] / xs[0]
+    mx, my = statistics.mean(xs), statistics.mean(ys)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return my - b * mx, b
+
+
+def arithmetic(rows, args):
+    out = []
+    per = {key: fit(rows, key) for key in ("puts", "put_bytes", "watch_msgs", "sent_bytes", "cpu_ms")}
+    out.append("Per change, fitted as a + b x N over the measured N "
+               "(b = what one more node adds):")
+    for key, (a, b) in per.items():
+        out.append(f"  {key:>10}: {a:10.2f} + {b:10.3f} x N")
+    out.append("")
+    rate = args.request_rate
+    for n in (100, 1000):
+        puts = per["puts"][0] + per["puts"][1] * n
+        sent = per["sent_bytes"][0] + per["sent_bytes"][1] * n
+        cpu = per["cpu_ms"][0] + per["cpu_ms"][1] * n
+        watch = per["watch_msgs"][0] + per["watch_msgs"][1] * n
+        keepalives = n / (LEASE_TTL / 3)
+        redis_batched = n * args.redis_limits * args.redis_keys * args.redis_batch_rate
+        out.append(f"{n} nodes, per change: {watch:.0f} watch messages sent "
+                   f"(one config event per node), {puts:.0f} etcd puts (the config, then "
+                   f"each node's registration), {sent / 1e3:.0f} kB sent by etcd, "
+                   f"{cpu:.0f} ms of etcd CPU; at rest: {keepalives:.0f} lease keep-alives/s "
+                   f"(N / (lease_ttl / 3), lease_ttl = {LEASE_TTL:g} s); "
+                   f"Redis at {rate:,} req/s through global limits: {rate:,} ops/s with one "
+                   f"round trip per request, or nodes x limits x keys x refills/s = "
+                   f"{n} x {args.redis_limits} x {args.redis_keys} x {args.redis_batch_rate:g} "
+                   f"= {redis_batched:,.0f} ops/s with batched token leases (assumed "
+                   f"{args.redis_batch_rate:g} refills/s per node, limit and key; the Redis "
+                   f"part measures its own figure).")
+    return "\n".join(out)
+
+
+def write_benchmarks(text):
+    path = os.path.join(ROOT, "BENCHMARKS.md")
+    old = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+    section = "## Cluster"
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    block = f"\n### Run of {stamp}\n\n{text}\n"
+    if f"\n{section}\n" not in old:
+        old = old.rstrip("\n") + f"\n\n{section}\n\nReproduce: `python3 bench/cluster.py " \
+                                 f"--nodes 3,10,30 --changes 100 --write`.\n"
+    # Append at the end of the `## Cluster` section (before the next `## `).
+    head, rest = old.split(f"\n{section}\n", 1)
+    nxt = rest.find("\n## ")
+    body, tail = (rest, "") if nxt < 0 else (rest[:nxt], rest[nxt:])
+    with open(path, "w") as f:
+        f.write(head + f"\n{section}\n" + body.rstrip("\n") + "\n" + block + tail)
+
+
+def interrupted(*_):
+    raise KeyboardInterrupt
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--nodes", default="3,10,30")
+    ap.add_argument("--changes", type=int, default=100)
+    ap.add_argument("--idle", type=float, default=10.0,
+                    help="seconds with no change, for keep-alives/s and etcd's idle CPU")
+    ap.add_argument("--timeout", type=float, default=10.0,
+                    help="seconds a change may take to reach every node")
+    ap.add_argument("--ballast", default=os.path.join(ROOT, "target/release/ballast"))
+    ap.add_argument("--seed", type=int, default=24)
+    ap.add_argument("--request-rate", type=int, default=100_000,
+                    help="requests/s through global limits, for the Redis arithmetic")
+    ap.add_argument("--redis-limits", type=int, default=1)
+    ap.add_argument("--redis-keys", type=int, default=1)
+    ap.add_argument("--redis-batch-rate", type=float, default=10.0,
+                    help="assumed token-lease refills per second per node, limit and key")
+    ap.add_argument("--write", action="store_true", help="append the table to BENCHMARKS.md")
+    args = ap.parse_args()
+    if not os.access(args.ballast, os.X_OK):
+        sys.exit(f"{args.ballast}: not built (cargo build --release -p ballast)")
+    if not shutil.which(etcdlib.BINARY):
+        sys.exit(f"{etcdlib.BINARY} is missing: apt-get install etcd-server")
+    # SIGTERM as Ctrl-C: the `finally` blocks stop every process started.
+    signal.signal(signal.SIGTERM, interrupted)
+    sizes = [int(x) for x in args.nodes.split(",") if x]
+    rows = []
+    for n in sizes:
+        print(f"{n} nodes ...", file=sys.stderr, flush=True)
+        rows.append(measure(args, n))
+        r = rows[-1]
+        print(f"  propagation p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms", file=sys.stderr)
+    text = (f"{args.changes} changes per N, one at a time, each through a random node's admin "
+            f"API (`POST /api/v1/target-groups/web/targets`, a new weight); propagation = "
+            f"last node's `applied_at` minus the write's acknowledgement; etcd figures from "
+            f"its `/metrics` before and after (CPU over its idle rate); keep-alives over "
+            f"{args.idle:g} s idle. One etcd {etcdlib.version()} and N `ballast serve "
+            f"--workers 1` on one {os.cpu_count()}-core machine.\n\n{table(rows)}\n\n"
+            f"```\n{arithmetic(rows, args)}\n```")
+    print(text)
+    if args.write:
+        write_benchmarks(text)
+        print("\nappended to BENCHMARKS.md under ## Cluster", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
