@@ -70,16 +70,18 @@ class Procs:
         return p
 
     def stop_all(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-        deadline = time.time() + 15
-        for p in self.procs:
-            try:
-                p.wait(timeout=max(0.1, deadline - time.time()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        """The nodes first (they leave the fleet's list), then etcd (started first)."""
+        for wave in (self.procs[1:], self.procs[:1]):
+            for p in wave:
+                if p.poll() is None:
+                    p.terminate()
+            deadline = time.time() + 15
+            for p in wave:
+                try:
+                    p.wait(timeout=max(0.1, deadline - time.time()))
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
         self.procs = []
 
 
@@ -193,7 +195,7 @@ def start_cluster(procs, args, n, work):
 def run_changes(args, etcd, admins, target):
     """One change at a time; per change (seconds): write latency, ack -> last node."""
     rng = random.Random(args.seed)
-    writes, spread, reads = [], [], 0
+    writes, spread, spread_sent, reads = [], [], [], 0
     weight = 1
     for c in range(args.changes):
         weight = weight % 50 + 1  # a different weight every time: always a real change
@@ -223,7 +225,8 @@ def run_changes(args, etcd, admins, target):
         last = max(parse_time(r["applied_at"]) for r in regs)
         writes.append(acked - sent)
         spread.append(last - acked)
-    return writes, spread, reads
+        spread_sent.append(last - sent)
+    return writes, spread, spread_sent, reads
 
 
 def pct(values, p):
@@ -242,7 +245,7 @@ def measure(args, n):
         time.sleep(args.idle)
         idle1, idle_s = etcd.metrics(), time.time() - t0
         m0, t0 = etcd.metrics(), time.time()
-        writes, spread, reads = run_changes(args, etcd, admins, target)
+        writes, spread, spread_sent, reads = run_changes(args, etcd, admins, target)
         m1, busy_s = etcd.metrics(), time.time() - t0
         for a in admins:
             a.close()
@@ -255,6 +258,8 @@ def measure(args, n):
             "p50_ms": 1000 * pct(spread, 50),
             "p99_ms": 1000 * pct(spread, 99),
             "max_ms": 1000 * max(spread),
+            "sent_p50_ms": 1000 * pct(spread_sent, 50),
+            "sent_p99_ms": 1000 * pct(spread_sent, 99),
             "write_p50_ms": 1000 * statistics.median(writes),
             "puts": busy["puts"] / k,
             "put_bytes": busy["put_bytes"] / k,
@@ -273,15 +278,19 @@ def measure(args, n):
         }
         done = True
         return row
+    except KeyboardInterrupt:
+        done = True  # nothing to look into
+        raise
     finally:
         procs.stop_all()
-        if done:
+        if done and not args.keep:
             shutil.rmtree(work, ignore_errors=True)
         else:
-            print(f"\nlogs kept in {work}", file=sys.stderr)
+            print(f"logs kept in {work}", file=sys.stderr)
 
 
-HEAD = ("| nodes | changes | propagation p50 (ms) | p99 (ms) | max (ms) | write p50 (ms) | "
+HEAD = ("| nodes | changes | ack → last node p50 (ms) | p99 (ms) | max (ms) | "
+        "sent → last node p50 (ms) | p99 (ms) | write p50 (ms) | "
         "etcd puts / change | put bytes / change | watch msgs sent / change | "
         "etcd bytes sent / change | etcd CPU ms / change | watchers | keep-alives/s (expected) |")
 
@@ -291,7 +300,8 @@ def table(rows):
     for r in rows:
         lines.append(
             f"| {r['nodes']} | {r['changes']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-            f"{r['max_ms']:.1f} | {r['write_p50_ms']:.1f} | {r['puts']:.1f} | "
+            f"{r['max_ms']:.1f} | {r['sent_p50_ms']:.1f} | {r['sent_p99_ms']:.1f} | "
+            f"{r['write_p50_ms']:.1f} | {r['puts']:.1f} | "
             f"{r['put_bytes']:.0f} | {r['watch_msgs']:.1f} | {r['sent_bytes']:.0f} | "
             f"{r['cpu_ms']:.2f} | {r['watchers']:.0f} | {r['keepalives_s']:.2f} "
             f"({r['keepalives_expected']:.2f}) |")
@@ -310,32 +320,30 @@ def fit(rows, key):
 
 
 def arithmetic(rows, args):
-    out = []
-    per = {key: fit(rows, key) for key in ("puts", "put_bytes", "watch_msgs", "sent_bytes", "cpu_ms")}
-    out.append("Per change, fitted as a + b x N over the measured N "
-               "(b = what one more node adds):")
+    """Per-change costs fitted over the measured N, carried to 100 and 1,000 nodes."""
+    keys = ("puts", "put_bytes", "watch_msgs", "sent_bytes", "txns", "ranges", "cpu_ms")
+    per = {key: fit(rows, key) for key in keys}
+    out = ["Per change, fitted as a + b x N over the measured N (b: what one more node adds):"]
     for key, (a, b) in per.items():
         out.append(f"  {key:>10}: {a:10.2f} + {b:10.3f} x N")
-    out.append("")
-    rate = args.request_rate
+    rate, batch = args.request_rate, args.redis_batch_rate
+    out += ["", f"Carried to larger fleets (keep-alives: N / (lease_ttl / 3), lease_ttl = "
+            f"{LEASE_TTL:g} s; Redis at {rate:,} req/s through global limits, either one round "
+            f"trip per request, or nodes x limits ({args.redis_limits}) x keys "
+            f"({args.redis_keys}) x {batch:g} refills/s per node, limit and key: an "
+            f"assumption, the Redis part measures its own figure):", "",
+            "| nodes | watch events sent / change | etcd puts / change (registrations) | "
+            "etcd bytes sent / change | etcd CPU ms / change | changes/s etcd's CPU allows | "
+            "keep-alives/s | Redis ops/s per request | Redis ops/s batched |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for n in (100, 1000):
-        puts = per["puts"][0] + per["puts"][1] * n
-        sent = per["sent_bytes"][0] + per["sent_bytes"][1] * n
-        cpu = per["cpu_ms"][0] + per["cpu_ms"][1] * n
-        watch = per["watch_msgs"][0] + per["watch_msgs"][1] * n
+        est = {key: a + b * n for key, (a, b) in per.items()}
         keepalives = n / (LEASE_TTL / 3)
-        redis_batched = n * args.redis_limits * args.redis_keys * args.redis_batch_rate
-        out.append(f"{n} nodes, per change: {watch:.0f} watch messages sent "
-                   f"(one config event per node), {puts:.0f} etcd puts (the config, then "
-                   f"each node's registration), {sent / 1e3:.0f} kB sent by etcd, "
-                   f"{cpu:.0f} ms of etcd CPU; at rest: {keepalives:.0f} lease keep-alives/s "
-                   f"(N / (lease_ttl / 3), lease_ttl = {LEASE_TTL:g} s); "
-                   f"Redis at {rate:,} req/s through global limits: {rate:,} ops/s with one "
-                   f"round trip per request, or nodes x limits x keys x refills/s = "
-                   f"{n} x {args.redis_limits} x {args.redis_keys} x {args.redis_batch_rate:g} "
-                   f"= {redis_batched:,.0f} ops/s with batched token leases (assumed "
-                   f"{args.redis_batch_rate:g} refills/s per node, limit and key; the Redis "
-                   f"part measures its own figure).")
+        batched = n * args.redis_limits * args.redis_keys * batch
+        out.append(f"| {n:,} | {est['watch_msgs']:,.0f} | {est['puts']:,.0f} "
+                   f"({est['puts'] - 1:,.0f}) | {est['sent_bytes'] / 1e3:,.0f} kB | "
+                   f"{est['cpu_ms']:,.0f} | {1000 / max(est['cpu_ms'], 1e-3):,.0f} | "
+                   f"{keepalives:,.0f} | {rate:,} | {batched:,.0f} |")
     return "\n".join(out)
 
 
@@ -365,7 +373,8 @@ def main():
     ap.add_argument("--nodes", default="3,10,30")
     ap.add_argument("--changes", type=int, default=100)
     ap.add_argument("--idle", type=float, default=10.0,
-                    help="seconds with no change, for keep-alives/s and etcd's idle CPU")
+                    help="seconds with no change, for keep-alives/s and etcd's idle CPU "
+                         "(at least lease_ttl, 10 s, or the keep-alives are undercounted)")
     ap.add_argument("--timeout", type=float, default=10.0,
                     help="seconds a change may take to reach every node")
     ap.add_argument("--ballast", default=os.path.join(ROOT, "target/release/ballast"))
@@ -376,6 +385,7 @@ def main():
     ap.add_argument("--redis-keys", type=int, default=1)
     ap.add_argument("--redis-batch-rate", type=float, default=10.0,
                     help="assumed token-lease refills per second per node, limit and key")
+    ap.add_argument("--keep", action="store_true", help="keep each N's files and logs")
     ap.add_argument("--write", action="store_true", help="append the table to BENCHMARKS.md")
     args = ap.parse_args()
     if not os.access(args.ballast, os.X_OK):
@@ -393,11 +403,13 @@ def main():
         print(f"  propagation p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms", file=sys.stderr)
     text = (f"{args.changes} changes per N, one at a time, each through a random node's admin "
             f"API (`POST /api/v1/target-groups/web/targets`, a new weight); propagation = "
-            f"last node's `applied_at` minus the write's acknowledgement; etcd figures from "
+            f"the last node's `applied_at` minus the instant the write's answer arrived (ack; "
+            f"negative: every node had applied it before the answer reached the client) or "
+            f"the instant the write was sent (sent); etcd figures from "
             f"its `/metrics` before and after (CPU over its idle rate); keep-alives over "
             f"{args.idle:g} s idle. One etcd {etcdlib.version()} and N `ballast serve "
             f"--workers 1` on one {os.cpu_count()}-core machine.\n\n{table(rows)}\n\n"
-            f"```\n{arithmetic(rows, args)}\n```")
+            f"{arithmetic(rows, args)}")
     print(text)
     if args.write:
         write_benchmarks(text)
@@ -405,4 +417,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit("interrupted; every process this run started is stopped")
