@@ -53,6 +53,7 @@ import etcd_server as etcdlib  # bench/etcd_server.py
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PREFIX = "/bench/"
+TICK = os.sysconf("SC_CLK_TCK")
 LEASE_TTL = 10.0  # [cluster] lease_ttl's default; registrations renew every third of it
 
 
@@ -152,6 +153,19 @@ class Admin:
             self.conn.close()
 
 
+def cpu_seconds(procs):
+    """User + system CPU of these processes so far (/proc/PID/stat)."""
+    total = 0
+    for p in procs:
+        try:
+            with open(f"/proc/{p.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / TICK
+
+
 def wait_until(what, check, timeout, step=0.005):
     deadline = time.time() + timeout
     while True:
@@ -172,14 +186,15 @@ def start_cluster(procs, args, n, work):
     """etcd and n nodes, node 0 first (it seeds the prefix); returns (etcd, admins)."""
     etcd = etcdlib.Etcd(procs, work)
     target = free_port()  # nothing listens there: the target's health does not matter
-    admins = []
+    admins, nodes = [], []
     for i in range(n):
         text, ports = node_conf(i, etcd.url, work, target)
         path = os.path.join(work, f"n{i}.toml")
         with open(path, "w") as f:
             f.write(text)
-        procs.start([args.ballast, "serve", "--config", path, "--workers", "1"],
-                    os.path.join(work, f"n{i}.log"), env=dict(os.environ, RUST_LOG="warn"))
+        nodes.append(procs.start([args.ballast, "serve", "--config", path, "--workers", "1"],
+                                 os.path.join(work, f"n{i}.log"),
+                                 env=dict(os.environ, RUST_LOG="warn")))
         admins.append(Admin(ports["admin"]))
         if i == 0:
             wait_port(ports["admin"], 60)
@@ -189,7 +204,7 @@ def start_cluster(procs, args, n, work):
     wait_until("every node on the seed", lambda: all(a.version() >= seeded for a in admins),
                60, 0.05)
     wait_until(f"{n} registrations", lambda: len(etcd.registrations(PREFIX)) == n, 60, 0.05)
-    return etcd, admins, target
+    return etcd, admins, nodes, target
 
 
 def run_changes(args, etcd, admins, target):
@@ -240,13 +255,13 @@ def measure(args, n):
     work = tempfile.mkdtemp(prefix=f"ballast-cluster-{n}-")
     done = False
     try:
-        etcd, admins, target = start_cluster(procs, args, n, work)
-        idle0, t0 = etcd.metrics(), time.time()
+        etcd, admins, nodes, target = start_cluster(procs, args, n, work)
+        idle0, idle_cpu0, t0 = etcd.metrics(), cpu_seconds(nodes), time.time()
         time.sleep(args.idle)
-        idle1, idle_s = etcd.metrics(), time.time() - t0
-        m0, t0 = etcd.metrics(), time.time()
+        idle1, idle_cpu, idle_s = etcd.metrics(), cpu_seconds(nodes) - idle_cpu0, time.time() - t0
+        m0, cpu0, t0 = etcd.metrics(), cpu_seconds(nodes), time.time()
         writes, spread, spread_sent, reads = run_changes(args, etcd, admins, target)
-        m1, busy_s = etcd.metrics(), time.time() - t0
+        m1, cpu, busy_s = etcd.metrics(), cpu_seconds(nodes) - cpu0, time.time() - t0
         for a in admins:
             a.close()
         idle = etcdlib.delta(idle0, idle1)
@@ -271,6 +286,8 @@ def measure(args, n):
             "recv_bytes": busy["recv_bytes"] / k,
             # etcd's CPU per change over what it spends idle (keep-alives, ticks).
             "cpu_ms": 1000 * max(0.0, busy["cpu_s"] - idle["cpu_s"] / idle_s * busy_s) / k,
+            # A node's CPU per change (apply, persist, registration) over its idle rate.
+            "node_cpu_ms": 1000 * max(0.0, cpu - idle_cpu / idle_s * busy_s) / k / n,
             "watchers": m1.get("etcd_debugging_mvcc_watcher_total", float("nan")),
             "keepalives_s": idle["keepalives"] / idle_s,
             "keepalives_expected": n / (LEASE_TTL / 3),
@@ -292,7 +309,8 @@ def measure(args, n):
 HEAD = ("| nodes | changes | ack → last node p50 (ms) | p99 (ms) | max (ms) | "
         "sent → last node p50 (ms) | p99 (ms) | write p50 (ms) | "
         "etcd puts / change | put bytes / change | watch msgs sent / change | "
-        "etcd bytes sent / change | etcd CPU ms / change | watchers | keep-alives/s (expected) |")
+        "etcd bytes sent / change | etcd CPU ms / change | node CPU ms / change | watchers | "
+        "keep-alives/s (expected) |")
 
 
 def table(rows):
@@ -303,7 +321,7 @@ def table(rows):
             f"{r['max_ms']:.1f} | {r['sent_p50_ms']:.1f} | {r['sent_p99_ms']:.1f} | "
             f"{r['write_p50_ms']:.1f} | {r['puts']:.1f} | "
             f"{r['put_bytes']:.0f} | {r['watch_msgs']:.1f} | {r['sent_bytes']:.0f} | "
-            f"{r['cpu_ms']:.2f} | {r['watchers']:.0f} | {r['keepalives_s']:.2f} "
+            f"{r['cpu_ms']:.2f} | {r['node_cpu_ms']:.2f} | {r['watchers']:.0f} | {r['keepalives_s']:.2f} "
             f"({r['keepalives_expected']:.2f}) |")
     return "\n".join(lines)
 
