@@ -371,6 +371,10 @@ impl Fleet for Node {
         self.with(|k| k.shared.clone()).flatten()
     }
 
+    fn localize(&self, shared: &Value) -> Result<Config, ballast_config::ConfigErrors> {
+        Config::localize(shared, &self.file).map(|(config, _)| config)
+    }
+
     fn applied(&self, revision: u64, shared: Value) {
         self.applied.store(revision, Ordering::Release);
         self.with(|k| {
