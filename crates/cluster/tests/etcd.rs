@@ -35,10 +35,16 @@ async fn range_put_and_compare_and_swap() {
     assert_eq!(c.get("/t/config").await.expect("get").0, None);
     // Absent: only a CAS on 0 writes it.
     assert_eq!(
-        c.compare_and_swap("/t/config", b"one", 5).await.expect("cas"),
+        c.compare_and_swap("/t/config", b"one", 5)
+            .await
+            .expect("cas"),
         Cas::Lost { current: 0 }
     );
-    let Cas::Won(first) = c.compare_and_swap("/t/config", b"one", 0).await.expect("cas") else {
+    let Cas::Won(first) = c
+        .compare_and_swap("/t/config", b"one", 0)
+        .await
+        .expect("cas")
+    else {
         panic!("an absent key is created by a CAS on 0");
     };
     let (kv, _) = c.get("/t/config").await.expect("get");
@@ -48,15 +54,23 @@ async fn range_put_and_compare_and_swap() {
     let other = c.put("/t/other", b"x", 0).await.expect("put");
     assert!(other > first);
     assert_eq!(
-        c.compare_and_swap("/t/config", b"two", first + 100).await.expect("cas"),
+        c.compare_and_swap("/t/config", b"two", first + 100)
+            .await
+            .expect("cas"),
         Cas::Lost { current: first }
     );
-    let Cas::Won(second) = c.compare_and_swap("/t/config", b"two", first).await.expect("cas") else {
+    let Cas::Won(second) = c
+        .compare_and_swap("/t/config", b"two", first)
+        .await
+        .expect("cas")
+    else {
         panic!("a CAS on the key's revision wins");
     };
     assert!(second > other);
     assert_eq!(
-        c.compare_and_swap("/t/config", b"three", first).await.expect("cas"),
+        c.compare_and_swap("/t/config", b"three", first)
+            .await
+            .expect("cas"),
         Cas::Lost { current: second },
         "the revision it read is gone"
     );
@@ -90,7 +104,11 @@ async fn a_watch_sees_every_write_in_order_and_says_when_history_is_compacted() 
     }
     assert_eq!(
         seen,
-        [(b"a".to_vec(), r1), (b"b".to_vec(), r2), (b"c".to_vec(), r3)]
+        [
+            (b"a".to_vec(), r1),
+            (b"b".to_vec(), r2),
+            (b"c".to_vec(), r3)
+        ]
     );
 
     // History up to r3 compacted: a watch from r2 is told so.
@@ -103,13 +121,17 @@ async fn a_watch_sees_every_write_in_order_and_says_when_history_is_compacted() 
             .expect("an answer in time")
             .expect("events");
         said.extend(events);
-        if said.iter().any(|e| matches!(e, WatchEvent::Compacted { .. })) {
+        if said
+            .iter()
+            .any(|e| matches!(e, WatchEvent::Compacted { .. }))
+        {
             break;
         }
     }
     assert!(
-        said.iter()
-            .any(|e| matches!(e, WatchEvent::Compacted { compact_revision } if *compact_revision == r3)),
+        said.iter().any(
+            |e| matches!(e, WatchEvent::Compacted { compact_revision } if *compact_revision == r3)
+        ),
         "{said:?}"
     );
     // etcd stopping ends a watch with an error, never silently.
@@ -152,10 +174,17 @@ async fn a_key_on_a_lease_goes_when_the_lease_is_not_renewed() {
         if keys == ["/t/nodes/kept"] {
             break;
         }
-        assert!(Instant::now() < deadline, "the lease never expired: {keys:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the lease never expired: {keys:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(c.keep_alive(dropped).await.expect("keep alive"), 0, "expired");
+    assert_eq!(
+        c.keep_alive(dropped).await.expect("keep alive"),
+        0,
+        "expired"
+    );
     c.revoke(kept).await.expect("revoke");
     assert!(c.list("/t/nodes/").await.expect("list").is_empty());
 }
@@ -167,9 +196,15 @@ async fn a_dead_endpoint_is_skipped() {
     let dead_url = format!("http://{}", dead.local_addr().expect("addr"));
     drop(dead);
     let c = Etcd::new(&cluster(&[dead_url, etcd.url()])).expect("client");
-    let rev = c.put("/t/k", b"v", 0).await.expect("the live endpoint answers");
+    let rev = c
+        .put("/t/k", b"v", 0)
+        .await
+        .expect("the live endpoint answers");
     assert!(rev > 0);
-    assert_eq!(c.get("/t/k").await.expect("get").0.map(|kv| kv.value), Some(b"v".to_vec()));
+    assert_eq!(
+        c.get("/t/k").await.expect("get").0.map(|kv| kv.value),
+        Some(b"v".to_vec())
+    );
 }
 
 #[tokio::test]
@@ -205,9 +240,15 @@ async fn tls_with_a_client_certificate() {
 #[tokio::test]
 async fn users_and_passwords() {
     let etcd = EtcdServer::start();
-    etcd.gateway("/v3/auth/user/add", &json!({ "name": "root", "password": "root-pw" }));
+    etcd.gateway(
+        "/v3/auth/user/add",
+        &json!({ "name": "root", "password": "root-pw" }),
+    );
     etcd.gateway("/v3/auth/role/add", &json!({ "name": "root" }));
-    etcd.gateway("/v3/auth/user/grant", &json!({ "user": "root", "role": "root" }));
+    etcd.gateway(
+        "/v3/auth/user/grant",
+        &json!({ "user": "root", "role": "root" }),
+    );
     etcd.gateway("/v3/auth/enable", &json!({}));
     let dir = TempDir::new("etcd-auth");
     let mut config = cluster(&[etcd.url()]);
@@ -226,5 +267,8 @@ async fn users_and_passwords() {
     });
     let wrong = Etcd::new(&config).expect("client");
     let e = wrong.get("/t/auth").await.expect_err("a wrong password");
-    assert!(!e.to_string().contains("nope"), "no password in errors: {e}");
+    assert!(
+        !e.to_string().contains("nope"),
+        "no password in errors: {e}"
+    );
 }
