@@ -74,6 +74,22 @@ async fn every_node_applies_a_change_made_through_any_node() {
         assert_eq!(listed.len(), 3, "{status}");
         assert!(listed.iter().all(|n| n["healthy"] == true), "{status}");
     }
+
+    // The dashboard shows the fleet, all on the newest revision.
+    let newest = fleet.nodes[0].version().await;
+    let profile = ballast_testkit::pki::TempDir::new("cluster-dashboard");
+    let url = format!("http://{}/", fleet.nodes[1].admin);
+    let (dom, log) = crate::dashboard::browse(&url, "--dump-dom", &profile.path).await;
+    assert!(
+        dom.contains(&format!("3 nodes · 3 on revision {newest}")),
+        "the cluster panel: {}",
+        dom.lines()
+            .filter(|l| l.contains("cluster"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(dom.contains("node-1 <span class=\"muted\">(this node)</span>"));
+    assert!(crate::dashboard::console_errors(&log).is_empty(), "{log}");
 }
 
 /// Two writers on two nodes, both at the same revision, write at once: exactly
