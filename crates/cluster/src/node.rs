@@ -256,6 +256,7 @@ impl Node {
         let key = self.cluster.config_key();
         let (kv, revision) = self.etcd.get(&key).await?;
         self.reached();
+        crate::sticky::share(&self.etcd, &self.cluster.prefix, &self.file).await?;
         match kv {
             Some(kv) => {
                 let at = kv.mod_revision.max(0) as u64;

@@ -143,7 +143,7 @@ async fn a_revision_one_node_cannot_run_is_refused_there_and_reported() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("a port");
     let taken_addr = taken.local_addr().expect("addr");
     // Nodes 0 and 2 bind `extra` where they like; node 1 takes the fleet's address.
-    let fleet = Fleet::start_with(3, b.addr(), |i| {
+    let fleet = Fleet::start_with(3, &super::fleet_tables(b.addr()), |i| {
         if i == 1 {
             String::new()
         } else {
@@ -318,4 +318,67 @@ async fn the_fleet_config_moves_out_of_etcd_and_back_in() {
         .map(Vec::len);
     assert_eq!(targets, Some(2));
     assert!(newer > revision);
+}
+
+/// A sticky-session cookie made by one node keeps the client on its target on
+/// every other node: the fleet shares one stickiness key through etcd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sticky_cookie_from_one_node_holds_on_every_node() {
+    let (a, b) = (backend("a").await, backend("b").await);
+    let tables = format!(
+        r#"
+[[listeners]]
+name = "public"
+bind = "127.0.0.1:0"
+default_action = {{ type = "forward", target_group = "web" }}
+
+[[target_groups]]
+name = "web"
+stickiness = {{ type = "lb_cookie", duration = "1h" }}
+targets = [{{ address = "{}" }}, {{ address = "{}" }}]
+"#,
+        a.addr(),
+        b.addr()
+    );
+    let fleet = Fleet::start_with(3, &tables, |_| String::new());
+    let revision = fleet.nodes[0].version().await;
+    fleet.converged(revision).await;
+    let key = format!("{}stickiness_key", fleet.prefix);
+    let shared = fleet.etcd.get(&key).expect("the fleet's key in etcd");
+    assert!(shared.len() >= 32);
+    for n in &fleet.nodes {
+        let own = std::fs::read_to_string(n.state.path.join("stickiness.key")).expect("key file");
+        assert_eq!(own.trim(), shared, "{} holds the fleet's key", n.name);
+    }
+
+    let client = Client::http1();
+    let first = client
+        .get(&format!("http://{}/", fleet.nodes[0].process.addr))
+        .await
+        .expect("request");
+    let cookie = first
+        .headers
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .expect("a sticky cookie")
+        .to_string();
+    let target = first.backend();
+    for n in &fleet.nodes {
+        for _ in 0..20 {
+            let req = http::Request::builder()
+                .uri(format!("http://{}/", n.process.addr))
+                .header("cookie", &cookie)
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .expect("request");
+            let r = client.send(req).await.expect("request");
+            assert_eq!(r.status, 200);
+            assert_eq!(
+                r.backend(),
+                target,
+                "{} keeps the client on its target",
+                n.name
+            );
+        }
+    }
 }

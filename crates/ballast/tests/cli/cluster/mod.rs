@@ -28,7 +28,7 @@ use crate::BIN;
 const CONVERGE: Duration = Duration::from_secs(10);
 
 /// The fleet's config the first node seeds etcd with.
-fn fleet_tables(backend: SocketAddr) -> String {
+pub fn fleet_tables(backend: SocketAddr) -> String {
     format!(
         r#"
 [[listeners]]
@@ -157,11 +157,12 @@ pub struct Fleet {
 
 impl Fleet {
     pub fn start(n: usize, backend: SocketAddr) -> Fleet {
-        Self::start_with(n, backend, |_| String::new())
+        Self::start_with(n, &fleet_tables(backend), |_| String::new())
     }
 
-    /// As `start`, node `i`'s `[cluster]` getting `extra(i)` too.
-    pub fn start_with(n: usize, backend: SocketAddr, extra: impl Fn(usize) -> String) -> Fleet {
+    /// `n` nodes, node 0 seeding `tables`, node `i`'s `[cluster]` getting
+    /// `extra(i)` too.
+    pub fn start_with(n: usize, tables: &str, extra: impl Fn(usize) -> String) -> Fleet {
         let etcd = EtcdServer::start();
         let prefix = "/ballast-test/".to_string();
         let mut nodes = Vec::new();
@@ -170,7 +171,7 @@ impl Fleet {
             let state = TempDir::new(&format!("cluster-{name}"));
             let mut file = node_file(&name, &etcd.url(), &prefix, &state, &extra(i));
             if i == 0 {
-                file.push_str(&fleet_tables(backend));
+                file.push_str(tables);
             }
             nodes.push(Node::start(&name, file, state));
         }
