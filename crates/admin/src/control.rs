@@ -185,6 +185,11 @@ impl Control {
         let shared = config
             .fleet_value(fleet.shared().as_ref())
             .map_err(|e| ApiError::invalid_config(&e))?;
+        // What this node will run, checked before anything is written: the
+        // fleet's tables as every node reads them, with this node's own.
+        let config = fleet
+            .localize(&shared)
+            .map_err(|e| ApiError::invalid_config(&e))?;
         let revision = fleet.write(&shared, running.version).await?;
         let (version, config) = self.apply_and_persist(config, Some(revision)).await?;
         fleet.applied(revision, shared);

@@ -66,6 +66,12 @@ pub trait Fleet: Send + Sync {
     ) -> FleetFuture<'a, Result<u64, FleetError>>;
     /// The fleet's config this node last applied (its shared tables).
     fn shared(&self) -> Option<Value>;
+    /// The config this node runs for the fleet's `shared` tables (its own tables
+    /// and `listener_binds` over them), validated; the errors otherwise.
+    fn localize(
+        &self,
+        shared: &Value,
+    ) -> Result<ballast_config::Config, ballast_config::ConfigErrors>;
     /// This node applied revision `revision` of the fleet's config (`shared`).
     fn applied(&self, revision: u64, shared: Value);
     /// `GET /api/v1/cluster`.

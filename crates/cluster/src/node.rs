@@ -256,6 +256,7 @@ impl Node {
         let key = self.cluster.config_key();
         let (kv, revision) = self.etcd.get(&key).await?;
         self.reached();
+        crate::sticky::share(&self.etcd, &self.cluster.prefix, &self.file).await?;
         match kv {
             Some(kv) => {
                 let at = kv.mod_revision.max(0) as u64;
@@ -369,6 +370,10 @@ impl Fleet for Node {
 
     fn shared(&self) -> Option<Value> {
         self.with(|k| k.shared.clone()).flatten()
+    }
+
+    fn localize(&self, shared: &Value) -> Result<Config, ballast_config::ConfigErrors> {
+        Config::localize(shared, &self.file).map(|(config, _)| config)
     }
 
     fn applied(&self, revision: u64, shared: Value) {

@@ -12,6 +12,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::etcd::EtcdError;
 use crate::node::{Node, RETRY};
@@ -25,11 +26,15 @@ pub async fn register(node: Arc<Node>) {
     let ttl = node.cluster.lease_ttl;
     let mut lease = 0i64;
     let mut dirty = true;
+    // When the lease is renewed next: on its own schedule, however often the
+    // registration is put (a put does not renew the lease it is attached to).
+    let mut renew_at = tokio::time::Instant::now();
     loop {
         let step: Result<(), EtcdError> = async {
             if lease == 0 {
                 lease = node.etcd.grant(ttl).await?;
                 LEASE.store(lease, Ordering::Relaxed);
+                renew_at = tokio::time::Instant::now() + ttl / 3;
                 dirty = true;
             }
             if dirty {
@@ -37,17 +42,22 @@ pub async fn register(node: Arc<Node>) {
                     .map_err(|e| EtcdError::Protocol(e.to_string()))?;
                 node.etcd.put(&key, &value, lease).await?;
                 dirty = false;
-            } else if node.etcd.keep_alive(lease).await? <= 0 {
-                lease = 0; // expired: granted anew next round
+            }
+            if tokio::time::Instant::now() >= renew_at {
+                if node.etcd.keep_alive(lease).await? <= 0 {
+                    lease = 0; // expired: granted anew at once
+                    return Ok(());
+                }
+                renew_at = tokio::time::Instant::now() + ttl / 3;
             }
             Ok(())
         }
         .await;
         let wait = match &step {
-            Ok(()) if lease == 0 => RETRY.min(ttl / 3),
+            Ok(()) if lease == 0 => Duration::ZERO,
             Ok(()) => {
                 node.reached();
-                ttl / 3
+                renew_at.saturating_duration_since(tokio::time::Instant::now())
             }
             Err(e) => {
                 if !e.is_unreachable() {

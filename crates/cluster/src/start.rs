@@ -39,6 +39,10 @@ pub fn seed_value(file: &Config) -> Option<Vec<u8>> {
 /// Decide the config `node` starts on; an error when there is none to start on.
 pub async fn begin(node: &Node, store: &Store) -> Result<Begin, String> {
     let key = node.cluster.config_key();
+    // The fleet's stickiness key first, so the first apply reads it.
+    if let Err(e) = crate::sticky::share(&node.etcd, &node.cluster.prefix, &node.file).await {
+        tracing::warn!(error = %e, "cannot read the fleet's stickiness key now; using this node's state.dir key until etcd answers");
+    }
     // A seed lost to another node is read back in the next round; a node with
     // nothing to seed waits for one that has.
     let mut rounds = 0;

@@ -80,6 +80,7 @@ pub use snapshot::Snapshot;
 pub use tls::certificate::CertificateInfo;
 pub use upstream::shard::Shard;
 pub use upstream::sticky::{Key as StickyKey, Sticky};
+pub use upstream::sticky_key::STATE_FILE as STICKINESS_STATE_FILE;
 pub use upstream::target::{HealthReason, HealthState, Target};
 pub use upstream::target_group::TargetGroup;
 pub use upstream::verdict::VerdictView;

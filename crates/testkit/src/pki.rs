@@ -119,6 +119,20 @@ impl Ca {
         self.sign(params)
     }
 
+    /// A certificate for both ends (server and client authentication), as etcd
+    /// needs when it checks client certificates: its JSON gateway dials etcd's
+    /// own gRPC port with the server's certificate as a client certificate.
+    pub fn server_and_client(&self, names: &[&str]) -> Leaf {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let mut params = CertificateParams::new(names).expect("server params");
+        params.distinguished_name.push(DnType::CommonName, "server");
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        self.sign(params)
+    }
+
     /// A client certificate with a subject CN and a serial number.
     pub fn client(&self, cn: &str, serial: u64) -> Leaf {
         self.sign(client_params(cn, serial))

@@ -36,7 +36,7 @@ fn chromium() -> PathBuf {
 
 /// Run headless Chromium on `url` with `mode` (`--dump-dom` or
 /// `--screenshot=...`); returns its stdout and stderr.
-async fn browse(url: &str, mode: &str, profile: &Path) -> (String, String) {
+pub(crate) async fn browse(url: &str, mode: &str, profile: &Path) -> (String, String) {
     let mut cmd = tokio::process::Command::new(chromium());
     cmd.args([
         "--headless",
@@ -85,7 +85,7 @@ fn attribute(html: &str, id: &str, name: &str) -> String {
 /// Every console message Chromium logged for the page (it logs them all at
 /// INFO, whatever their level): the page writes none itself, so each is an
 /// error, a warning or a failed load.
-fn console_errors(stderr: &str) -> Vec<&str> {
+pub(crate) fn console_errors(stderr: &str) -> Vec<&str> {
     stderr.lines().filter(|l| l.contains(":CONSOLE")).collect()
 }
 

@@ -11,6 +11,7 @@ use ballast_testkit::{backends, eventually, BallastProcess, Client, Setup};
 
 mod admin;
 mod bench;
+mod cluster;
 mod config_source;
 mod control;
 mod dashboard;

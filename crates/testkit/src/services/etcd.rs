@@ -38,6 +38,8 @@ pub struct EtcdServer {
     peer_port: u16,
     dir: PathBuf,
     extra: Vec<String>,
+    /// A second, HTTPS client port (0: none): see `start_tls`.
+    tls_port: u16,
 }
 
 impl EtcdServer {
@@ -60,10 +62,15 @@ impl EtcdServer {
             peer_port: 0,
             dir,
             extra: args.iter().map(|a| a.to_string()).collect(),
+            tls_port: 0,
         };
+        let tls = etcd.extra.iter().any(|a| a.starts_with("--cert-file"));
         for attempt in 1..=START_ATTEMPTS {
             etcd.client_port = free_port();
             etcd.peer_port = free_port();
+            if tls {
+                etcd.tls_port = free_port();
+            }
             match etcd.launch() {
                 Ok(()) => return etcd,
                 Err(why) if attempt < START_ATTEMPTS => {
@@ -75,6 +82,29 @@ impl EtcdServer {
             }
         }
         unreachable!("the last attempt returns or panics")
+    }
+
+    /// Like `start`, also serving clients over TLS on a second port
+    /// (`tls_url`) with the server certificate `cert`/`key`; with `client_ca`,
+    /// TLS clients must present a certificate it signed. The plain port stays
+    /// for readiness and the test's own calls.
+    pub fn start_tls(cert: &Path, key: &Path, client_ca: Option<&Path>) -> EtcdServer {
+        let mut args = vec![
+            format!("--cert-file={}", cert.display()),
+            format!("--key-file={}", key.display()),
+        ];
+        if let Some(ca) = client_ca {
+            args.push(format!("--trusted-ca-file={}", ca.display()));
+            args.push("--client-cert-auth".into());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Self::start_with(&args)
+    }
+
+    /// The TLS client URL, `https://127.0.0.1:PORT` (`start_tls` only).
+    pub fn tls_url(&self) -> String {
+        assert!(self.tls_port != 0, "etcd was not started with start_tls");
+        format!("https://127.0.0.1:{}", self.tls_port)
     }
 
     /// The client URL, `http://127.0.0.1:PORT`.
@@ -204,7 +234,10 @@ impl EtcdServer {
             .append(true)
             .open(self.log_path())
             .expect("open etcd's log");
-        let client = self.url();
+        let mut client = self.url();
+        if self.tls_port != 0 {
+            client.push_str(&format!(",https://127.0.0.1:{}", self.tls_port));
+        }
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let mut child = Command::new(binary)
             .arg(format!("--name={NAME}"))
