@@ -370,7 +370,9 @@ def write_benchmarks(text):
     old = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
     section = "## Cluster"
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    block = f"\n### Run of {stamp}\n\n{text}\n"
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip() or "?"
+    block = f"\n### Run of {stamp} (commit {commit})\n\n{text}\n"
     if f"\n{section}\n" not in old:
         old = old.rstrip("\n") + f"\n\n{section}\n\nReproduce: `python3 bench/cluster.py " \
                                  f"--nodes 3,10,30 --changes 100 --write`.\n"
