@@ -11,8 +11,10 @@
 //! good one. When the watch breaks (etcd stopped, the connection lost), the node
 //! says etcd is down and tries again every [`RETRY`]: a watch resumed from the
 //! next revision it needs gets every change it missed; if etcd compacted those
-//! away, the node reads the key afresh and watches from after that read. The data
-//! path never waits for any of this: it keeps the snapshot it has.
+//! away, the node reads the key afresh and watches from after that read. A watch
+//! quiet for a lease's TTL is checked with one read (a half-open connection would
+//! hide every later revision). The data path never waits for any of this: it
+//! keeps the snapshot it has.
 //!
 //! **Writes** (`Fleet::write`, from the admin API) are one etcd transaction: put
 //! the new config if the key's last write is still the revision this node runs.
@@ -213,7 +215,33 @@ impl Node {
                 }
             };
             loop {
-                match watch.next().await {
+                // A watch whose connection died silently (a half-open TCP
+                // connection says nothing) would never deliver again: when it has
+                // been quiet for a lease's TTL, one read checks that nothing newer
+                // exists than what this node runs.
+                let next = match tokio::time::timeout(self.cluster.lease_ttl, watch.next()).await {
+                    Ok(next) => next,
+                    Err(_) => match self.etcd.get(&key).await {
+                        Ok((Some(kv), _)) if kv.mod_revision.max(0) as u64 >= from => {
+                            tracing::warn!(
+                                revision = kv.mod_revision,
+                                from,
+                                "the watch missed a revision: reading the config afresh"
+                            );
+                            read_first = true;
+                            break;
+                        }
+                        Ok(_) => {
+                            self.reached();
+                            continue;
+                        }
+                        Err(e) => {
+                            self.lost(&e);
+                            break;
+                        }
+                    },
+                };
+                match next {
                     Ok(events) => {
                         self.reached();
                         for event in events {

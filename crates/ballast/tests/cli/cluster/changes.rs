@@ -92,40 +92,62 @@ async fn every_node_applies_a_change_made_through_any_node() {
     assert!(crate::dashboard::console_errors(&log).is_empty(), "{log}");
 }
 
-/// Two writers on two nodes, both at the same revision, write at once: exactly
-/// one wins and the other gets 409 naming the current revision, 100 times over.
+/// Two writers on two nodes read the same revision and write at once, each
+/// its own change guarded by that revision (`{"version": V, "config": ...}`):
+/// exactly one wins and the other gets 409 naming the current revision, 100
+/// times over, whichever reaches etcd first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn of_two_racing_writers_exactly_one_wins() {
     let b = backend("web").await;
     let fleet = Fleet::start(2, b.addr());
     let (a, c) = (&fleet.nodes[0], &fleet.nodes[1]);
     let mut revision = a.version().await;
+    let mut conflicts_named = 0;
     for race in 0..100u16 {
         fleet.converged(revision).await;
-        let (x, y) = (
-            format!("127.0.0.1:{}", 41_000 + race),
-            format!("127.0.0.1:{}", 42_000 + race),
+        let (read_a, read_c) = tokio::join!(
+            a.call("GET", "/api/v1/config", ""),
+            c.call("GET", "/api/v1/config", "")
         );
-        let (ra, rc) = tokio::join!(a.add_target(&x), c.add_target(&y));
+        let (mut body_a, mut body_c) = (read_a.json(), read_c.json());
+        assert_eq!(body_a["version"], revision);
+        assert_eq!(body_c["version"], revision);
+        for (body, port) in [(&mut body_a, 41_000 + race), (&mut body_c, 42_000 + race)] {
+            body["config"]["target_groups"][0]["targets"]
+                .as_array_mut()
+                .expect("targets")
+                .push(serde_json::json!({ "address": format!("127.0.0.1:{port}") }));
+        }
+        let (text_a, text_c) = (body_a.to_string(), body_c.to_string());
+        let (ra, rc) = tokio::join!(
+            a.call("PUT", "/api/v1/config", &text_a),
+            c.call("PUT", "/api/v1/config", &text_c)
+        );
         let both = [&ra, &rc];
-        let won: Vec<_> = both
+        let won: Vec<u64> = both
             .iter()
-            .filter(|r| r.0 == 200 || r.0 == 201)
-            .map(|r| r.1.expect("version"))
+            .filter(|r| r.status == 200)
+            .map(|r| r.json()["version"].as_u64().expect("version"))
             .collect();
-        let lost: Vec<_> = both.iter().filter(|r| r.0 == 409).collect();
+        let lost: Vec<_> = both.iter().filter(|r| r.status == 409).collect();
         assert_eq!(
             (won.len(), lost.len()),
             (1, 1),
-            "race {race}: {ra:?} / {rc:?}"
+            "race {race}: {} / {}",
+            ra.text(),
+            rc.text()
         );
+        let text = lost[0].text();
         assert!(
-            lost[0].2.contains("revision") || lost[0].2.contains("version"),
-            "{}",
-            lost[0].2
+            text.contains("revision") || text.contains("version"),
+            "{text}"
         );
+        if text.contains(&won[0].to_string()) {
+            conflicts_named += 1;
+        }
         revision = won[0];
     }
+    eprintln!("100 races: one winner each; {conflicts_named} losers were told the winner's revision (the others lost on their own node, which had not applied it yet, and were told that)");
     fleet.converged(revision).await;
     let targets = a.call("GET", "/api/v1/config", "").await.json()["config"]["target_groups"][0]
         ["targets"]
