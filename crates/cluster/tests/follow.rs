@@ -10,14 +10,18 @@ use ballast_admin::Control;
 use ballast_cluster::Node;
 use ballast_config::Config;
 use ballast_proxy::Server;
+use ballast_testkit::pki::TempDir;
 use ballast_testkit::EtcdServer;
 use serde_json::{json, Value};
 
-fn node_file(etcd: &EtcdServer) -> Config {
+fn node_file(etcd: &EtcdServer, state: &TempDir) -> Config {
     let text = format!(
         r#"
 [access_log]
 path = "off"
+
+[state]
+dir = {:?}
 
 [cluster]
 node_name = "follower"
@@ -25,6 +29,7 @@ etcd = ["{}"]
 prefix = "/f/"
 listener_binds = {{ public = "127.0.0.1:0" }}
 "#,
+        state.path.display().to_string(),
         etcd.url()
     );
     Config::from_toml(&text).expect("node file")
@@ -54,7 +59,8 @@ async fn wait_for(server: &Server, version: u64) {
 #[tokio::test]
 async fn a_node_behind_a_compaction_reads_the_config_afresh() {
     let etcd = EtcdServer::start();
-    let file = node_file(&etcd);
+    let state = TempDir::new("cluster-follow");
+    let file = node_file(&etcd, &state);
     let first = shared(&["127.0.0.1:1"]);
     let r1 = etcd.put("/f/config", &first.to_string());
     let (config, _) = Config::localize(&first, &file).expect("valid");
