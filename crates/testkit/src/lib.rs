@@ -16,6 +16,7 @@ pub mod pki;
 mod process;
 pub mod raw;
 pub mod recorder;
+pub mod services;
 pub mod tls;
 pub mod ws;
 
@@ -29,6 +30,7 @@ use ballast_config::Config;
 use ballast_proxy::Server;
 pub use client::{Client, Reply};
 pub use process::BallastProcess;
+pub use services::RedisServer;
 
 /// A backend on 127.0.0.1:0.
 pub async fn backend(name: &str) -> BackendHandle {
