@@ -70,11 +70,16 @@ async fn offer(
     let admitted = Arc::new(AtomicU64::new(0));
     let limited = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let mut tasks = Vec::new();
+    let (mut tasks, mut stopping) = (Vec::new(), Vec::new());
     for (i, n) in nodes.iter().enumerate() {
         let until = match stop {
             Some((s, at)) if s == i => at,
             _ => length,
+        };
+        let tasks = if until < length {
+            &mut stopping
+        } else {
+            &mut tasks
         };
         for _ in 0..2 {
             let url = n.url("/");
@@ -94,8 +99,11 @@ async fn offer(
             }));
         }
     }
-    if let Some((s, at)) = stop {
-        tokio::time::sleep(at).await;
+    if let Some((s, _)) = stop {
+        // Its clients stop first: a request cut by the shutdown is not a finding.
+        for t in stopping {
+            t.await.expect("load task");
+        }
         nodes[s].server.shutdown().await;
     }
     for t in tasks {
