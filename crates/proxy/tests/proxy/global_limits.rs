@@ -173,10 +173,17 @@ async fn proof_three_nodes_300_per_second_for_20_seconds() {
         let bs = backends(1).await;
         let (rate, burst) = (300, 300);
         let nodes = fleet(&bs, &redis, rate, burst).await;
+        let commands = || redis.info("total_commands_processed").unwrap_or(0);
+        let (before, calls_before) = (commands(), evalsha_calls(&redis));
         let load = offer(&nodes, rate, Duration::from_secs(20), stop).await;
+        let per_node = |n: u64| n as f64 / load.elapsed.as_secs_f64() / 3.0;
+        let calls = per_node(evalsha_calls(&redis) - calls_before);
+        // Each call's TIME, GET and SET count as commands too.
+        let per_node = per_node(commands() - before);
         let off = error(&load, rate, burst);
         eprintln!(
-            "proof (node stopped: {stop:?}): admitted {} of {} offered in {:?}; allowed {:.0}; {:+.2}%",
+            "proof (node stopped: {stop:?}): admitted {} of {} offered in {:?}; allowed {:.0}; \
+             {:+.2}%; Redis: {calls:.1} EVALSHA/s ({per_node:.1} commands/s) per node",
             load.admitted,
             load.admitted + load.limited,
             load.elapsed,
@@ -185,6 +192,16 @@ async fn proof_three_nodes_300_per_second_for_20_seconds() {
         );
         assert!(off.abs() <= 0.02, "{load:?}: {:+.2}%", off * 100.0);
     }
+}
+
+/// EVALSHA calls Redis has served (`INFO commandstats`).
+fn evalsha_calls(redis: &RedisServer) -> u64 {
+    let stats = redis.command(&["INFO", "commandstats"]);
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls=")?.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 async fn status(ballast: &Ballast, key: &str) -> u16 {
