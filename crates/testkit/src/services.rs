@@ -92,7 +92,10 @@ impl RedisServer {
     pub fn start_again(&mut self) {
         self.stop();
         if let Err(e) = self.spawn() {
-            panic!("redis-server did not start again on port {}: {e}", self.port);
+            panic!(
+                "redis-server did not start again on port {}: {e}",
+                self.port
+            );
         }
     }
 

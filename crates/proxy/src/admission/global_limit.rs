@@ -258,13 +258,12 @@ async fn settle(
             let now = rate_limit::ticks(Instant::now());
             let interval = local.table.interval();
             for (&(index, key, _), debt) in chunk.iter().zip(debts) {
-                let since = local.counts.get(index).map_or(0, |c| {
-                    u64::from(c.load(Ordering::Acquire) & !QUEUED)
-                });
+                let since = local
+                    .counts
+                    .get(index)
+                    .map_or(0, |c| u64::from(c.load(Ordering::Acquire) & !QUEUED));
                 let debt = rate_limit::to_ticks(Duration::from_nanos(debt.max(0) as u64));
-                local
-                    .table
-                    .raise(index, key, now + debt + since * interval);
+                local.table.raise(index, key, now + debt + since * interval);
             }
         }
     }

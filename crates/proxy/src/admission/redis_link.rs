@@ -139,9 +139,7 @@ impl RedisLink {
             .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
         self.up.store(true, Ordering::Relaxed);
         if self.failing.swap(false, Ordering::AcqRel) {
-            tracing::info!(
-                "Redis answers again: global rate limits count across the fleet again"
-            );
+            tracing::info!("Redis answers again: global rate limits count across the fleet again");
         }
     }
 

@@ -134,13 +134,20 @@ async fn three_nodes_admit_one_global_limit_between_them() {
     let off = error(&load, rate, burst);
     eprintln!("three nodes, {rate}/s: {load:?}, {:+.2}%", off * 100.0);
     assert!(load.limited > load.admitted, "{load:?}");
-    assert!((-0.04..=0.05).contains(&off), "{load:?}: {:+.2}%", off * 100.0);
+    assert!(
+        (-0.04..=0.05).contains(&off),
+        "{load:?}: {:+.2}%",
+        off * 100.0
+    );
     // Redis holds the one key in debt; each node counted through it.
     assert_eq!(redis.command(&["DBSIZE"]), "1");
     for n in &nodes {
         assert_eq!(metric(n, "ballast_redis_up"), 1);
         assert_eq!(
-            metric(n, "ballast_rate_limit_redis_fallbacks_total{rate_limit=\"fleet\"}"),
+            metric(
+                n,
+                "ballast_rate_limit_redis_fallbacks_total{rate_limit=\"fleet\"}"
+            ),
             0
         );
     }
@@ -158,7 +165,11 @@ async fn a_node_stopped_halfway_changes_nothing_for_the_fleet() {
     let load = offer(&nodes, rate, Duration::from_secs(6), stop).await;
     let off = error(&load, rate, burst);
     eprintln!("a node stopped at 3 s: {load:?}, {:+.2}%", off * 100.0);
-    assert!((-0.04..=0.05).contains(&off), "{load:?}: {:+.2}%", off * 100.0);
+    assert!(
+        (-0.04..=0.05).contains(&off),
+        "{load:?}: {:+.2}%",
+        off * 100.0
+    );
 }
 
 /// The figure: 300/s, 900/s offered over three nodes for 20 s, within
@@ -238,7 +249,16 @@ async fn redis_up(ballast: &Ballast, up: u64) {
 async fn redis_down_fails_open_by_default_and_recovers() {
     let mut redis = RedisServer::start();
     let bs = backends(1).await;
-    let ballast = node(&bs, &redis, "solo", "1/m", 2, "allow", "{ header = \"x-api-key\" }").await;
+    let ballast = node(
+        &bs,
+        &redis,
+        "solo",
+        "1/m",
+        2,
+        "allow",
+        "{ header = \"x-api-key\" }",
+    )
+    .await;
     redis_up(&ballast, 1).await;
     assert_eq!(statuses(&ballast, "k1", 3).await, [200, 200, 429]);
 
@@ -268,7 +288,16 @@ async fn redis_down_fails_open_by_default_and_recovers() {
 async fn redis_down_fails_closed_with_deny() {
     let mut redis = RedisServer::start();
     let bs = backends(1).await;
-    let ballast = node(&bs, &redis, "solo", "100/s", 100, "deny", "{ header = \"x-api-key\" }").await;
+    let ballast = node(
+        &bs,
+        &redis,
+        "solo",
+        "100/s",
+        100,
+        "deny",
+        "{ header = \"x-api-key\" }",
+    )
+    .await;
     redis_up(&ballast, 1).await;
     assert_eq!(statuses(&ballast, "k1", 2).await, [200, 200]);
 
