@@ -12,8 +12,9 @@ requests forwarded. Each ballast is loaded by its own wrk (`small50`: 50 keep-al
 connections, small responses) on the other core at the same time, so that both see
 the same host. Reports requests per CPU-second of each (utime + stime from /proc)
 and their ratio global / local per repetition and median, and Redis's commands per
-second during the runs (`INFO stats` `total_commands_processed`) against the global
-ballast's requests per second. Two nginx backends. Stops exactly what it started.
+second during the runs (`EVALSHA` calls from `INFO commandstats`, and
+`total_commands_processed`, which counts each call's `TIME`, `GET` and `SET` too)
+against the global ballast's requests per second. Two nginx backends. Stops exactly what it started.
 
 Usage: python3 bench/global-limit.py [--binary target/release/ballast] [--reps 6]
                                      [--duration 4] [--rate 1000000]
@@ -49,13 +50,16 @@ def times(pid):
 
 
 def redis_commands(port):
-    """Redis's total_commands_processed."""
-    out = subprocess.run(["redis-cli", "-p", str(port), "info", "stats"],
+    """Redis's total_commands_processed and EVALSHA calls."""
+    out = subprocess.run(["redis-cli", "-p", str(port), "info", "all"],
                          capture_output=True, text=True, check=True).stdout
+    total = evalsha = 0
     for line in out.splitlines():
         if line.startswith("total_commands_processed:"):
-            return int(line.split(":")[1])
-    raise RuntimeError("no total_commands_processed in INFO stats")
+            total = int(line.split(":")[1])
+        if line.startswith("cmdstat_evalsha:calls="):
+            evalsha = int(line.split("=")[1].split(",")[0])
+    return total, evalsha
 
 
 def limit_conf(scope, rate, redis_port, name):
@@ -107,30 +111,35 @@ def main():
             wait_port(ports["http"])
             started.append((p, ports))
         time.sleep(1)
-        ratios, redis_rates = [], []
+        ratios, redis_rates, evalsha_rates = [], [], []
         for rep in range(args.reps):
             before = [times(p.pid) for p, _ in started]
-            commands, t0 = redis_commands(redis_port), time.monotonic()
+            (commands, calls), t0 = redis_commands(redis_port), time.monotonic()
             with ThreadPoolExecutor(2) as ex:
                 jobs = [ex.submit(run.load, args.scenario, ports, args.duration, args.load_core)
                         for _, ports in started]
                 results = [j.result() for j in jobs]
-            # INFO itself is one command.
-            per_s = (redis_commands(redis_port) - commands - 1) / (time.monotonic() - t0)
+            # INFO itself is one command; each EVALSHA's TIME, GET and SET count too.
+            (commands2, calls2), t1 = redis_commands(redis_port), time.monotonic()
+            per_s = (commands2 - commands - 1) / (t1 - t0)
+            evalsha_s = (calls2 - calls) / (t1 - t0)
             after = [times(p.pid) for p, _ in started]
             per_core = []
             for (u0, s0), (u1, s1), r in zip(before, after, results):
                 per_core.append(r["requests"] / ((u1 - u0) + (s1 - s0)))
             ratios.append(per_core[1] / per_core[0])
             redis_rates.append(per_s)
+            evalsha_rates.append(evalsha_s)
             global_rps = results[1]["requests"] / args.duration
             print(f"rep {rep + 1}: local {per_core[0]:,.0f}, global {per_core[1]:,.0f} req per "
-                  f"CPU-second: {ratios[-1]:.3f}; Redis {per_s:.1f} commands/s while the global "
+                  f"CPU-second: {ratios[-1]:.3f}; Redis {evalsha_s:.1f} EVALSHA/s ({per_s:.1f} "
+                  f"commands/s) while the global "
                   f"ballast served {global_rps:,.0f} requests/s", flush=True)
         cost = 1 - statistics.median(ratios)
         print(f"a global limit costs {cost:.1%} of requests per core against the same limit local "
               f"(median of {args.reps}; {1 - max(ratios):.1%} to {1 - min(ratios):.1%}); "
-              f"Redis: {statistics.median(redis_rates):.1f} commands/s (median)")
+              f"Redis: {statistics.median(evalsha_rates):.1f} EVALSHA/s, "
+              f"{statistics.median(redis_rates):.1f} commands/s (medians)")
     finally:
         procs.stop_all()
         shutil.rmtree(work, ignore_errors=True)
