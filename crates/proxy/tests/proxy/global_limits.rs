@@ -142,11 +142,7 @@ async fn three_nodes_admit_one_global_limit_between_them() {
     let off = error(&load, rate, burst);
     eprintln!("three nodes, {rate}/s: {load:?}, {:+.2}%", off * 100.0);
     assert!(load.limited > load.admitted, "{load:?}");
-    assert!(
-        SUITE_BOUND.contains(&off),
-        "{load:?}: {:+.2}%",
-        off * 100.0
-    );
+    assert!(SUITE_BOUND.contains(&off), "{load:?}: {:+.2}%", off * 100.0);
     // Redis holds the one key in debt; each node counted through it.
     assert_eq!(redis.command(&["DBSIZE"]), "1");
     for n in &nodes {
@@ -173,11 +169,7 @@ async fn a_node_stopped_halfway_changes_nothing_for_the_fleet() {
     let load = offer(&nodes, rate, Duration::from_secs(6), stop).await;
     let off = error(&load, rate, burst);
     eprintln!("a node stopped at 3 s: {load:?}, {:+.2}%", off * 100.0);
-    assert!(
-        SUITE_BOUND.contains(&off),
-        "{load:?}: {:+.2}%",
-        off * 100.0
-    );
+    assert!(SUITE_BOUND.contains(&off), "{load:?}: {:+.2}%", off * 100.0);
 }
 
 /// The figure: 300/s, 900/s offered over three nodes for 20 s, within
@@ -330,4 +322,27 @@ async fn redis_down_fails_closed_with_deny() {
     redis.start_again();
     redis_up(&ballast, 1).await;
     assert_eq!(statuses(&ballast, "k3", 2).await, [200, 200]);
+}
+
+/// A reload that leaves `[cluster]` and the limit as they were keeps the
+/// limit's state and its Redis link: the key over its limit stays over it.
+#[tokio::test]
+async fn a_reload_keeps_a_global_limit_and_its_link() {
+    let redis = RedisServer::start();
+    let bs = backends(1).await;
+    let ballast = node(
+        &bs,
+        &redis,
+        "solo",
+        "1/m",
+        2,
+        "allow",
+        "{ header = \"x-api-key\" }",
+    )
+    .await;
+    assert_eq!(statuses(&ballast, "k1", 3).await, [200, 200, 429]);
+    let config = ballast.server.snapshot().config.as_ref().clone();
+    ballast.server.apply(config).await.expect("apply");
+    assert_eq!(statuses(&ballast, "k1", 2).await, [429, 429]);
+    assert_eq!(metric(&ballast, "ballast_redis_errors_total"), 0);
 }
