@@ -30,15 +30,20 @@
 //!   `(N - 1) × burst` once if every node meets a full bucket in the same 50 ms.
 //!   The error does not grow with time: what was admitted past the limit is a
 //!   debt that all nodes pay off at the next settlement. A key whose slot was
-//!   lost to a newcomer (`max_keys`) loses its unsent count (counted as an
-//!   eviction). Redis keys expire when their bucket is full again (`PX` = the
-//!   debt), so Redis holds only keys in debt.
+//!   lost to a newcomer (`max_keys` too small: see the evictions metric) loses
+//!   its unsent count with it. Redis keys expire when their bucket is full
+//!   again (`PX` = the debt), so Redis holds only keys in debt.
 //!
 //! Cost: one `EVALSHA` per period per node and global limit that saw admissions
 //! (20 a second), whatever the request rate and the number of keys up to
 //! [`BATCH`] × 20 a second; per request, one more atomic add on the key's own
 //! count. While Redis fails (`redis_link.rs`) requests are not counted: the limit
 //! admits or refuses them by `on_redis_error` and counts them as fallbacks.
+//!
+//! Measured (README, "Global rate limits"): three nodes at 300/s with 900/s
+//! offered for 20 s admit within 0.4% of `burst + rate × t`, a node stopped
+//! halfway included; against the same limit local, 2% fewer requests per core
+//! and 20 `EVALSHA`/s per node.
 //!
 //! Keys are hashed with SipHash-2-4 under keys derived from the Redis URL, the
 //! fleet's prefix and the limit's name ([`FleetSeed`]): every node hashes a
