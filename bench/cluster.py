@@ -54,7 +54,8 @@ import etcd_server as etcdlib  # bench/etcd_server.py
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PREFIX = "/bench/"
 TICK = os.sysconf("SC_CLK_TCK")
-LEASE_TTL = 10.0  # [cluster] lease_ttl's default; registrations renew every third of it
+LEASE_TTL = 10.0
+REDIS_KEYS_PER_CALL = 512  # keys one settling EVALSHA carries (README, Global rate limits)  # [cluster] lease_ttl's default; registrations renew every third of it
 
 
 class Procs:
@@ -358,27 +359,32 @@ def arithmetic(rows, args):
     """Per-change costs fitted over the measured N, carried to 100 and 1,000 nodes."""
     keys = ("puts", "put_bytes", "watch_msgs", "sent_bytes", "txns", "ranges", "cpu_ms")
     per = {key: fit(rows, key) for key in keys}
-    out = ["Per change, fitted as a + b x N over the measured N (b: what one more node adds):"]
+    out = ["Per change, fitted as a + b x N over the measured N (b: what one more node adds):",
+           "", "```"]
     for key, (a, b) in per.items():
-        out.append(f"  {key:>10}: {a:10.2f} + {b:10.3f} x N")
-    rate, batch = args.request_rate, args.redis_batch_rate
+        out.append(f"{key:>10}: {a:10.2f} + {b:10.3f} x N")
+    out.append("```")
+    rate, settle = args.request_rate, 1000 / args.redis_settle_ms
+    calls = args.redis_limits * math.ceil(args.redis_keys / REDIS_KEYS_PER_CALL) * settle
     out += ["", f"Carried to larger fleets (keep-alives: N / (lease_ttl / 3), lease_ttl = "
-            f"{LEASE_TTL:g} s; Redis at {rate:,} req/s through global limits, either one round "
-            f"trip per request, or nodes x limits ({args.redis_limits}) x keys "
-            f"({args.redis_keys}) x {batch:g} refills/s per node, limit and key: an "
-            f"assumption, the Redis part measures its own figure):", "",
+            f"{LEASE_TTL:g} s; Redis at {rate:,} req/s through global limits: one round trip "
+            f"per request would be {rate:,} calls/s; settled as ballast does, one EVALSHA per "
+            f"node and global limit every {args.redis_settle_ms:g} ms (up to "
+            f"{REDIS_KEYS_PER_CALL} keys a call), it is nodes x {args.redis_limits} limit(s) x "
+            f"ceil({args.redis_keys} keys / {REDIS_KEYS_PER_CALL}) x {settle:g}/s at most, "
+            f"whatever the request rate):", "",
             "| nodes | watch events sent / change | etcd puts / change (registrations) | "
             "etcd bytes sent / change | etcd CPU ms / change | changes/s etcd's CPU allows | "
-            "keep-alives/s | Redis ops/s per request | Redis ops/s batched |",
+            "keep-alives/s | Redis calls/s, one per request | Redis calls/s, settled |",
             "|---|---|---|---|---|---|---|---|---|"]
     for n in (100, 1000):
         est = {key: a + b * n for key, (a, b) in per.items()}
         keepalives = n / (LEASE_TTL / 3)
-        batched = n * args.redis_limits * args.redis_keys * batch
+        settled = n * calls
         out.append(f"| {n:,} | {est['watch_msgs']:,.0f} | {est['puts']:,.0f} "
                    f"({est['puts'] - 1:,.0f}) | {est['sent_bytes'] / 1e3:,.0f} kB | "
                    f"{est['cpu_ms']:,.0f} | {1000 / max(est['cpu_ms'], 1e-3):,.0f} | "
-                   f"{keepalives:,.0f} | {rate:,} | {batched:,.0f} |")
+                   f"{keepalives:,.0f} | {rate:,} | {settled:,.0f} |")
     return "\n".join(out)
 
 
@@ -418,10 +424,11 @@ def main():
     ap.add_argument("--seed", type=int, default=24)
     ap.add_argument("--request-rate", type=int, default=100_000,
                     help="requests/s through global limits, for the Redis arithmetic")
-    ap.add_argument("--redis-limits", type=int, default=1)
-    ap.add_argument("--redis-keys", type=int, default=1)
-    ap.add_argument("--redis-batch-rate", type=float, default=10.0,
-                    help="assumed token-lease refills per second per node, limit and key")
+    ap.add_argument("--redis-limits", type=int, default=1, help="global limits")
+    ap.add_argument("--redis-keys", type=int, default=1,
+                    help="keys of a global limit active on a node within one settling period")
+    ap.add_argument("--redis-settle-ms", type=float, default=50.0,
+                    help="how often a node settles a global limit with Redis (ballast: 50 ms)")
     ap.add_argument("--keep", action="store_true", help="keep each N's files and logs")
     ap.add_argument("--write", action="store_true", help="append the table to BENCHMARKS.md")
     args = ap.parse_args()

@@ -36,7 +36,7 @@ pub struct ClusterConfig {
     /// The registration's lease: a node silent this long leaves the fleet's list.
     #[serde(serialize_with = "duration::serialize")]
     pub lease_ttl: Duration,
-    /// Redis for `scope = "global"` rate limits (`redis://` or `rediss://`).
+    /// Redis for `scope = "global"` rate limits (`redis://`; `rediss://` is refused).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<String>,
     pub on_redis_error: OnRedisError,
@@ -156,7 +156,19 @@ pub(crate) fn decode(node: &Node, base: &Path, errs: &mut Errors) -> Option<Clus
     };
     let redis = match f.optional("redis") {
         None => Some(None),
-        Some(n) => url(n, &f.path("redis"), &["redis", "rediss"], errs).map(Some),
+        Some(n) => match url(n, &f.path("redis"), &["redis", "rediss"], errs) {
+            // The proxy's Redis client is built without TLS: say so here, not
+            // at the first connection.
+            Some(u) if u.starts_with("rediss://") => {
+                errs.at(
+                    &f.path("redis"),
+                    n.pos,
+                    "rediss:// (TLS to Redis) is not supported; use redis:// to a Redis on a trusted network, or a local TLS tunnel (stunnel, spiped) to it",
+                );
+                None
+            }
+            u => u.map(Some),
+        },
     };
     let on_redis_error = match f.optional("on_redis_error") {
         None => Some(OnRedisError::Allow),

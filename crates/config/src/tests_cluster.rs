@@ -142,6 +142,12 @@ fn cluster_misuse_is_named() {
         "not one of redis, rediss",
     );
     rejected(
+        "redis = \"redis://127.0.0.1:6379\"",
+        "redis = \"rediss://127.0.0.1:6380\"",
+        "cluster.redis",
+        "rediss:// (TLS to Redis) is not supported",
+    );
+    rejected(
         "on_redis_error = \"deny\"",
         "on_redis_error = \"block\"",
         "cluster.on_redis_error",

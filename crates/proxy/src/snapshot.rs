@@ -404,7 +404,7 @@ impl Snapshot {
             .collect();
         shedding.sort_by_key(|(name, _)| *name);
         crate::observe::shedding::render(&mut out, &shedding);
-        if !self.config.rate_limits.is_empty() {
+        if self.rate_limits.shows() {
             self.rate_limits.render(&mut out);
         }
         out

@@ -30,7 +30,7 @@ use ballast_config::Config;
 use ballast_proxy::Server;
 pub use client::{Client, Reply};
 pub use process::BallastProcess;
-pub use services::EtcdServer;
+pub use services::{EtcdServer, RedisServer};
 
 /// A backend on 127.0.0.1:0.
 pub async fn backend(name: &str) -> BackendHandle {

@@ -10,13 +10,18 @@
 //!
 //! Rate limits: `rate_limits.rs` (the named limits of a snapshot, the check, the
 //! 429's headers), `rate_key.rs` (what a request counts against),
-//! `rate_limit.rs` (GCRA in a bounded table, behind the `Counter` trait).
+//! `rate_limit.rs` (GCRA in a bounded table, behind the `Counter` trait),
+//! `global_limit.rs` (a `scope = "global"` limit's counter, settled with Redis
+//! in the background), `redis_link.rs` (the node's Redis connection and what
+//! global limits do when it fails).
 //! Connections: `ranges.rs` (CIDR tables), `policy.rs` (a listener's admission
 //! policy), `connections.rs` (connection limits).
 
 pub mod connections;
+pub mod global_limit;
 pub mod policy;
 pub mod ranges;
 pub mod rate_key;
 pub mod rate_limit;
 pub mod rate_limits;
+pub mod redis_link;

@@ -77,7 +77,7 @@ pub fn start_clock() {
     EPOCH.get_or_init(Instant::now);
 }
 
-fn to_ticks(d: Duration) -> u64 {
+pub fn to_ticks(d: Duration) -> u64 {
     u64::try_from(d.as_nanos() / u128::from(TICK_NS)).unwrap_or(TAT_MASK)
 }
 
@@ -94,11 +94,11 @@ pub enum Take {
     Limited { wait: Duration },
 }
 
-/// What a rate limit counts with. This node's table ([`Table`]) today; a
-/// cluster-wide counter later (`scope = "global"`, Redis), which must answer
-/// just as synchronously: it would keep a local share of the quota and settle it
-/// with the shared store from a background task (control never blocks data), so
-/// callers on the data path do not change.
+/// What a rate limit counts with: this node's table ([`Table`]), or for
+/// `scope = "global"` the fleet's counter (`global_limit.rs`), which answers
+/// just as synchronously from a local view and settles it with Redis from a
+/// background task (control never blocks data), so callers on the data path do
+/// not change.
 pub trait Counter: Send + Sync {
     /// Count one request of the key whose hash is `key`, at `now` (`ticks`).
     fn take(&self, key: u64, now: u64) -> Take;
@@ -108,6 +108,11 @@ pub trait Counter: Send + Sync {
     fn capacity(&self) -> usize;
     /// Keys whose state was lost to make room (their bucket was not yet full).
     fn evictions(&self) -> u64;
+    /// Requests decided without the shared store (a global limit while Redis
+    /// cannot be asked, by `on_redis_error`); `None` for a local counter.
+    fn fallbacks(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// GCRA's two figures, in ticks.
@@ -249,27 +254,81 @@ impl Table {
     }
 }
 
-impl Counter for Table {
-    fn take(&self, key: u64, now: u64) -> Take {
+impl Table {
+    /// Count one request of `key` at `now`, and the index of the slot that
+    /// holds the key's state (`None` when the request was admitted without one,
+    /// after [`MAX_TRIES`]). A global limit (`global_limit.rs`) keeps a count
+    /// beside each slot by this index.
+    pub fn take_slot(&self, key: u64, now: u64) -> (Take, Option<usize>) {
         let tag = key.max(1);
-        let Some(bucket) = self.buckets.get(tag as usize & self.mask) else {
-            return Take::Admitted { remaining: 0 };
+        let first = tag as usize & self.mask;
+        let Some(bucket) = self.buckets.get(first) else {
+            return (Take::Admitted { remaining: 0 }, None);
         };
         for _ in 0..MAX_TRIES {
             let found = bucket
                 .0
                 .iter()
-                .find(|s| s.tag.load(Ordering::Acquire) == tag);
+                .position(|s| s.tag.load(Ordering::Acquire) == tag);
             match found {
-                Some(slot) => {
-                    if let Some(take) = self.update(slot, tag, now) {
-                        return take;
+                Some(way) => {
+                    if let Some(take) = self.update(&bucket.0[way], tag, now) {
+                        return (take, Some(first * WAYS + way));
                     }
                 }
                 None => self.claim(bucket, tag, now),
             }
         }
-        Take::Admitted { remaining: 0 }
+        (Take::Admitted { remaining: 0 }, None)
+    }
+
+    /// The slot at `index`, if it holds `key` now.
+    fn slot_of(&self, index: usize, key: u64) -> Option<&Slot> {
+        let tag = key.max(1);
+        let slot = self.buckets.get(index / WAYS)?.0.get(index % WAYS)?;
+        (slot.tag.load(Ordering::Acquire) == tag).then_some(slot)
+    }
+
+    /// Whether the slot at `index` still holds `key` (control path).
+    pub fn holds(&self, index: usize, key: u64) -> bool {
+        self.slot_of(index, key).is_some()
+    }
+
+    /// Move the TAT of `key` (in the slot at `index`) to at least `tat`: what
+    /// the rest of the fleet admitted, charged to this node's view. Nothing
+    /// when the key lost its slot meanwhile (its next request starts afresh and
+    /// the next settlement charges it again).
+    pub fn raise(&self, index: usize, key: u64, tat: u64) {
+        let Some(slot) = self.slot_of(index, key) else {
+            return;
+        };
+        let check = check_of(key.max(1));
+        let tat = tat.min(TAT_MASK);
+        for _ in 0..MAX_TRIES {
+            let state = slot.state.load(Ordering::Acquire);
+            if tat_of(state, check) >= tat || self.slot_of(index, key).is_none() {
+                return;
+            }
+            let new = check << TAT_BITS | tat;
+            if slot
+                .state
+                .compare_exchange_weak(state, new, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return;
+            }
+        }
+    }
+
+    /// One request's interval, in ticks.
+    pub fn interval(&self) -> u64 {
+        self.gcra.interval
+    }
+}
+
+impl Counter for Table {
+    fn take(&self, key: u64, now: u64) -> Take {
+        self.take_slot(key, now).0
     }
 
     fn keys(&self) -> usize {

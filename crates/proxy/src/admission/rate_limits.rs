@@ -16,6 +16,12 @@
 //! `w` seconds) and `RateLimit: "per-ip";r=0;t=3` (none left, `t` seconds until
 //! one is), with `Retry-After: 3` (RFC 9110) for clients that read only that.
 //! Seconds are whole and rounded up, so a client that waits them is admitted.
+//!
+//! A limit with `scope = "global"` counts with the fleet's counter
+//! (`global_limit.rs`) through this node's link to Redis (`redis_link.rs`),
+//! which the limits keep across reloads while `[cluster] redis`,
+//! `on_redis_error` and `prefix` stay the same; its answer takes the same way
+//! out as a local limit's (one 429, reason `rate_limited`).
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -23,33 +29,78 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ballast_config::limits::RateLimitConfig;
+use ballast_config::limits::{RateLimitConfig, Scope};
 use ballast_config::Config;
 use http::{HeaderMap, HeaderValue};
 
+use crate::admission::global_limit::{FleetSeed, GlobalCounter};
 use crate::admission::rate_key::{Facts, KeySpec};
 use crate::admission::rate_limit::{self, Counter, Gcra, Table, Take};
+use crate::admission::redis_link::RedisLink;
 use crate::observe::exposition::{family, sample};
+
+/// How a limit hashes its keys: a seed of this node's (a local limit), or one
+/// the fleet shares (a global limit: every node must name a client's Redis key
+/// alike).
+enum Seed {
+    Node(RandomState),
+    Fleet(FleetSeed),
+}
 
 /// One named limit.
 pub struct RateLimiter {
     pub config: RateLimitConfig,
     key: KeySpec,
-    seed: RandomState,
+    seed: Seed,
     counter: Box<dyn Counter>,
     limited: AtomicU64,
+    /// The Redis link a global limit counts through.
+    link: Option<Arc<RedisLink>>,
 }
 
 impl RateLimiter {
+    /// A limit of this node only (whatever its `scope` says).
     pub fn new(config: &RateLimitConfig) -> RateLimiter {
         let gcra = Gcra::new(config.rate.interval(), config.burst);
         RateLimiter {
             key: KeySpec::new(&config.key),
-            seed: RandomState::new(),
+            seed: Seed::Node(RandomState::new()),
             counter: Box::new(Table::new(gcra, config.max_keys)),
             limited: AtomicU64::new(0),
+            link: None,
             config: config.clone(),
         }
+    }
+
+    /// A limit that counts across the fleet through `link`.
+    pub fn global(config: &RateLimitConfig, link: &Arc<RedisLink>) -> RateLimiter {
+        RateLimiter {
+            key: KeySpec::new(&config.key),
+            seed: Seed::Fleet(FleetSeed::new(link, &config.name)),
+            counter: Box::new(GlobalCounter::new(config, link.clone())),
+            limited: AtomicU64::new(0),
+            link: Some(link.clone()),
+            config: config.clone(),
+        }
+    }
+
+    /// The limit `config` asks for, given this node's Redis link.
+    fn build(config: &RateLimitConfig, link: Option<&Arc<RedisLink>>) -> RateLimiter {
+        match (config.scope, link) {
+            (Scope::Global, Some(link)) => RateLimiter::global(config, link),
+            // Validation allows `global` only with `[cluster] redis`.
+            _ => RateLimiter::new(config),
+        }
+    }
+
+    /// Whether `self` is what `config` asks for with `link`.
+    fn is(&self, config: &RateLimitConfig, link: Option<&Arc<RedisLink>>) -> bool {
+        self.config == *config
+            && match (&self.link, link, config.scope) {
+                (Some(mine), Some(link), Scope::Global) => Arc::ptr_eq(mine, link),
+                (None, _, Scope::Local) => true,
+                _ => false,
+            }
     }
 
     pub fn name(&self) -> &str {
@@ -58,7 +109,11 @@ impl RateLimiter {
 
     /// Count a request; `Err` with how long until one would be admitted.
     fn take(&self, facts: &Facts<'_>, now: u64) -> Result<(), Duration> {
-        let Some(key) = self.key.hash(&self.seed, facts) else {
+        let key = match &self.seed {
+            Seed::Node(seed) => self.key.hash(seed, facts),
+            Seed::Fleet(seed) => self.key.hash(seed, facts),
+        };
+        let Some(key) = key else {
             return Ok(());
         };
         match self.counter.take(key, now) {
@@ -71,29 +126,47 @@ impl RateLimiter {
     }
 }
 
-/// The limits of one snapshot, by name.
+/// The limits of one snapshot, by name, and the node's link to Redis.
 #[derive(Default)]
-pub struct RateLimits(HashMap<String, Arc<RateLimiter>>);
+pub struct RateLimits {
+    limits: HashMap<String, Arc<RateLimiter>>,
+    link: Option<Arc<RedisLink>>,
+}
 
 impl RateLimits {
     /// Build the config's limits, keeping each of `previous` whose definition is
-    /// unchanged.
+    /// unchanged (and the Redis link, while `[cluster]` names the same).
     pub fn build(config: &Config, previous: Option<&RateLimits>) -> RateLimits {
+        let wanted = config.cluster.as_ref().and_then(|c| {
+            let url = c.redis.as_deref()?;
+            Some((url, c.on_redis_error, c.prefix.as_str()))
+        });
+        let link = wanted.map(|(url, on_error, prefix)| {
+            previous
+                .and_then(|p| p.link.clone())
+                .filter(|l| l.is(url, on_error, prefix))
+                .unwrap_or_else(|| RedisLink::start(url, on_error, prefix))
+        });
         let limits = config
             .rate_limits
             .iter()
             .map(|c| {
                 let kept = previous
-                    .and_then(|p| p.0.get(&c.name))
-                    .filter(|old| old.config == *c)
+                    .and_then(|p| p.limits.get(&c.name))
+                    .filter(|old| old.is(c, link.as_ref()))
                     .cloned();
                 (
                     c.name.clone(),
-                    kept.unwrap_or_else(|| Arc::new(RateLimiter::new(c))),
+                    kept.unwrap_or_else(|| Arc::new(RateLimiter::build(c, link.as_ref()))),
                 )
             })
             .collect();
-        RateLimits(limits)
+        RateLimits { limits, link }
+    }
+
+    /// Whether there is anything to render (limits, or a Redis link).
+    pub fn shows(&self) -> bool {
+        !self.limits.is_empty() || self.link.is_some()
     }
 
     /// The limits `names` attach, in their order (validation guarantees each
@@ -101,13 +174,16 @@ impl RateLimits {
     pub fn attach(&self, names: &[String]) -> Box<[Arc<RateLimiter>]> {
         names
             .iter()
-            .filter_map(|n| self.0.get(n).cloned())
+            .filter_map(|n| self.limits.get(n).cloned())
             .collect()
     }
 
-    /// `ballast_rate_limit_*` (control path).
+    /// `ballast_rate_limit_*`, `ballast_redis_*` (control path).
     pub fn render(&self, out: &mut String) {
-        let mut limits: Vec<_> = self.0.values().collect();
+        if let Some(link) = &self.link {
+            link.render(out);
+        }
+        let mut limits: Vec<_> = self.limits.values().collect();
         limits.sort_by(|a, b| a.name().cmp(b.name()));
         let families: [Family; 4] = [
             (
@@ -136,9 +212,28 @@ impl RateLimits {
             ),
         ];
         for (name, kind, help, read) in families {
+            if limits.is_empty() {
+                break;
+            }
             family(out, name, kind, help);
             for l in &limits {
                 sample(out, name, &[("rate_limit", l.name())], read(l));
+            }
+        }
+        let fallbacks = "ballast_rate_limit_redis_fallbacks_total";
+        let global: Vec<_> = limits
+            .iter()
+            .filter_map(|l| Some((l.name(), l.counter.fallbacks()?)))
+            .collect();
+        if !global.is_empty() {
+            family(
+                out,
+                fallbacks,
+                "counter",
+                "Requests of this global rate limit decided without Redis (it could not be asked), by on_redis_error.",
+            );
+            for (name, n) in global {
+                sample(out, fallbacks, &[("rate_limit", name)], n);
             }
         }
     }

@@ -10,6 +10,7 @@ mod dns;
 mod errors;
 mod failover;
 mod forwarding;
+mod global_limits;
 mod grpc;
 mod h1_server;
 mod h1_targets;
