@@ -348,8 +348,6 @@ def fit(rows, key):
     """Least squares a + b*N over the measured rows (b: the cost of one more node)."""
     xs = [r["nodes"] for r in rows]
     ys = [r[key] for r in rows]
-    if len(rows) < 2:
-        return 0.0, ys[0] / xs[0]
     mx, my = statistics.mean(xs), statistics.mean(ys)
     b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
     return my - b * mx, b
@@ -357,6 +355,8 @@ def fit(rows, key):
 
 def arithmetic(rows, args):
     """Per-change costs fitted over the measured N, carried to 100 and 1,000 nodes."""
+    if len({r["nodes"] for r in rows}) < 2:
+        return "(at least two fleet sizes in --nodes are needed to carry the figures further)"
     keys = ("puts", "put_bytes", "watch_msgs", "sent_bytes", "txns", "ranges", "cpu_ms")
     per = {key: fit(rows, key) for key in keys}
     out = ["Per change, fitted as a + b x N over the measured N (b: what one more node adds):",
