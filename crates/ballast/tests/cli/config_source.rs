@@ -22,7 +22,8 @@ fn with_state(mut setup: Setup, state: &TempDir) -> Setup {
     setup
 }
 
-async fn call(admin: SocketAddr, method: &str, path: &str, body: &str) -> Reply {
+/// One admin API call with a JSON body (also the cluster tests' way in).
+pub(crate) async fn call(admin: SocketAddr, method: &str, path: &str, body: &str) -> Reply {
     let req = http::Request::builder()
         .method(method)
         .uri(format!("http://{admin}{path}"))

@@ -14,13 +14,12 @@ mod outage;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
-use http_body_util::Full;
 use serde_json::Value;
 
 use ballast_testkit::pki::TempDir;
-use ballast_testkit::{BallastProcess, Client, EtcdServer, Reply};
+use ballast_testkit::{BallastProcess, EtcdServer, Reply};
 
+use crate::config_source::call;
 use crate::BIN;
 
 /// How long a change may take to reach every node before a test fails (the
@@ -136,16 +135,6 @@ impl Node {
             .and_then(|v| v["version"].as_u64());
         (r.status.as_u16(), version, r.text())
     }
-}
-
-pub async fn call(admin: SocketAddr, method: &str, path: &str, body: &str) -> Reply {
-    let req = http::Request::builder()
-        .method(method)
-        .uri(format!("http://{admin}{path}"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("request");
-    Client::http1().send(req).await.expect("admin call")
 }
 
 /// One etcd and `n` nodes on it; node 0 seeds the fleet's config.
