@@ -196,10 +196,27 @@ async fn a_dead_endpoint_is_skipped() {
     let dead_url = format!("http://{}", dead.local_addr().expect("addr"));
     drop(dead);
     let c = Etcd::new(&cluster(&[dead_url, etcd.url()])).expect("client");
+    // A watch made first (before any call found the live endpoint) skips it too.
+    let mut watch = c
+        .watch("/t/k", 1)
+        .await
+        .expect("a watch on the live endpoint");
     let rev = c
         .put("/t/k", b"v", 0)
         .await
         .expect("the live endpoint answers");
+    let seen = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let events = watch.next().await.expect("events");
+            let put =
+                |e: &WatchEvent| matches!(e, WatchEvent::Put { revision, .. } if *revision == rev);
+            if events.iter().any(put) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(seen.is_ok(), "the watch saw the put");
     assert!(rev > 0);
     assert_eq!(
         c.get("/t/k").await.expect("get").0.map(|kv| kv.value),

@@ -229,16 +229,37 @@ impl Etcd {
         let body =
             json!({ "create_request": { "key": b64(key), "start_revision": start.to_string() } });
         let body = serde_json::to_vec(&body).map_err(|e| EtcdError::Protocol(e.to_string()))?;
-        let (endpoint, token) = (self.endpoint(), self.token().await?);
-        let (status, stream) = self
-            .transport
-            .post(&endpoint, "/v3/watch", token.as_deref(), body)
-            .await?;
-        if !status.is_success() {
-            let text = read_all(stream, MAX_ANSWER).await.unwrap_or_default();
-            return Err(status_error(status.as_u16(), &text));
+        let token = self.token().await?;
+        // Like a call: the endpoint that answered last, then the others.
+        let start = self.current.load(Ordering::Relaxed);
+        let mut last = None;
+        for i in 0..self.endpoints.len() {
+            let at = (start + i) % self.endpoints.len();
+            let posted = self
+                .transport
+                .post(
+                    &self.endpoints[at],
+                    "/v3/watch",
+                    token.as_deref(),
+                    body.clone(),
+                )
+                .await;
+            let (status, stream) = match posted {
+                Ok(answer) => answer,
+                Err(e) if e.is_unreachable() => {
+                    last = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if !status.is_success() {
+                let text = read_all(stream, MAX_ANSWER).await.unwrap_or_default();
+                return Err(status_error(status.as_u16(), &text));
+            }
+            self.current.store(at, Ordering::Relaxed);
+            return Ok(Watch::new(stream));
         }
-        Ok(Watch::new(stream))
+        Err(last.unwrap_or_else(|| EtcdError::Unreachable("no endpoint".into())))
     }
 
     /// POST `body` to `path`, trying each endpoint once within [`CALL_TIMEOUT`].
