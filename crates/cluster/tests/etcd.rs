@@ -224,6 +224,38 @@ async fn a_dead_endpoint_is_skipped() {
     );
 }
 
+/// An endpoint that takes connections and never answers (a hung member) costs
+/// a call and a watch one bound each, then the live endpoint serves them.
+#[tokio::test]
+async fn a_silent_endpoint_is_left_after_its_bound() {
+    let etcd = EtcdServer::start();
+    // The kernel completes connections into the backlog; nobody ever answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let silent_url = format!("http://{}", silent.local_addr().expect("addr"));
+    let c = Etcd::new(&cluster(&[silent_url, etcd.url()])).expect("client");
+    let mut watch = c
+        .watch("/t/k", 1)
+        .await
+        .expect("a watch on the live endpoint");
+    let rev = c
+        .put("/t/k", b"v", 0)
+        .await
+        .expect("the live endpoint answers");
+    let seen = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let events = watch.next().await.expect("events");
+            let put =
+                |e: &WatchEvent| matches!(e, WatchEvent::Put { revision, .. } if *revision == rev);
+            if events.iter().any(put) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(seen.is_ok(), "the watch saw the put");
+    drop(silent);
+}
+
 #[tokio::test]
 async fn tls_with_a_client_certificate() {
     let dir = TempDir::new("etcd-tls");

@@ -6,9 +6,10 @@
 //! come back as strings, fields equal to their default are left out (a `txn`
 //! that failed has no `succeeded`, a put event has no `type`). Every call tries
 //! the endpoint that last answered, then the others in order, so a fleet given
-//! all of etcd's members survives one going away; a call gives up after
-//! [`CALL_TIMEOUT`] and says etcd is unreachable, which callers turn into
-//! "keep serving, refuse writes with 503".
+//! all of etcd's members survives one going away; an endpoint that does not
+//! answer within [`CALL_TIMEOUT`] (refused, or connected and silent) is left for
+//! the next, and when none answered the call says etcd is unreachable, which
+//! callers turn into "keep serving, refuse writes with 503".
 //!
 //! With `etcd_auth`, the client authenticates (`/v3/auth/authenticate`) and sends
 //! the token in `Authorization`; when etcd answers that a token is invalid (it
@@ -229,21 +230,27 @@ impl Etcd {
         let body =
             json!({ "create_request": { "key": b64(key), "start_revision": start.to_string() } });
         let body = serde_json::to_vec(&body).map_err(|e| EtcdError::Protocol(e.to_string()))?;
-        let token = self.token().await?;
+        let token = tokio::time::timeout(CALL_TIMEOUT, self.token())
+            .await
+            .map_err(|_| EtcdError::Unreachable("no answer to authenticate".into()))??;
         // Like a call: the endpoint that answered last, then the others.
         let start = self.current.load(Ordering::Relaxed);
         let mut last = None;
         for i in 0..self.endpoints.len() {
             let at = (start + i) % self.endpoints.len();
-            let posted = self
+            // The answer's head within a call's bound: an endpoint that takes the
+            // connection but never answers must not hold the watch forever.
+            let endpoint = &self.endpoints[at];
+            let post = self
                 .transport
-                .post(
-                    &self.endpoints[at],
-                    "/v3/watch",
-                    token.as_deref(),
-                    body.clone(),
-                )
-                .await;
+                .post(endpoint, "/v3/watch", token.as_deref(), body.clone());
+            let posted = match tokio::time::timeout(CALL_TIMEOUT, post).await {
+                Ok(posted) => posted,
+                Err(_) => Err(EtcdError::Unreachable(format!(
+                    "{}: no answer to /v3/watch within {CALL_TIMEOUT:?}",
+                    endpoint.url
+                ))),
+            };
             let (status, stream) = match posted {
                 Ok(answer) => answer,
                 Err(e) if e.is_unreachable() => {
@@ -262,15 +269,10 @@ impl Etcd {
         Err(last.unwrap_or_else(|| EtcdError::Unreachable("no endpoint".into())))
     }
 
-    /// POST `body` to `path`, trying each endpoint once within [`CALL_TIMEOUT`].
+    /// POST `body` to `path`, trying each endpoint once, each within [`CALL_TIMEOUT`].
     async fn call(&self, path: &str, body: Value) -> Result<Value, EtcdError> {
         let body = serde_json::to_vec(&body).map_err(|e| EtcdError::Protocol(e.to_string()))?;
-        match tokio::time::timeout(CALL_TIMEOUT, self.call_any(path, body)).await {
-            Ok(result) => result,
-            Err(_) => Err(EtcdError::Unreachable(format!(
-                "no answer to {path} within {CALL_TIMEOUT:?}"
-            ))),
-        }
+        self.call_any(path, body).await
     }
 
     async fn call_any(&self, path: &str, body: Vec<u8>) -> Result<Value, EtcdError> {
@@ -278,7 +280,22 @@ impl Etcd {
         let mut last = None;
         for i in 0..self.endpoints.len() {
             let at = (start + i) % self.endpoints.len();
-            match self.call_one(&self.endpoints[at], path, &body).await {
+            // Each endpoint within the bound: one that takes the connection and
+            // never answers must not use up the others' time.
+            let endpoint = &self.endpoints[at];
+            let answer = match tokio::time::timeout(
+                CALL_TIMEOUT,
+                self.call_one(endpoint, path, &body),
+            )
+            .await
+            {
+                Ok(answer) => answer,
+                Err(_) => Err(EtcdError::Unreachable(format!(
+                    "{}: no answer to {path} within {CALL_TIMEOUT:?}",
+                    endpoint.url
+                ))),
+            };
+            match answer {
                 Ok(v) => {
                     self.current.store(at, Ordering::Relaxed);
                     return Ok(v);
