@@ -347,20 +347,9 @@ async fn the_fleet_config_moves_out_of_etcd_and_back_in() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sticky_cookie_from_one_node_holds_on_every_node() {
     let (a, b) = (backend("a").await, backend("b").await);
-    let tables = format!(
-        r#"
-[[listeners]]
-name = "public"
-bind = "127.0.0.1:0"
-default_action = {{ type = "forward", target_group = "web" }}
-
-[[target_groups]]
-name = "web"
-stickiness = {{ type = "lb_cookie", duration = "1h" }}
-targets = [{{ address = "{}" }}, {{ address = "{}" }}]
-"#,
-        a.addr(),
-        b.addr()
+    let tables = super::fleet_tables_with(
+        &[a.addr(), b.addr()],
+        "stickiness = { type = \"lb_cookie\", duration = \"1h\" }",
     );
     let fleet = Fleet::start_with(3, &tables, |_| String::new());
     let revision = fleet.nodes[0].version().await;

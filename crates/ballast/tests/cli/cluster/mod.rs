@@ -28,6 +28,15 @@ const CONVERGE: Duration = Duration::from_secs(10);
 
 /// The fleet's config the first node seeds etcd with.
 pub fn fleet_tables(backend: SocketAddr) -> String {
+    fleet_tables_with(&[backend], "")
+}
+
+/// The fleet's config over `backends`, the group getting `group_extra` too.
+pub fn fleet_tables_with(backends: &[SocketAddr], group_extra: &str) -> String {
+    let targets: Vec<String> = backends
+        .iter()
+        .map(|b| format!("{{ address = \"{b}\" }}"))
+        .collect();
     format!(
         r#"
 [[listeners]]
@@ -37,8 +46,10 @@ default_action = {{ type = "forward", target_group = "web" }}
 
 [[target_groups]]
 name = "web"
-targets = [{{ address = "{backend}" }}]
-"#
+{group_extra}
+targets = [{}]
+"#,
+        targets.join(", ")
     )
 }
 
